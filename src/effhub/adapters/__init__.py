@@ -1,0 +1,1 @@
+"""Adapter method folders (PEFT tuners): each sub-package registers itself when imported."""

@@ -1,0 +1,180 @@
+"""Recipes: named, typed training set-ups shipped as YAML next to the code (``effhub/recipes/<method>/<name>.yaml``).
+
+A method declares its recipe as a dataclass (its `MethodEntry.recipe_class`); :func:`load_recipe` reads a shipped
+recipe by name or any YAML file by path, applies ``key=value`` overrides (dotted keys reach nested dataclasses), and
+checks every key and type against the dataclass, so a typo fails before a run starts, not hours into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import RecipeError
+
+RECIPE_SUFFIX = ".yaml"
+
+
+def _recipe_root():
+    return resources.files(__name__)
+
+
+def list_recipes(method: str | None = None) -> dict[str, list[str]]:
+    """Shipped recipe names per method (`{method: [name, ...]}`), or for one method."""
+    root = _recipe_root()
+    found: dict[str, list[str]] = {}
+    for folder in sorted(root.iterdir(), key=lambda p: p.name):
+        if folder.is_dir() and not folder.name.startswith("_") and (method is None or folder.name == method):
+            names = sorted(p.name[: -len(RECIPE_SUFFIX)] for p in folder.iterdir() if p.name.endswith(RECIPE_SUFFIX))
+            if names:
+                found[folder.name] = names
+    return found
+
+
+def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """Return the raw mapping of a recipe and a description of where it came from."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise RecipeError(f"Recipe file '{candidate}' does not exist", "pass a shipped recipe name or a YAML path")
+        text, source = candidate.read_text(), str(candidate)
+    else:
+        shipped = _recipe_root() / method / f"{name_or_path}{RECIPE_SUFFIX}"
+        if not shipped.is_file():
+            known = ", ".join(list_recipes(method).get(method, [])) or "none"
+            raise RecipeError(
+                f"Unknown recipe '{name_or_path}' for method '{method}' (shipped: {known})",
+                f"run `effhub recipes list {method}` or pass the path of a YAML file",
+            )
+        text, source = shipped.read_text(), f"effhub/recipes/{method}/{name_or_path}{RECIPE_SUFFIX}"
+    try:
+        mapping = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"Recipe {source} is not valid YAML ({error})", "fix the YAML syntax") from error
+    if not isinstance(mapping, dict):
+        raise RecipeError(f"Recipe {source} must be a mapping of keys to values", "write it as `key: value` lines")
+    return mapping, source
+
+
+def apply_overrides(mapping: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply `key=value` (dotted keys for nested sections) overrides; values are parsed as YAML scalars."""
+    for override in overrides or []:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"Override '{override}' is not of the form key=value", "write e.g. `train.steps=100`")
+        target = mapping
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise RecipeError(f"Override '{override}': '{parent}' is not a section", "override a leaf key instead")
+        target[leaf] = yaml.safe_load(raw_value)
+    return mapping
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against `annotation` and convert it (lists to tuples, ints to floats, dicts to dataclasses)."""
+    if annotation is Any:
+        return value
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except RecipeError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is Literal:
+        if value not in arguments:
+            raise RecipeError(f"{where} is {value!r}, expected one of {list(arguments)}", f"set {where} to one of them")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a section (mapping), got {value!r}", f"write {where} as a mapping")
+        return build_dataclass(annotation, value, where)
+    if origin in (list, tuple) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where} must be a list, got {value!r}", f"write {where} as a YAML list")
+        if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+            item_type = arguments[0]
+        elif origin is tuple and arguments:
+            if len(arguments) != len(value):
+                raise RecipeError(f"{where} must have {len(arguments)} items, got {len(value)}", "fix its length")
+            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, arguments)))
+        else:
+            item_type = arguments[0] if arguments else Any
+        items = [_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if (origin is tuple or annotation is tuple) else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a mapping, got {value!r}", f"write {where} as a mapping")
+        key_type, value_type = arguments if arguments else (Any, Any)
+        return {_convert(k, key_type, f"{where} key"): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise RecipeError(f"{where} must be true or false, got {value!r}", f"set {where} to true or false")
+    if isinstance(annotation, type) and not isinstance(value, annotation):
+        raise RecipeError(
+            f"{where} must be of type {_type_name(annotation)}, got {value!r} ({type(value).__name__})",
+            f"set {where} to a {_type_name(annotation)}",
+        )
+    return value
+
+
+def build_dataclass(cls: type, mapping: dict[str, Any], where: str = "recipe"):
+    """Build dataclass `cls` from `mapping`, refusing unknown keys and values of the wrong type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise RecipeError(
+            f"{where} has unknown key(s) {unknown} (known: {sorted(fields)})", "remove or rename the unknown key(s)"
+        )
+    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
+    try:
+        return cls(**kwargs)
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"{where} is invalid: {error}", "check the recipe against its documentation") from error
+
+
+def load_recipe(method: str, name_or_path: str | Path, overrides: list[str] | None = None):
+    """Load, override and validate a recipe of `method`; returns an instance of the method's recipe dataclass."""
+    from ..registry import get_method
+
+    recipe_class = get_method(method).load("recipe_class")
+    mapping, source = read_recipe_file(method, name_or_path)
+    mapping = apply_overrides(mapping, overrides)
+    return build_dataclass(recipe_class, mapping, where=f"recipe '{Path(source).stem}'")
+
+
+def recipe_to_dict(recipe) -> dict[str, Any]:
+    """A recipe as plain YAML-serialisable data (tuples become lists), for run snapshots and cards."""
+
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(recipe))
+
+
+__all__ = ["list_recipes", "read_recipe_file", "apply_overrides", "build_dataclass", "load_recipe", "recipe_to_dict"]
