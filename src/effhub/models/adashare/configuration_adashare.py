@@ -1,0 +1,243 @@
+"""Configuration of AdaShare (Sun et al., "AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning",
+NeurIPS 2020, arXiv 1911.12423): one dilated ResNet shared by every task, and a learned select/skip decision per task
+and residual block."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+from ...errors import ConfigError, TaskError
+
+# residual blocks per stage of each supported ResNet depth
+RESNET_STAGE_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
+# ResNet-18/34 use BasicBlocks, deeper networks Bottlenecks (channel expansion 4)
+BOTTLENECK_DEPTHS = (50, 101)
+# how each task is trained and evaluated; task names outside this table must be given a type in `task_types`
+KNOWN_TASK_TYPES = {
+    "segmentation": "segmentation",
+    "semantic_segmentation": "segmentation",
+    "seg": "segmentation",
+    "normals": "normals",
+    "surface_normals": "normals",
+    "sn": "normals",
+    "depth": "depth",
+    "keypoint": "regression",
+    "keypoints": "regression",
+    "edge": "regression",
+    "edges": "regression",
+}
+TASK_TYPES = ("segmentation", "normals", "depth", "regression")
+DEFAULT_TASKS = {"segmentation": 40, "normals": 3, "depth": 1}
+
+
+class AdaShareConfig(PreTrainedConfig):
+    r"""Configuration of [`AdaShareModel`]: the backbone, the per-task heads and the policy over residual blocks.
+
+    Args:
+        tasks (`dict[str, int]`, *optional*): task name -> output channels (classes for segmentation, 3 for surface
+            normals, 1 for depth). Defaults to NYU-v2's three tasks.
+        task_types (`dict[str, str]`, *optional*): task name -> one of `segmentation`, `normals`, `depth`,
+            `regression` (L1); inferred from the usual names (`segmentation`, `normals`, `depth`, `keypoint`, `edge`).
+        backbone_depth (`int`, *optional*, defaults to 18): ResNet depth, one of 18, 34 (BasicBlock), 50, 101
+            (Bottleneck). The backbone is dilated to output stride 8 (stage strides 1,2,1,1; dilations 1,1,2,4).
+        base_width (`int`, *optional*, defaults to 64): channels of the stem and first stage; stages use
+            `base_width * (1, 2, 4, 8)`. Small values make configs that train in seconds on a CPU.
+        head_type (`str`, *optional*, defaults to `"aspp"`): `"aspp"` (the paper's DeepLab-v2 head: one branch per
+            rate, summed) or `"light"` (conv3x3-BN-ReLU-conv1x1).
+        aspp_rates (`list[int]`, *optional*, defaults to `[6, 12, 18, 24]`): dilation rates of the ASPP branches.
+        head_hidden_size (`int`, *optional*, defaults to 1024): hidden channels of each head branch.
+        head_dropout (`float`, *optional*, defaults to 0.5): dropout inside the ASPP branches.
+        policy_init (`str`, *optional*, defaults to `"equal"`): select/skip logits init: `"equal"` (0.5 both),
+            `"random"` (1e-3 * N(0, 1)) or `"all_chosen"` (select 0, skip `init_neg_logits`).
+        init_neg_logits (`float`, *optional*, defaults to -10.0): skip logit of the `"all_chosen"` init.
+        gumbel_tau_init (`float`, *optional*, defaults to 5.0): initial Gumbel-softmax temperature.
+        gumbel_tau_decay (`float`, *optional*, defaults to 0.965): temperature factor applied after each policy epoch.
+        hard_sampling (`bool`, *optional*, defaults to `False`): straight-through hard Gumbel samples while learning
+            the policy (the authors use soft samples).
+        curriculum_speed (`int`, *optional*, defaults to 3): policy epochs per extra block made learnable, from the
+            deepest block up.
+        task_loss_weights (`dict[str, float]`, *optional*): lambda per task (default 1 each).
+        reg_w_sparsity (`float`, *optional*, defaults to 0.05): weight of the sparsity loss.
+        reg_w_sharing (`float`, *optional*, defaults to 0.05): weight of the sharing loss.
+        sharing_weight_schedule (`str`, *optional*, defaults to `"code"`): block weights of the sharing loss:
+            `"code"` = (l+1)/L as in the authors' released code (it produced the published numbers), `"paper"` =
+            (L-l)/L as written in the paper.
+        policy (`dict[str, list[int]]`, *optional*): the hard policy fixed after re-training, task -> one 0/1 per
+            block (1 = execute). When set, inference runs only the selected blocks of each task.
+        ignore_index (`int`, *optional*, defaults to 255): segmentation label ignored by the loss.
+        initializer_range (`float`, *optional*, defaults to 0.01): std of the normal init of conv weights (authors'
+            value; no ImageNet pre-training is used in the paper's experiments).
+    """
+
+    model_type = "effhub_adashare"
+
+    def __init__(
+        self,
+        tasks: dict[str, int] | None = None,
+        task_types: dict[str, str] | None = None,
+        backbone_depth: int = 18,
+        base_width: int = 64,
+        num_channels: int = 3,
+        head_type: str = "aspp",
+        aspp_rates: list[int] | None = None,
+        head_hidden_size: int = 1024,
+        head_dropout: float = 0.5,
+        policy_init: str = "equal",
+        init_neg_logits: float = -10.0,
+        gumbel_tau_init: float = 5.0,
+        gumbel_tau_decay: float = 0.965,
+        hard_sampling: bool = False,
+        curriculum_speed: int = 3,
+        task_loss_weights: dict[str, float] | None = None,
+        reg_w_sparsity: float = 0.05,
+        reg_w_sharing: float = 0.05,
+        sharing_weight_schedule: str = "code",
+        policy: dict[str, list[int]] | None = None,
+        ignore_index: int = 255,
+        initializer_range: float = 0.01,
+        **kwargs,
+    ):
+        self.tasks = {str(name): int(channels) for name, channels in (tasks or DEFAULT_TASKS).items()}
+        self.backbone_depth = int(backbone_depth)
+        self.base_width = int(base_width)
+        self.num_channels = int(num_channels)
+        self.head_type = head_type
+        self.aspp_rates = list(aspp_rates) if aspp_rates is not None else [6, 12, 18, 24]
+        self.head_hidden_size = int(head_hidden_size)
+        self.head_dropout = float(head_dropout)
+        self.policy_init = policy_init
+        self.init_neg_logits = float(init_neg_logits)
+        self.gumbel_tau_init = float(gumbel_tau_init)
+        self.gumbel_tau_decay = float(gumbel_tau_decay)
+        self.hard_sampling = bool(hard_sampling)
+        self.curriculum_speed = int(curriculum_speed)
+        self.reg_w_sparsity = float(reg_w_sparsity)
+        self.reg_w_sharing = float(reg_w_sharing)
+        self.sharing_weight_schedule = sharing_weight_schedule
+        self.ignore_index = int(ignore_index)
+        self.initializer_range = float(initializer_range)
+        self._validate_architecture()
+        self.task_types = self._resolve_task_types(task_types or {})
+        weights = dict(task_loss_weights or {})
+        unknown = sorted(set(weights) - set(self.tasks))
+        if unknown:
+            raise TaskError(
+                f"task_loss_weights names unknown task(s) {unknown} (tasks: {list(self.tasks)})",
+                "give loss weights only for the configured tasks",
+            )
+        self.task_loss_weights = {name: float(weights.get(name, 1.0)) for name in self.tasks}
+        self.policy = None if policy is None else self.validate_policy(policy)
+        segmentation = self.segmentation_task
+        if segmentation is not None and "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["num_labels"] = self.tasks[segmentation]
+        super().__init__(**kwargs)
+
+    # -- derived values -------------------------------------------------------------------------------------------
+    @property
+    def stage_blocks(self) -> list[int]:
+        """Residual blocks per stage."""
+        return list(RESNET_STAGE_BLOCKS[self.backbone_depth])
+
+    @property
+    def num_blocks(self) -> int:
+        """L, the number of policy-able residual blocks."""
+        return sum(self.stage_blocks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    @property
+    def segmentation_task(self) -> str | None:
+        """The first task trained as semantic segmentation (served by the image-segmentation pipeline)."""
+        return next((t for t, kind in getattr(self, "task_types", {}).items() if kind == "segmentation"), None)
+
+    @property
+    def depth_task(self) -> str | None:
+        """The first depth task (served by the depth-estimation pipeline)."""
+        return next((t for t, kind in getattr(self, "task_types", {}).items() if kind == "depth"), None)
+
+    # -- validation -----------------------------------------------------------------------------------------------
+    def _validate_architecture(self) -> None:
+        if not self.tasks:
+            raise TaskError("AdaShareConfig has no tasks", "pass tasks={'segmentation': 40, 'depth': 1, ...}")
+        for name, channels in self.tasks.items():
+            if channels <= 0:
+                raise ConfigError(f"task '{name}' has {channels} output channels", "give every task at least 1")
+        if self.backbone_depth not in RESNET_STAGE_BLOCKS:
+            raise ConfigError(
+                f"backbone_depth {self.backbone_depth} is not supported",
+                f"use one of {sorted(RESNET_STAGE_BLOCKS)}",
+            )
+        if self.base_width <= 0 or self.head_hidden_size <= 0:
+            raise ConfigError("base_width and head_hidden_size must be positive", "set them to at least 1")
+        if self.head_type not in ("aspp", "light"):
+            raise ConfigError(f"head_type '{self.head_type}' is unknown", "use 'aspp' or 'light'")
+        if self.head_type == "aspp" and not self.aspp_rates:
+            raise ConfigError("head_type 'aspp' needs at least one rate in aspp_rates", "e.g. aspp_rates=[6,12,18,24]")
+        if self.policy_init not in ("equal", "random", "all_chosen"):
+            raise ConfigError(f"policy_init '{self.policy_init}' is unknown", "use 'equal', 'random' or 'all_chosen'")
+        if self.sharing_weight_schedule not in ("code", "paper"):
+            raise ConfigError(
+                f"sharing_weight_schedule '{self.sharing_weight_schedule}' is unknown",
+                "use 'code' ((l+1)/L, the authors' code) or 'paper' ((L-l)/L)",
+            )
+        if self.gumbel_tau_init <= 0 or not 0 < self.gumbel_tau_decay <= 1:
+            raise ConfigError("gumbel_tau_init must be > 0 and gumbel_tau_decay in (0, 1]", "e.g. 5.0 and 0.965")
+        if self.curriculum_speed <= 0:
+            raise ConfigError(f"curriculum_speed must be >= 1, got {self.curriculum_speed}", "e.g. 3")
+
+    def _resolve_task_types(self, given: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(given) - set(self.tasks))
+        if unknown:
+            raise TaskError(f"task_types names unknown task(s) {unknown}", f"use the configured tasks {self.task_names}")
+        resolved = {}
+        for name in self.tasks:
+            kind = given.get(name, KNOWN_TASK_TYPES.get(name))
+            if kind not in TASK_TYPES:
+                raise TaskError(
+                    f"task '{name}' has no known type (got {kind!r})",
+                    f"pass task_types={{'{name}': one of {list(TASK_TYPES)}}}",
+                )
+            resolved[name] = kind
+        return resolved
+
+    def validate_policy(self, policy: dict[str, list[int]]) -> dict[str, list[int]]:
+        """Check a hard policy (task -> L values in {0, 1}) against this config and return it as plain lists."""
+        if not isinstance(policy, dict):
+            raise ConfigError(f"policy must map task names to lists of 0/1, got {type(policy).__name__}",
+                              "pass {'task': [1, 0, ...]} with one value per residual block")
+        unknown = sorted(set(policy) - set(self.tasks))
+        missing = sorted(set(self.tasks) - set(policy))
+        if unknown or missing:
+            raise TaskError(
+                f"policy tasks differ from the model's (unknown: {unknown}, missing: {missing})",
+                f"give exactly one policy per task of {self.task_names}",
+            )
+        checked = {}
+        for name in self.tasks:
+            values = policy[name]
+            values = values.tolist() if hasattr(values, "tolist") else list(values)
+            if len(values) != self.num_blocks or any(isinstance(v, list) for v in values):
+                raise ConfigError(
+                    f"policy of task '{name}' has shape {_shape_of(values)}, expected [{self.num_blocks}] "
+                    f"(one value per residual block of ResNet-{self.backbone_depth})",
+                    "give one 0/1 value per residual block",
+                )
+            if any(v not in (0, 1) or isinstance(v, float) and v != int(v) for v in values):
+                raise ConfigError(
+                    f"policy of task '{name}' holds values other than 0/1: {values}",
+                    "use 1 to execute a block and 0 to skip it (sample or argmax the logits first)",
+                )
+            checked[name] = [int(v) for v in values]
+        return checked
+
+
+def _shape_of(values) -> list[int]:
+    shape = [len(values)]
+    if values and isinstance(values[0], (list, tuple)):
+        shape.append(len(values[0]))
+    return shape
+
+
+__all__ = ["AdaShareConfig"]
