@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -125,7 +126,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.output_dir is None:
             args.output_dir = Path("runs") / f"{args.method}-{Path(str(args.recipe)).stem}"
         output_dir = args.entry.load("train")(recipe, args)
+        if not _is_main_rank():
+            return 0
         print(f"effhub: run written to {output_dir}")
+        if args.push_to_hub:
+            from .hub.publish import push_folder
+
+            print(f"effhub: pushed to {push_folder(output_dir, args.push_to_hub, endpoint=args.hub_endpoint)}")
         return 0
     if args.command == "eval":
         method = args.method or _method_of_run(args.run_dir)
@@ -185,6 +192,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{entry.name:14s} {entry.description}  [{', '.join(supports)}]")
         return 0
     raise AssertionError(args.command)
+
+
+def _is_main_rank() -> bool:
+    # under `accelerate launch` every rank runs the CLI; only rank 0 reports and pushes
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 FLAGSHIP_DEMOS = ("adashare", "tiny")

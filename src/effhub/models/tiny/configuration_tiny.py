@@ -36,7 +36,7 @@ class EffhubTinyConfig(PreTrainedConfig):
         num_channels: int = 3,
         image_size: int = 16,
         hidden_size: int = 32,
-        num_labels: int = 4,
+        num_labels: int | None = None,
         logit_scale_init: float = 1.0,
         image_mean: list[float] | None = None,
         initializer_range: float = 0.02,
@@ -56,7 +56,11 @@ class EffhubTinyConfig(PreTrainedConfig):
         for name in ("num_channels", "image_size", "hidden_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}", f"set {name} to at least 1")
-        super().__init__(num_labels=num_labels, **kwargs)
+        if num_labels is None and "id2label" not in kwargs:
+            num_labels = 4
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels  # a saved config carries id2label instead, which must win
+        super().__init__(**kwargs)
 
 
 __all__ = ["EffhubTinyConfig"]

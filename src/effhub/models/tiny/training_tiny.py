@@ -41,3 +41,177 @@ class TinyRecipe:
     model: TinyModelRecipe = field(default_factory=TinyModelRecipe)
     data: TinyDataRecipe = field(default_factory=TinyDataRecipe)
     train: TinyTrainRecipe = field(default_factory=TinyTrainRecipe)
+
+
+TINY_CITATION = """@software{effhub,
+  title = {effhub: efficient image and video understanding methods, packaged the Hugging Face way},
+  year = {2026},
+  note = {The tiny reference method has no paper of its own}
+}"""
+DATASET_NAME = "effhub generated colour blobs"
+DATASET_TYPE = "effhub/blobs"
+
+
+def build_datasets(recipe: TinyRecipe):
+    """The train and test splits of the generated blobs (different seeds, so no image is shared)."""
+    from ...data.blobs import BlobsConfig, build_blobs_dataset
+
+    blobs = BlobsConfig(size=recipe.data.image_size, noise=recipe.data.noise)
+    train_split = build_blobs_dataset(recipe.data.train_samples, seed=recipe.seed * 2 + 1, config=blobs)
+    test_split = build_blobs_dataset(recipe.data.test_samples, seed=recipe.seed * 2 + 2, config=blobs)
+    return train_split, test_split
+
+
+def build_model(recipe: TinyRecipe):
+    """A freshly initialised tiny classifier for the recipe."""
+    from ...data.blobs import BLOB_CLASSES
+    from .configuration_tiny import EffhubTinyConfig
+    from .modeling_tiny import EffhubTinyForImageClassification
+
+    config = EffhubTinyConfig(
+        image_size=recipe.data.image_size,
+        hidden_size=recipe.model.hidden_size,
+        id2label=dict(enumerate(BLOB_CLASSES)),
+        label2id={name: index for index, name in enumerate(BLOB_CLASSES)},
+    )
+    return EffhubTinyForImageClassification(config)
+
+
+def _classification_step(model, batch):
+    from ...metrics import classification_statistics
+
+    logits = model(pixel_values=batch["pixel_values"]).logits
+    return classification_statistics(logits, batch["label"], per_sample=True)
+
+
+def training_arguments(recipe: TinyRecipe, args) -> "TrainingArguments":
+    """The shared `TrainingArguments` from the recipe and the common CLI flags."""
+    from ...recipes import recipe_to_dict
+    from ...training import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=args.output_dir,
+        seed=args.seed if getattr(args, "seed", None) is not None else recipe.seed,
+        mixed_precision=getattr(args, "mixed_precision", None) or "no",
+        grad_accum=getattr(args, "grad_accum", None) or 1,
+        log_with=getattr(args, "log_with", None) or [],
+        checkpoint_every=getattr(args, "checkpoint_every", None) or 0,
+        resume=bool(getattr(args, "resume", False)),
+        progress=not getattr(args, "no_progress", False),
+        method="tiny",
+        recipe=recipe_to_dict(recipe),
+    )
+
+
+def train(recipe: TinyRecipe, args):
+    """Train the tiny classifier, evaluate it on the test split, and write model, evaluation and card to the run."""
+    import torch
+
+    from ...training import Phase, PhasedTrainer, Update
+
+    training_args = training_arguments(recipe, args)
+    torch.manual_seed(training_args.seed)
+    train_split, test_split = build_datasets(recipe)
+    model = build_model(recipe)
+    phase = Phase(
+        name="train",
+        steps=recipe.train.steps,
+        batch_size=recipe.train.batch_size,
+        updates=[
+            Update(
+                name="weights",
+                dataset="train",
+                loss=lambda model, batch, ctx: model(pixel_values=batch["pixel_values"], labels=batch["label"]).loss,
+                parameters=lambda model: model.parameters(),
+                optimizer=lambda params: torch.optim.AdamW(
+                    params, lr=recipe.train.learning_rate, weight_decay=recipe.train.weight_decay
+                ),
+                scheduler=lambda optimizer, total: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total),
+            )
+        ],
+    )
+    trainer = PhasedTrainer(model, [phase], {"train": train_split}, training_args)
+    try:
+        trainer.train()
+        statistics = trainer.evaluate(test_split, _classification_step, batch_size=128, reduce="sum")
+        trainer.save_pretrained()
+        if trainer.is_main_process:
+            write_results_and_card(training_args.output_dir, recipe, statistics, trainer.unwrapped_model)
+        trainer.accelerator.wait_for_everyone()
+    finally:
+        trainer.end()
+    return training_args.output_dir
+
+
+def write_results_and_card(run_dir, recipe: TinyRecipe, statistics, model):
+    """Turn summed classification statistics into `eval_results.json` and the model card of the run."""
+    from ...hub.cards import write_eval_results, write_model_card
+    from ...metrics import classification_scores
+    from ...recipes import recipe_to_dict
+
+    scores = classification_scores({key: value.cpu() for key, value in statistics.items()})
+    eval_results = {
+        "model_name": "effhub-tiny",
+        "results": [
+            {
+                "task_type": "image-classification",
+                "task_name": "Image classification",
+                "dataset_type": DATASET_TYPE,
+                "dataset_name": DATASET_NAME,
+                "dataset_split": "test",
+                "metric_type": "accuracy",
+                "metric_name": "Accuracy",
+                "metric_value": float(scores["accuracy"]),
+            }
+        ],
+        "extra": {"test_samples": int(statistics["count"].item())},
+    }
+    write_eval_results(run_dir, **eval_results)
+    card_spec = {
+        "template": "default",
+        "model_name": "effhub-tiny",
+        "license": "mit",
+        "tags": ["image-classification", "effhub-tiny"],
+        "datasets": [DATASET_TYPE],
+        "pipeline_tag": "image-classification",
+        "summary": "A tiny convolutional classifier trained by effhub's reference method on generated colour blobs. "
+        "It exists to exercise effhub end to end: training, evaluation, cards and the Hub.",
+        "model_details": {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "image size": f"{recipe.data.image_size}x{recipe.data.image_size}",
+            "classes": len(model.config.id2label),
+            "test images": int(statistics["count"].item()),
+        },
+        "usage": "import effhub\nfrom transformers import AutoModel\n"
+        "model = AutoModel.from_pretrained(\"<repo or folder>\")\n"
+        "logits = model(pixel_values).logits",
+        "training": recipe_to_dict(recipe),
+        "citation": TINY_CITATION,
+    }
+    return write_model_card(run_dir, card_spec, eval_results)
+
+
+def evaluate_run(run_dir, args) -> dict:
+    """`effhub eval <run>`: accuracy of a saved tiny model on the test split of its recipe."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ...metrics import classification_scores
+    from ...recipes import build_dataclass
+    from ...training import RUN_INFO_FILE
+    from .modeling_tiny import EffhubTinyForImageClassification
+
+    run_dir = Path(run_dir)
+    recipe = build_dataclass(TinyRecipe, json.loads((run_dir / RUN_INFO_FILE).read_text())["recipe"])
+    model = EffhubTinyForImageClassification.from_pretrained(run_dir).eval()
+    _, test_split = build_datasets(recipe)
+    totals = None
+    with torch.no_grad():
+        for start in range(0, len(test_split), 128):
+            batch = test_split[start : start + 128]
+            statistics = _classification_step(model, batch)
+            summed = {key: value.sum(0) for key, value in statistics.items()}
+            totals = summed if totals is None else {key: totals[key] + summed[key] for key in totals}
+    return {"split": "test", **classification_scores(totals)}
