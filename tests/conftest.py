@@ -52,6 +52,9 @@ for _name in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ASSETS_CACHE", "HF_XET_CA
               "HUGGINGFACE_CO_STAGING", "TRANSFORMERS_CACHE"):
     os.environ.pop(_name, None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# One intra-op thread per process: on 2 shared cores torch's default threads oversubscribe (tests launch subprocesses
+# and 2-rank runs), which made elementwise ops up to ~100x slower. Subprocesses inherit the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 _LOCAL_HUB = None
@@ -74,6 +77,9 @@ def _point_imported_clients_at(url: str) -> None:
 
 def pytest_configure(config):
     global _LOCAL_HUB
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from effhub.hub.server import LocalHubServer
 
     _LOCAL_HUB = LocalHubServer(_SESSION_DIR / "hub-root", sock=_HUB_SOCKET).start()

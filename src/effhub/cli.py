@@ -36,18 +36,24 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
 
-def _method_parser(parent, command: str, entry, attribute: str, help_text: str):
+def _method_parser(parent, command: str, entry, attribute: str, help_text: str, method_arguments: bool = True):
     parser = parent.add_parser(entry.name, help=f"{help_text} {entry.name}: {entry.description}")
     if command == "train":
         add_training_arguments(parser)
-    if entry.add_cli_arguments:
+    if entry.add_cli_arguments and method_arguments:
         entry.load("add_cli_arguments")(parser, command)
     parser.set_defaults(entry=entry, entry_attribute=attribute)
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+METHOD_COMMANDS = ("train", "convert")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; method-specific flags are imported only when `command` needs them (or is unknown)."""
     from .registry import list_methods
+
+    method_arguments = command is None or command in METHOD_COMMANDS
 
     parser = argparse.ArgumentParser(prog="effhub", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"effhub {__version__}")
@@ -57,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a method on a recipe")
     train_methods = train.add_subparsers(dest="method", required=True)
     for entry in methods:
-        _method_parser(train_methods, "train", entry, "train", "train")
+        _method_parser(train_methods, "train", entry, "train", "train", method_arguments)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run folder")
     evaluate.add_argument("run_dir", type=Path)
@@ -71,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_methods = convert.add_subparsers(dest="method", required=True)
     for entry in methods:
         if entry.convert:
-            method_parser = _method_parser(convert_methods, "convert", entry, "convert", "convert")
+            method_parser = _method_parser(convert_methods, "convert", entry, "convert", "convert", method_arguments)
             method_parser.add_argument("source", type=Path, help="the authors' checkpoint file")
             method_parser.add_argument("--recipe", required=True)
             method_parser.add_argument("--output", type=Path, required=True)
@@ -223,7 +229,9 @@ def _method_of_run(run_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; effhub errors print one clear line (the problem and the fix) and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return _run(args)
     except EffhubError as error:

@@ -60,6 +60,10 @@ class DistributedError(EffhubError, RuntimeError):
     """A multi-process run is misconfigured (world size, ports, unsynchronised ranks)."""
 
 
+class MissingDependencyError(EffhubError, ImportError):
+    """An optional dependency (an extra such as `effhub[plots]`) is needed but not installed."""
+
+
 __all__ = [
     "EffhubError",
     "ConfigError",
@@ -71,4 +75,5 @@ __all__ = [
     "HubError",
     "OfflineError",
     "DistributedError",
+    "MissingDependencyError",
 ]

@@ -1,0 +1,1 @@
+"""Classification metric: statistics in `statistics.py`, the `evaluate` module in `classification.py`."""
