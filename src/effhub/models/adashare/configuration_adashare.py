@@ -97,7 +97,13 @@ class AdaShareConfig(PreTrainedConfig):
         initializer_range: float = 0.01,
         **kwargs,
     ):
-        self.tasks = {str(name): int(channels) for name, channels in (tasks or DEFAULT_TASKS).items()}
+        tasks = dict(tasks or DEFAULT_TASKS)
+        # config.json is written with sorted keys: the saved task order restores the user's order on load
+        task_order = kwargs.pop("task_order", None)
+        if task_order is not None and sorted(task_order) == sorted(tasks):
+            tasks = {name: tasks[name] for name in task_order}
+        self.tasks = {str(name): int(channels) for name, channels in tasks.items()}
+        self.task_order = list(self.tasks)
         self.backbone_depth = int(backbone_depth)
         self.base_width = int(base_width)
         self.num_channels = int(num_channels)
@@ -224,7 +230,7 @@ class AdaShareConfig(PreTrainedConfig):
                     f"(one value per residual block of ResNet-{self.backbone_depth})",
                     "give one 0/1 value per residual block",
                 )
-            if any(v not in (0, 1) or isinstance(v, float) and v != int(v) for v in values):
+            if any(v not in (0, 1) for v in values):
                 raise ConfigError(
                     f"policy of task '{name}' holds values other than 0/1: {values}",
                     "use 1 to execute a block and 0 to skip it (sample or argmax the logits first)",

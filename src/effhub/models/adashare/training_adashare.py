@@ -1,0 +1,401 @@
+"""AdaShare's three training phases on effhub's `PhasedTrainer` (Sun et al., NeurIPS 2020, Sec. 3.3; phase lengths,
+optimisers and losses as in the authors' `train.py` / `re-train.py` / `envs/blockdrop_env.py`).
+
+1. **warm-up**: every block executes (hard sharing); Adam(0.5, 0.999) on all network weights, StepLR.
+2. **policy learning**: weight updates on `train1` (SGD momentum 0.9, constant LR, Gumbel-softmax policy samples)
+   interleaved with policy updates on `train2` (Adam on the select/skip logits; task + sparsity + sharing losses).
+   After each policy epoch the Gumbel temperature is multiplied by `gumbel_tau_decay` and the curriculum makes one
+   more block (from the deepest up) learnable every `curriculum_speed` epochs. The authors alternate whole passes over
+   train1 and train2; here the two updates are interleaved step by step in the same ratio (one pass each per epoch).
+3. **re-training**: `retrain_samples` hard architectures are sampled from the learned logits; each is trained from
+   the saved *initial* weights on train1+train2 (Adam, StepLR) and the best on the validation split is kept.
+
+The validation split is carved (seeded) from the training set and saved with the run (`splits.json`); no decision
+looks at the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import ConfigError
+from .recipe_adashare import AdaShareRecipe
+
+SPLITS_FILE = "splits.json"
+INITIAL_WEIGHTS_FILE = "initial_weights.safetensors"
+METRICS_FILE = "eval_results.json"
+# the metric of each task type used for model selection and Delta_T (and its direction)
+SELECTION_METRICS = {"segmentation": ("mIoU", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
+                     "regression": ("abs_err", True)}
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+def load_datasets(recipe: AdaShareRecipe, data_dir=None):
+    """(train, test) `datasets.Dataset`s of the recipe's data set."""
+    from ...data.dense import load_dense_dataset
+
+    options = dict(recipe.dataset_options)
+    if recipe.dataset == "scenes":
+        return (load_dense_dataset("scenes", "train", **options), load_dense_dataset("scenes", "test", **options))
+    test_split = "test"
+    return (load_dense_dataset(recipe.dataset, "train", root=data_dir, **options),
+            load_dense_dataset(recipe.dataset, test_split, root=data_dir, **options))
+
+
+def make_collator(recipe: AdaShareRecipe, tasks, train: bool):
+    from ...data.dense import DenseAugmentation, DenseCollator
+
+    augmentation = None
+    if train and recipe.augment and recipe.crop_size:
+        augmentation = DenseAugmentation(crop_size=tuple(recipe.crop_size))
+    if recipe.input_convention == "caffe_bgr":
+        return DenseCollator.adashare_caffe(list(tasks), augmentation=augmentation)
+    return DenseCollator(list(tasks), augmentation=augmentation)
+
+
+def make_processor(recipe: AdaShareRecipe, image_size):
+    from .image_processing_adashare import AdaShareImageProcessorPil
+
+    size = {"height": int(image_size[0]), "width": int(image_size[1])}
+    if recipe.input_convention == "caffe_bgr":
+        return AdaShareImageProcessorPil.for_authors_checkpoint(size=size)
+    return AdaShareImageProcessorPil(size=size)
+
+
+# -- parameter groups and optimisers ---------------------------------------------------------------------------------
+def network_parameters(model):
+    return [p for name, p in model.named_parameters() if not name.startswith("policy.")]
+
+
+def policy_parameters(model):
+    return list(model.policy.parameters())
+
+
+def _param_groups(params, model, recipe):
+    head_ids = {id(p) for p in model.heads.parameters()}
+    heads = [p for p in params if id(p) in head_ids]
+    backbone = [p for p in params if id(p) not in head_ids]
+    return [{"params": heads, "lr": recipe.lr}, {"params": backbone, "lr": recipe.backbone_lr}]
+
+
+def _step_lr(recipe):
+    return lambda optimizer, total: torch.optim.lr_scheduler.StepLR(optimizer, recipe.lr_decay_steps,
+                                                                     recipe.lr_decay_rate)
+
+
+def policy_epoch_lengths(recipe: AdaShareRecipe, len_train1: int, len_train2: int, world_size: int = 1):
+    """Weight and policy steps per policy epoch (0 in the recipe: one pass over train1 / train2)."""
+    per_step = recipe.batch_size * world_size
+    weights = recipe.weight_steps_per_epoch or max(1, math.ceil(len_train1 / per_step))
+    policy = recipe.policy_steps_per_epoch or max(1, math.ceil(len_train2 / per_step))
+    return weights, policy
+
+
+def num_train_blocks(policy_epoch: int, curriculum_speed: int) -> int:
+    """Curriculum: blocks (from the deepest) that use the learned policy in policy epoch `policy_epoch`."""
+    return policy_epoch // curriculum_speed + 1
+
+
+# -- losses ----------------------------------------------------------------------------------------------------------
+def _task_loss(model, batch, **kwargs):
+    output = model(batch["pixel_values"], labels=batch["labels"], label_mask=batch.get("label_mask"), **kwargs)
+    logs = {f"loss_{task}": value.detach() for task, value in output.task_losses.items()}
+    return output.loss, logs
+
+
+def warmup_loss(model, batch, ctx):
+    loss, logs = _task_loss(model, batch, policy_mode="shared")
+    return {"loss": loss, **logs}
+
+
+def weight_loss(model, batch, ctx):
+    blocks = num_train_blocks(ctx.state["policy_epoch"], ctx.unwrapped_model.config.curriculum_speed)
+    loss, logs = _task_loss(model, batch, policy_mode="gumbel", temperature=ctx.state["temperature"],
+                            num_train_blocks=blocks)
+    return {"loss": loss, **logs}
+
+
+def policy_loss(model, batch, ctx):
+    unwrapped = ctx.unwrapped_model
+    config = unwrapped.config
+    blocks = num_train_blocks(ctx.state["policy_epoch"], config.curriculum_speed)
+    task, logs = _task_loss(model, batch, policy_mode="gumbel", temperature=ctx.state["temperature"],
+                            num_train_blocks=blocks)
+    sparsity = unwrapped.sparsity_loss(blocks)
+    sharing = unwrapped.sharing_loss()
+    loss = task + config.reg_w_sparsity * sparsity + config.reg_w_sharing * sharing
+    return {"loss": loss, "sparsity": sparsity.detach(), "sharing": sharing.detach(),
+            "temperature": ctx.state["temperature"], "num_train_blocks": blocks, **logs}
+
+
+def retrain_loss(model, batch, ctx):
+    loss, logs = _task_loss(model, batch, policy_mode="fixed")
+    return {"loss": loss, **logs}
+
+
+# -- phases ----------------------------------------------------------------------------------------------------------
+def build_policy_phases(recipe: AdaShareRecipe, model, len_train1: int, len_train2: int, world_size: int = 1):
+    """Warm-up and policy-learning phases (datasets `train1`+`train2` as `train`, `train1`, `train2`)."""
+    from ...training import Phase, Update
+
+    betas = (0.5, 0.999)
+    warmup = Phase(
+        name="warmup",
+        steps=recipe.warmup_steps,
+        batch_size=recipe.batch_size,
+        updates=[Update(
+            name="weights", dataset="train", loss=warmup_loss, parameters=network_parameters,
+            optimizer=lambda p: torch.optim.Adam(_param_groups(p, model, recipe), betas=betas,
+                                                 weight_decay=recipe.weight_decay),
+            scheduler=_step_lr(recipe),
+        )],
+    )
+    weight_steps, policy_steps = policy_epoch_lengths(recipe, len_train1, len_train2, world_size)
+    epoch_length = max(weight_steps, policy_steps)
+    weight_every = max(1, epoch_length // weight_steps)
+    policy_every = max(1, epoch_length // policy_steps)
+
+    def end_of_step(ctx):
+        if (ctx.step + 1) % epoch_length == 0:
+            ctx.state["temperature"] = ctx.state["temperature"] * recipe.gumbel_tau_decay
+            ctx.state["policy_epoch"] = ctx.state["policy_epoch"] + 1
+
+    policy = Phase(
+        name="policy",
+        steps=recipe.policy_epochs * epoch_length,
+        batch_size=recipe.batch_size,
+        updates=[
+            Update(name="weights", dataset="train1", loss=weight_loss, parameters=network_parameters,
+                   # the authors' SGD LR stays constant in this phase (no scheduler is attached to it)
+                   optimizer=lambda p: torch.optim.SGD(_param_groups(p, model, recipe), lr=recipe.lr, momentum=0.9,
+                                                       weight_decay=recipe.weight_decay),
+                   every=weight_every, offset=weight_every - 1),
+            Update(name="policy", dataset="train2", loss=policy_loss, parameters=policy_parameters,
+                   optimizer=lambda p: torch.optim.Adam(p, lr=recipe.policy_lr,
+                                                        weight_decay=recipe.policy_weight_decay),
+                   every=policy_every, offset=policy_every - 1),
+        ],
+        on_step_end=end_of_step,
+    )
+    return [warmup, policy]
+
+
+def build_retrain_phase(recipe: AdaShareRecipe, model, name: str = "retrain"):
+    from ...training import Phase, Update
+
+    return Phase(
+        name=name,
+        steps=recipe.retrain_steps,
+        batch_size=recipe.batch_size,
+        updates=[Update(
+            name="weights", dataset="train", loss=retrain_loss, parameters=network_parameters,
+            optimizer=lambda p: torch.optim.Adam(_param_groups(p, model, recipe), betas=(0.5, 0.999),
+                                                 weight_decay=recipe.weight_decay),
+            scheduler=_step_lr(recipe),
+        )],
+    )
+
+
+# -- evaluation ------------------------------------------------------------------------------------------------------
+def _statistics(model, batch, policy_mode=None):
+    """Per-sample sufficient statistics of every task, keyed `task/statistic` (for gather + sum)."""
+    from ...metrics import depth_statistics, normals_statistics, segmentation_statistics
+
+    config = model.config
+    output = model(batch["pixel_values"], policy_mode=policy_mode)
+    stats = {}
+    for task, prediction in output.logits.items():
+        reference = batch["labels"][task]
+        size = tuple(reference.shape[-2:])
+        prediction = F.interpolate(prediction.float(), size=size, mode="bilinear", align_corners=False)
+        kind = config.task_types[task]
+        mask = batch["label_mask"][:, config.task_names.index(task)] if "label_mask" in batch else None
+        if kind == "segmentation":
+            reference = reference.clone()
+            if mask is not None:
+                reference[~mask] = config.ignore_index
+            values = segmentation_statistics(prediction, reference, config.tasks[task], config.ignore_index,
+                                             per_sample=True)
+        elif kind == "normals":
+            pixel_mask = None if mask is None else mask.view(-1, 1, 1).expand(-1, *size)
+            values = normals_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
+        else:
+            pixel_mask = None if mask is None else mask.view(-1, 1, 1, 1).expand_as(reference)
+            values = depth_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
+        stats.update({f"{task}/{key}": value for key, value in values.items()})
+    return stats
+
+
+def scores_from_statistics(config, totals) -> dict[str, dict[str, float]]:
+    """`{task: {metric: value}}` from summed statistics."""
+    from ...metrics import depth_scores, normals_scores, segmentation_scores
+
+    results = {}
+    for task in config.task_names:
+        stats = {key.split("/", 1)[1]: value.cpu().numpy() for key, value in totals.items()
+                 if key.startswith(task + "/")}
+        if not stats:
+            continue
+        kind = config.task_types[task]
+        scorer = {"segmentation": segmentation_scores, "normals": normals_scores}.get(kind, depth_scores)
+        scores = scorer(stats)
+        results[task] = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+    return results
+
+
+def evaluate_model(trainer, model, dataset, collate_fn, batch_size, policy_mode=None):
+    totals = trainer.evaluate(dataset, lambda m, b: _statistics(m, b, policy_mode), batch_size,
+                              collate_fn=collate_fn, reduce="sum")
+    return scores_from_statistics(model.config, totals)
+
+
+def selection_score(results: dict[str, dict[str, float]], references: dict[str, dict[str, float]] | None = None):
+    """Mean over tasks of the (signed) selection metric: higher is better; relative to references when given."""
+    values = []
+    for task, metrics in results.items():
+        for kind_metric, lower in SELECTION_METRICS.values():
+            if kind_metric in metrics:
+                value = metrics[kind_metric]
+                if references and task in references and references[task].get(kind_metric):
+                    value = value / references[task][kind_metric]
+                values.append(-value if lower else value)
+                break
+    return sum(values) / max(len(values), 1)
+
+
+# -- entry points ----------------------------------------------------------------------------------------------------
+def _training_arguments(recipe, args, output_dir, method="adashare"):
+    from ...recipes import recipe_to_dict
+    from ...training import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        seed=getattr(args, "seed", None) if getattr(args, "seed", None) is not None else recipe.seed,
+        mixed_precision=getattr(args, "mixed_precision", None) or "no",
+        grad_accum=getattr(args, "grad_accum", None) or 1,
+        log_with=getattr(args, "log_with", None) or [],
+        checkpoint_every=getattr(args, "checkpoint_every", None) or 0,
+        resume=bool(getattr(args, "resume", False)),
+        progress=not getattr(args, "no_progress", False),
+        method=method,
+        recipe=recipe_to_dict(recipe),
+    )
+
+
+def _atomic_json(path: Path, payload) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def train(recipe: AdaShareRecipe, args) -> Path:
+    """Run the three phases; the run folder ends with the re-trained model, its processor, splits and metrics."""
+    from safetensors.torch import load_file, save_file
+
+    from ...data.dense import split_ids
+    from ...training import PhasedTrainer
+    from .modeling_adashare import AdaShareModel
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed = getattr(args, "seed", None) if getattr(args, "seed", None) is not None else recipe.seed
+    train_set, test_set = load_datasets(recipe, getattr(args, "data_dir", None))
+    split = split_ids(train_set, recipe.val_fraction, seed)
+    train1, train2, val = split.select(train_set)
+    from datasets import concatenate_datasets
+
+    config = recipe.model_config()
+    tasks = config.task_names
+    train_collate, eval_collate = make_collator(recipe, tasks, True), make_collator(recipe, tasks, False)
+
+    torch.manual_seed(seed)
+    model = AdaShareModel(config)
+    initial_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+    arguments = _training_arguments(recipe, args, output_dir)
+    phases = build_policy_phases(recipe, model, len(train1), len(train2))
+    trainer = PhasedTrainer(model, phases, {"train": concatenate_datasets([train1, train2]), "train1": train1,
+                                            "train2": train2}, arguments, collate_fn=train_collate,
+                            initial_state={"temperature": recipe.gumbel_tau_init, "policy_epoch": 0})
+    if trainer.is_main_process:
+        _atomic_json(output_dir / SPLITS_FILE, {"train1": list(split.train1), "train2": list(split.train2),
+                                                 "val": list(split.val), "val_fraction": split.val_fraction,
+                                                 "seed": split.seed})
+        save_file(initial_state, str(output_dir / f".{INITIAL_WEIGHTS_FILE}.tmp"))
+        os.replace(output_dir / f".{INITIAL_WEIGHTS_FILE}.tmp", output_dir / INITIAL_WEIGHTS_FILE)
+    model = trainer.train()
+    warmup_like = evaluate_model(trainer, model, val, eval_collate, recipe.eval_batch_size, policy_mode="shared")
+    logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
+    trainer.save_pretrained(output_dir / "policy_learning")
+    trainer.end()
+
+    # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
+    generator = torch.Generator().manual_seed(seed)
+    candidates = []
+    best = None
+    for index in range(recipe.retrain_samples):
+        policy = model.sample_policy(generator)
+        candidate = AdaShareModel(config)
+        candidate.load_state_dict(initial_state)
+        with torch.no_grad():
+            for task, values in logits.items():
+                candidate.policy[task].copy_(torch.tensor(values))
+        candidate.set_policy(policy)
+        run_dir = output_dir / f"retrain-{index}"
+        retrainer = PhasedTrainer(candidate, [build_retrain_phase(recipe, candidate)],
+                                  {"train": concatenate_datasets([train1, train2])},
+                                  _training_arguments(recipe, args, run_dir), collate_fn=train_collate)
+        candidate = retrainer.train()
+        scores = evaluate_model(retrainer, candidate, val, eval_collate, recipe.eval_batch_size)
+        score = selection_score(scores)
+        candidates.append({"index": index, "policy": policy, "val": scores, "score": score})
+        retrainer.save_pretrained(run_dir / "model")
+        if best is None or score > best["score"]:
+            best = candidates[-1]
+            best_trainer_dir = run_dir / "model"
+        retrainer.end()
+
+    import numpy as np
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # every rank holds the same result; one writes it
+        final = AdaShareModel.from_pretrained(best_trainer_dir)
+        final.save_pretrained(output_dir)
+        image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
+        make_processor(recipe, image_size).save_pretrained(output_dir)
+        _atomic_json(output_dir / "retrain_candidates.json", {"candidates": candidates, "best": best["index"],
+                                                              "warmup_val": warmup_like})
+    return output_dir
+
+
+def evaluate_run(run_dir, args) -> dict:
+    """Evaluate a trained run folder on the test split (`--split`); writes `eval_results.json` in the run."""
+    from ...recipes import build_dataclass
+    from ...training import PhasedTrainer, TrainingArguments
+    from .modeling_adashare import AdaShareModel
+
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
+    if not info.get("recipe"):
+        raise ConfigError(f"'{run_dir}' has no recipe in run_info.json", "pass a run folder written by effhub train")
+    recipe = build_dataclass(AdaShareRecipe, info["recipe"])
+    model = AdaShareModel.from_pretrained(run_dir)
+    _, test_set = load_datasets(recipe, getattr(args, "data_dir", None))
+    trainer = PhasedTrainer(model, [build_retrain_phase(recipe, model, "eval")], {"train": test_set},
+                            TrainingArguments(output_dir=run_dir / "eval", method="adashare", progress=False))
+    scores = evaluate_model(trainer, model, test_set, make_collator(recipe, model.config.task_names, False),
+                            recipe.eval_batch_size)
+    trainer.end()
+    _atomic_json(run_dir / METRICS_FILE, scores)
+    return scores
+
+
+__all__ = ["train", "evaluate_run", "build_policy_phases", "build_retrain_phase", "policy_epoch_lengths",
+           "num_train_blocks", "warmup_loss", "weight_loss", "policy_loss", "retrain_loss", "scores_from_statistics",
+           "selection_score"]

@@ -1,0 +1,132 @@
+"""AdaShare recipes and the three training phases."""
+
+import json
+import types
+
+import pytest
+import torch
+
+from effhub.errors import RecipeError
+from effhub.models.adashare import AdaShareModel
+from effhub.models.adashare.training_adashare import (
+    build_policy_phases,
+    num_train_blocks,
+    policy_epoch_lengths,
+    policy_loss,
+    weight_loss,
+    warmup_loss,
+)
+from effhub.recipes import list_recipes, load_recipe
+
+PAPER_RECIPES = {"nyuv2-2task": (18, 8), "nyuv2-3task": (34, 16), "cityscapes-2task": (34, 16),
+                 "taskonomy-5task": (34, 16)}
+
+
+def test_recipes_are_listed():
+    assert set(list_recipes("adashare")["adashare"]) == {"demo", *PAPER_RECIPES}
+
+
+def fixture_batch(config, batch_size=2, size=33):
+    """A batch in the dense collator's format (pixel_values, labels per task, label_mask [B, T])."""
+    generator = torch.Generator().manual_seed(0)
+    labels = {}
+    for task, kind in config.task_types.items():
+        if kind == "segmentation":
+            labels[task] = torch.randint(0, config.tasks[task], (batch_size, size, size), generator=generator)
+        elif kind == "normals":
+            labels[task] = torch.nn.functional.normalize(torch.randn(batch_size, 3, size, size, generator=generator),
+                                                         dim=1)
+        else:
+            labels[task] = torch.rand(batch_size, 1, size, size, generator=generator) + 0.1
+    mask = torch.ones(batch_size, len(config.tasks), dtype=torch.bool)
+    mask[0, -1] = False  # a partially labeled image
+    return {"pixel_values": torch.randn(batch_size, 3, size, size, generator=generator), "labels": labels,
+            "label_mask": mask}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
+def test_paper_recipe_full_size_on_meta_and_one_step(name):
+    recipe = load_recipe("adashare", name)
+    depth, blocks = PAPER_RECIPES[name]
+    config = recipe.model_config()
+    assert config.backbone_depth == depth and config.num_blocks == blocks
+    assert set(config.task_loss_weights) == set(config.tasks)
+    with torch.device("meta"):
+        model = AdaShareModel(config)
+    counts = model.count_parameters()
+    assert counts["policy"] == blocks * 2 * len(config.tasks)
+    assert counts["backbone"] > 10_000_000 and counts["heads"] > counts["backbone"]  # four 1024-wide ASPP branches
+    # one step of each update on fixture data, with the recipe's losses and optimisers at a reduced width
+    small = load_recipe("adashare", name, ["model.base_width=4", "model.head_hidden_size=8"])
+    model = AdaShareModel(small.model_config())
+    phases = build_policy_phases(small, model, len_train1=8, len_train2=8)
+    batch = fixture_batch(model.config)
+    ctx = types.SimpleNamespace(state={"temperature": small.gumbel_tau_init, "policy_epoch": 0},
+                                unwrapped_model=model)
+    for phase in phases:
+        for update in phase.updates:
+            params = list(update.parameters(model))
+            optimizer = update.optimizer(params)
+            before = [p.detach().clone() for p in params]
+            loss = update.loss(model, batch, ctx)["loss"]
+            assert torch.isfinite(loss)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            assert any(not torch.equal(a, p) for a, p in zip(before, params)), f"{phase.name}/{update.name}"
+
+
+def test_policy_update_only_moves_logits_and_weight_update_only_weights():
+    recipe = load_recipe("adashare", "demo", ["model.base_width=4"])
+    model = AdaShareModel(recipe.model_config())
+    phases = build_policy_phases(recipe, model, 8, 8)
+    weights, policy = phases[1].updates
+    assert {id(p) for p in policy.parameters(model)} == {id(p) for p in model.policy.parameters()}
+    assert not {id(p) for p in weights.parameters(model)} & {id(p) for p in model.policy.parameters()}
+    ctx = types.SimpleNamespace(state={"temperature": 5.0, "policy_epoch": 3}, unwrapped_model=model)
+    out = policy_loss(model, fixture_batch(model.config), ctx)
+    assert out["num_train_blocks"] == num_train_blocks(3, recipe.curriculum_speed) and out["sparsity"] > 0
+    assert warmup_loss(model, fixture_batch(model.config), ctx)["loss"] > 0
+    assert weight_loss(model, fixture_batch(model.config), ctx)["loss"] > 0
+
+
+def test_curriculum_and_epoch_lengths():
+    assert [num_train_blocks(e, 3) for e in range(7)] == [1, 1, 1, 2, 2, 2, 3]
+    recipe = load_recipe("adashare", "nyuv2-3task")
+    assert policy_epoch_lengths(recipe, 340, 340) == (22, 22)  # one pass over train1 / train2 at batch 16
+    assert policy_epoch_lengths(load_recipe("adashare", "taskonomy-5task"), 10**6, 10**6) == (400, 100)
+
+
+@pytest.mark.parametrize("override,match", [("nonsense_key=1", "unknown key"), ("batch_size=many", "batch_size"),
+                                             ("model.head_type=huge", "head_type"),
+                                             ("sharing_weight_schedule=both", "sharing_weight_schedule")])
+def test_bad_recipe(override, match):
+    with pytest.raises(RecipeError, match=match):
+        load_recipe("adashare", "demo", [override])
+
+
+def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
+    """The real loop on tiny generated scenes: splits saved, one candidate per sample, a loadable re-trained model."""
+    from effhub.cli import main
+
+    monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
+    scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
+              "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
+    sets = [scenes, "warmup_steps=2", "policy_epochs=2", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+            "retrain_steps=2", "retrain_samples=2", "batch_size=4", "eval_batch_size=8", "model.base_width=4"]
+    argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"), "--no-progress"]
+    for value in sets:
+        argv += ["--set", value]
+    assert main(argv) == 0
+    run = tmp_path / "run"
+    splits = json.loads((run / "splits.json").read_text())
+    assert not set(splits["train1"]) & set(splits["train2"]) and not set(splits["val"]) & set(splits["train1"])
+    candidates = json.loads((run / "retrain_candidates.json").read_text())
+    assert len(candidates["candidates"]) == 2
+    model = AdaShareModel.from_pretrained(run)
+    assert model.config.policy == candidates["candidates"][candidates["best"]]["policy"]
+    # re-training started from the saved initial weights, not from the policy-learning weights
+    from safetensors.torch import load_file
+
+    initial = load_file(str(run / "initial_weights.safetensors"))
+    assert "backbone.stem.conv.weight" in initial
