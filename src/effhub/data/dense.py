@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError, DatasetError
 
 IGNORE_INDEX = 255
@@ -53,22 +53,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 """Per-channel mean (B, G, R order, 0-255 scale) the AdaShare authors subtract from every image; no std is applied."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` atomically: a temporary file in the same folder, then `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def check_tasks(tasks: Iterable[str], available: Sequence[str], dataset_name: str) -> tuple[str, ...]:
@@ -578,7 +562,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CAFFE_BGR_MEAN",
-    "atomic_write_text",
     "DenseDecoder",
     "SplitIds",
     "split_ids",

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .dense import IGNORE_INDEX, atomic_write_text
+from ..atomic import atomic_write_text
+from .dense import IGNORE_INDEX
 
 GENERATOR_VERSION = 1
 """Bumped whenever the rendering code changes what a given config produces (it is part of the cache key)."""

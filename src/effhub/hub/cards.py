@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import CheckpointError, ConfigError, MissingDependencyError
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -63,25 +64,6 @@ _SPEC_ARGUMENTS = ("template", "library_name", "tags", "datasets", "base_model",
 
 # --------------------------------------------------------------------------------------------------------------------
 # files
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -153,7 +135,7 @@ def write_eval_results(
     if path.is_dir() or not path.suffix:
         path = path / EVAL_RESULTS_FILE
     data = validate_eval_results({"model_name": model_name, "results": list(results), "extra": dict(extra or {})})
-    _atomic_write_json(path, data)
+    atomic_write_json(path, data)
     return path
 
 
@@ -333,9 +315,9 @@ def save_model_card(card: ModelCard, model_dir: str | os.PathLike) -> Path:
             raise ConfigError(f"card image {source} does not exist", "save the plot before writing the card")
         if Path(source).resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(target, Path(source).read_bytes())
+            atomic_write_bytes(target, Path(source).read_bytes())
     path = model_dir / CARD_FILE
-    _atomic_write_bytes(path, str(card).encode("utf-8"))
+    atomic_write_bytes(path, str(card).encode("utf-8"))
     return path
 
 
@@ -364,9 +346,9 @@ def write_model_card(
     saved_spec = dict(spec)
     if spec.get("images"):
         saved_spec["images"] = {name: f"{IMAGES_FOLDER}/{name}.png" for name in spec["images"]}
-    _atomic_write_json(model_dir / CARD_SPEC_FILE, json.loads(json.dumps(saved_spec, default=str)))
+    atomic_write_json(model_dir / CARD_SPEC_FILE, json.loads(json.dumps(saved_spec, default=str)))
     if not (model_dir / EVAL_RESULTS_FILE).is_file() or read_eval_results(model_dir) != data:
-        _atomic_write_json(model_dir / EVAL_RESULTS_FILE, data)
+        atomic_write_json(model_dir / EVAL_RESULTS_FILE, data)
     return path
 
 

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +47,7 @@ try:  # advisory cross-process lock; absent on Windows, where the thread lock al
 except ImportError:  # pragma: no cover - platform dependent
     fcntl = None
 
+from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -92,22 +92,6 @@ def _now() -> str:
 def git_blob_sha1(content: bytes) -> str:
     """The git blob hash of `content`: what the Hub reports as the `oid` and `ETag` of a non-LFS file."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
 
 
 def check_file_path(path: object) -> str:
