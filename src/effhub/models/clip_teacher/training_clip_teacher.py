@@ -1,0 +1,394 @@
+"""The `clip-teacher` recipe: train a plain `transformers.CLIPModel` contrastively on the generated caption world.
+
+Steps of a run: generate (or load from the cache) the caption world's splits → train a CLIP-format BPE tokenizer on
+the world's text → build the `CLIPConfig` (ids and position count from the tokenizer) and the processor → train
+with the symmetric InfoNCE loss of CLIP (Radford et al., ICML 2021) under `effhub.training.PhasedTrainer` →
+measure zero-shot accuracy and retrieval recall → save model, processor, `eval_results.json` and the card into the
+run folder, which is a standard transformers model folder.
+
+Under several processes each rank computes the contrastive loss over its own batch (negatives are not gathered
+across ranks), the usual simplification of small-scale CLIP training; gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...errors import ConfigError
+
+METHOD_NAME = "clip-teacher"
+MODEL_NAME = "effhub-clip-teacher"
+DATASET_TYPE = "effhub/caption-world"
+DATASET_NAME = "effhub caption world"
+# CLIP clamps its learned temperature so that logits are scaled by at most 100
+MAX_LOGIT_SCALE = math.log(100.0)
+CLIP_CITATION = """@inproceedings{radford2021clip,
+  title = {Learning Transferable Visual Models From Natural Language Supervision},
+  author = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
+            Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and
+            Krueger, Gretchen and Sutskever, Ilya},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year = {2021}
+}"""
+
+
+@dataclass
+class ClipWorldRecipe:
+    """Which caption-world data a run uses (the world's own parameters are frozen under `version`)."""
+
+    version: int = 1
+    seed: int = 0
+    train_pairs: int = 12000
+    test_pairs: int = 1000
+    zero_shot_samples: int = 640
+    tokenizer_texts: int = 4000
+    cache: bool = True
+
+
+@dataclass
+class ClipTokenizerRecipe:
+    """BPE tokenizer size and the prompt room kept for learned contexts (DualCoOp uses up to 64)."""
+
+    vocab_size: int = 1024
+    min_frequency: int = 2
+    learned_contexts: int = 64
+
+
+@dataclass
+class ClipModelRecipe:
+    """Sizes of the two towers."""
+
+    patch_size: int = 12
+    projection_dim: int = 96
+    text_hidden_size: int = 96
+    text_layers: int = 2
+    text_heads: int = 4
+    vision_hidden_size: int = 96
+    vision_layers: int = 3
+    vision_heads: int = 4
+
+
+@dataclass
+class ClipTrainRecipe:
+    """Optimisation of the single contrastive phase."""
+
+    steps: int = 400
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 30
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class ClipEvalRecipe:
+    """Evaluation batch size."""
+
+    batch_size: int = 256
+
+
+@dataclass
+class CLIPTeacherRecipe:
+    """A recipe of the `clip-teacher` method (`effhub/recipes/clip-teacher/<name>.yaml`)."""
+
+    description: str = ""
+    seed: int = 0
+    world: ClipWorldRecipe = field(default_factory=ClipWorldRecipe)
+    tokenizer: ClipTokenizerRecipe = field(default_factory=ClipTokenizerRecipe)
+    model: ClipModelRecipe = field(default_factory=ClipModelRecipe)
+    train: ClipTrainRecipe = field(default_factory=ClipTrainRecipe)
+    eval: ClipEvalRecipe = field(default_factory=ClipEvalRecipe)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def build_world(recipe: CLIPTeacherRecipe):
+    """The caption world of the recipe (refusing a recipe written for another world version)."""
+    from ...data.caption_world import CAPTION_WORLD_VERSION, CaptionWorld, default_cache_dir
+
+    if recipe.world.version != CAPTION_WORLD_VERSION:
+        raise ConfigError(
+            f"recipe asks for caption world version {recipe.world.version}, this effhub generates version "
+            f"{CAPTION_WORLD_VERSION}",
+            f"set world.version={CAPTION_WORLD_VERSION} (figures measured on another version are not comparable)",
+        )
+    return CaptionWorld(cache_dir=default_cache_dir() if recipe.world.cache else None)
+
+
+def build_eval_splits(world, recipe: CLIPTeacherRecipe):
+    """(single-object zero-shot split, held-out retrieval pairs); separately seeded from the training pairs."""
+    zero_shot = world.single_object(recipe.world.zero_shot_samples, seed=recipe.world.seed, split="single-object-test")
+    retrieval = world.pairs(recipe.world.test_pairs, seed=recipe.world.seed, split="pairs-test")
+    return zero_shot, retrieval
+
+
+class ClipPairs:
+    """Training pairs held in memory as uint8 pixels and caption strings (a map-style dataset)."""
+
+    def __init__(self, pixels: np.ndarray, captions: list[str]):
+        self.pixels = pixels
+        self.captions = list(captions)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixels": self.pixels[index], "caption": self.captions[index]}
+
+
+class ClipCollator:
+    """Batches `ClipPairs` items: CLIP pixel normalisation and tokenisation (padding to the longest, truncation)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, items: list[dict]) -> dict:
+        from .processing import pixel_values_from_uint8
+
+        text = self.tokenizer([item["caption"] for item in items], padding=True, truncation=True,
+                              return_tensors="pt")
+        return {
+            "pixel_values": pixel_values_from_uint8(np.stack([item["pixels"] for item in items])),
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
+        }
+
+
+def build_tokenizer(world, recipe: CLIPTeacherRecipe):
+    """Train the CLIP tokenizer on the world's text and size its `model_max_length` for prompts + contexts."""
+    from .configuration_clip_teacher import required_positions
+    from .tokenization import train_clip_tokenizer
+
+    texts = world.vocabulary_texts(recipe.world.tokenizer_texts, seed=recipe.world.seed)
+    tokenizer = train_clip_tokenizer(texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency)
+    tokenizer.model_max_length = required_positions(tokenizer, texts, world.zero_shot_prompts(),
+                                                    recipe.tokenizer.learned_contexts)
+    return tokenizer
+
+
+def build_model(tokenizer, image_size: int, recipe: CLIPTeacherRecipe):
+    """A freshly initialised `CLIPModel` matching `tokenizer` and the recipe's sizes."""
+    from transformers import CLIPModel
+
+    from .configuration_clip_teacher import build_clip_teacher_config
+
+    m = recipe.model
+    config = build_clip_teacher_config(
+        tokenizer, max_position_embeddings=tokenizer.model_max_length, image_size=image_size,
+        patch_size=m.patch_size, projection_dim=m.projection_dim, text_hidden_size=m.text_hidden_size,
+        text_layers=m.text_layers, text_heads=m.text_heads, vision_hidden_size=m.vision_hidden_size,
+        vision_layers=m.vision_layers, vision_heads=m.vision_heads,
+    )
+    return CLIPModel(config)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def training_arguments(recipe: CLIPTeacherRecipe, args):
+    """The shared `TrainingArguments` from the recipe and the common CLI flags."""
+    from ...recipes import recipe_to_dict
+    from ...training import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=args.output_dir,
+        seed=args.seed if getattr(args, "seed", None) is not None else recipe.seed,
+        mixed_precision=getattr(args, "mixed_precision", None) or "no",
+        grad_accum=getattr(args, "grad_accum", None) or 1,
+        log_with=getattr(args, "log_with", None) or [],
+        checkpoint_every=getattr(args, "checkpoint_every", None) or 0,
+        resume=bool(getattr(args, "resume", False)),
+        progress=not getattr(args, "no_progress", False),
+        method=METHOD_NAME,
+        recipe=recipe_to_dict(recipe),
+    )
+
+
+def _contrastive_loss(model, batch, ctx):
+    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   pixel_values=batch["pixel_values"], return_loss=True)
+    return {"loss": output.loss, "logit_scale": ctx.unwrapped_model.logit_scale.detach().exp()}
+
+
+def _clamp_temperature(ctx) -> None:
+    import torch
+
+    with torch.no_grad():
+        ctx.unwrapped_model.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+
+
+def _optimizer(params, recipe: CLIPTeacherRecipe):
+    import torch
+
+    # no weight decay on gains, biases, embeddings and the temperature (CLIP's practice)
+    decay = [p for p in params if p.ndim >= 2 and p.shape[0] > 1]
+    decay_ids = {id(p) for p in decay}
+    rest = [p for p in params if id(p) not in decay_ids]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.train.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=recipe.train.learning_rate,
+    )
+
+
+def _scheduler(optimizer, total_steps: int, warmup_steps: int):
+    import torch
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, warmup_steps))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(recipe: CLIPTeacherRecipe, args):
+    """Train the CLIP teacher; the run folder becomes a transformers model folder with its evaluation and card."""
+    import torch
+
+    from ...training import Phase, PhasedTrainer, Update
+    from .evaluation import evaluate_clip, images_to_uint8
+    from .processing import build_clip_processor, save_clip_processor
+
+    training_args = training_arguments(recipe, args)
+    world = build_world(recipe)
+    # build the cached splits on the main process first, so that ranks do not generate them twice
+    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split="pairs-train")
+    build_eval_splits(world, recipe)
+    tokenizer = build_tokenizer(world, recipe)
+    torch.manual_seed(training_args.seed)
+    model = build_model(tokenizer, world.config.image_size, recipe)
+    processor = build_clip_processor(tokenizer, world.config.image_size)
+    train_split = ClipPairs(images_to_uint8(pairs["image"]), pairs["caption"])
+
+    phase = Phase(
+        name="contrastive",
+        steps=recipe.train.steps,
+        batch_size=recipe.train.batch_size,
+        max_grad_norm=recipe.train.max_grad_norm,
+        on_step_end=_clamp_temperature,
+        updates=[
+            Update(
+                name="clip",
+                dataset="pairs",
+                loss=_contrastive_loss,
+                parameters=lambda model: model.parameters(),
+                optimizer=lambda params: _optimizer(list(params), recipe),
+                scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
+            )
+        ],
+    )
+    trainer = PhasedTrainer(model, [phase], {"pairs": train_split}, training_args, collate_fn=ClipCollator(tokenizer))
+    try:
+        trainer.train()
+        trainer.save_pretrained()
+        if trainer.is_main_process:
+            trained = trainer.unwrapped_model
+            metrics = evaluate_clip(trained, tokenizer, world, recipe)
+            save_clip_processor(processor, training_args.output_dir)
+            write_results_and_card(training_args.output_dir, recipe, metrics, trained, world)
+        trainer.accelerator.wait_for_everyone()
+    finally:
+        trainer.end()
+    return training_args.output_dir
+
+
+# ---------------------------------------------------------------------------------------------------- card
+def eval_results_from_metrics(metrics: dict) -> dict:
+    """The `eval_results.json` contract from `evaluate_clip`'s metrics."""
+    zero_shot, retrieval = metrics["zero_shot"], metrics["retrieval"]
+    results = [
+        {
+            "task_type": "zero-shot-image-classification",
+            "task_name": "Zero-shot image classification",
+            "dataset_type": DATASET_TYPE,
+            "dataset_name": f"{DATASET_NAME} (single object)",
+            "dataset_split": "single-object-test",
+            "metric_type": name,
+            "metric_name": label,
+            "metric_value": float(zero_shot[name]),
+        }
+        for name, label in (("accuracy", "Top-1 accuracy"), ("top5_accuracy", "Top-5 accuracy"))
+    ]
+    for key, value in sorted(retrieval.items()):
+        if "@" not in key:
+            continue
+        direction, k = key.rsplit("_r@", 1)
+        results.append(
+            {
+                "task_type": "image-text-retrieval",
+                "task_name": direction.replace("_", " ").replace(" to ", "-to-") + " retrieval",
+                "dataset_type": DATASET_TYPE,
+                "dataset_name": f"{DATASET_NAME} (pairs)",
+                "dataset_split": "pairs-test",
+                "metric_type": f"recall@{k}",
+                "metric_name": f"{direction.replace('_', ' ')} R@{k}",
+                "metric_value": float(value),
+            }
+        )
+    extra = {
+        "zero_shot_chance": zero_shot["chance"],
+        "zero_shot_samples": zero_shot["num_samples"],
+        "zero_shot_classes": zero_shot["num_classes"],
+        "retrieval_pairs": retrieval["num_pairs"],
+    }
+    return {"model_name": MODEL_NAME, "results": results, "extra": extra}
+
+
+def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, model, world):
+    """Write `eval_results.json` and `README.md` (card) into the run folder."""
+    from ...data.caption_world import CAPTION_WORLD_VERSION, ZERO_SHOT_TEMPLATE
+    from ...hub.cards import write_eval_results, write_model_card
+    from ...recipes import recipe_to_dict
+
+    eval_results = eval_results_from_metrics(metrics)
+    write_eval_results(run_dir, **eval_results)
+    config = model.config
+    card_spec = {
+        "template": "default",
+        "model_name": MODEL_NAME,
+        "library_name": "transformers",
+        "license": "apache-2.0",
+        "tags": ["clip", "zero-shot-image-classification", "effhub-clip-teacher", "generated-data"],
+        "datasets": [DATASET_TYPE],
+        "pipeline_tag": "zero-shot-image-classification",
+        "summary": "A small CLIP model (plain `transformers.CLIPModel`) trained contrastively by effhub on its "
+        f"generated caption world (version {CAPTION_WORLD_VERSION}): coloured shapes with varied captions. It is "
+        "the offline teacher for DIME-FM distillation and the base model for DualCoOp adapters; with a network, "
+        "any CLIP checkpoint can take its place. Its zero-shot accuracy is deliberately far from perfect.",
+        "model_details": {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "image size": f"{config.vision_config.image_size}x{config.vision_config.image_size}",
+            "patch size": config.vision_config.patch_size,
+            "text positions": config.text_config.max_position_embeddings,
+            "vocabulary": config.text_config.vocab_size,
+            "classes (zero-shot)": len(world.class_names),
+            "zero-shot prompt": ZERO_SHOT_TEMPLATE.format("a <colour> <shape>"),
+        },
+        "usage": "from transformers import pipeline\n"
+        "classifier = pipeline(\"zero-shot-image-classification\", model=\"<repo or folder>\")\n"
+        "classifier(image, candidate_labels=[\"a red circle\", \"a blue square\"])",
+        "training": recipe_to_dict(recipe),
+        "limitations": "Trained only on effhub's generated shapes (64 colour-shape classes, 48x48 images); it knows "
+        "nothing of natural images or open vocabulary. Zero-shot chance level is 1/64. Text positions beyond the "
+        "longest training caption were never trained; they exist for learned prompt contexts (DualCoOp).",
+        "citation": CLIP_CITATION,
+    }
+    return write_model_card(run_dir, card_spec, eval_results)
+
+
+__all__ = [
+    "CLIPTeacherRecipe",
+    "ClipWorldRecipe",
+    "ClipTokenizerRecipe",
+    "ClipModelRecipe",
+    "ClipTrainRecipe",
+    "ClipEvalRecipe",
+    "ClipPairs",
+    "ClipCollator",
+    "build_world",
+    "build_eval_splits",
+    "build_tokenizer",
+    "build_model",
+    "train",
+    "eval_results_from_metrics",
+    "write_results_and_card",
+]

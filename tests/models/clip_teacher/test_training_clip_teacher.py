@@ -1,0 +1,156 @@
+"""The clip-teacher recipe end to end: CLI training, the run folder as a transformers model, evaluation, card, hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+# a few-step run on little data: checks the plumbing, not the teacher's quality (see the slow test below)
+QUICK_OVERRIDES = (
+    "train.steps=6", "train.batch_size=16", "train.warmup_steps=2", "world.train_pairs=160", "world.test_pairs=40",
+    "world.zero_shot_samples=64", "world.tokenizer_texts=400", "world.cache=false", "model.text_layers=1",
+    "model.vision_layers=1", "model.projection_dim=32", "model.text_hidden_size=32", "model.vision_hidden_size=32",
+)
+
+
+def run_cli(*arguments, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "effhub", *arguments], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def overrides(values):
+    return [flag for value in values for flag in ("--set", value)]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("clip-teacher") / "run"
+    result = run_cli("train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run), "--no-progress",
+                     *overrides(QUICK_OVERRIDES))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+def test_run_folder_is_a_model_folder(run_dir):
+    from huggingface_hub import ModelCard
+
+    names = {path.name for path in run_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+            "vocab.json", "merges.txt", "README.md", "eval_results.json", "run_info.json", "checkpoints",
+            "logs"} <= names
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["method"] == "clip-teacher" and info["recipe"]["train"]["steps"] == 6
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model_type"] == "clip" and config["architectures"] == ["CLIPModel"]
+    assert config["text_config"]["eos_token_id"] == len(json.loads((run_dir / "vocab.json").read_text())) - 1
+    evaluation = json.loads((run_dir / "eval_results.json").read_text())
+    card = ModelCard.load(run_dir / "README.md")
+    assert card.data.pipeline_tag == "zero-shot-image-classification"
+    assert [r.metric_value for r in card.data.eval_results] == [r["metric_value"] for r in evaluation["results"]]
+    assert {r["metric_type"] for r in evaluation["results"]} == {"accuracy", "top5_accuracy", "recall@1", "recall@5"}
+
+
+def test_transformers_alone_loads_and_classifies(run_dir):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from PIL import Image
+        from transformers import AutoProcessor, CLIPModel, pipeline
+        model = CLIPModel.from_pretrained({str(run_dir)!r})
+        processor = AutoProcessor.from_pretrained({str(run_dir)!r})
+        assert type(processor).__name__ == "CLIPProcessor", type(processor)
+        classify = pipeline("zero-shot-image-classification", model={str(run_dir)!r})
+        out = classify(Image.new("RGB", (48, 48), (200, 30, 30)), candidate_labels=["a red circle", "a blue square"])
+        assert sorted(o["label"] for o in out) == ["a blue square", "a red circle"], out
+        assert abs(sum(o["score"] for o in out) - 1.0) < 1e-4
+        assert not any(name == "effhub" or name.startswith("effhub.") for name in sys.modules)
+        print("OK")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_eval_cli_reproduces_the_training_figures(run_dir):
+    result = run_cli("eval", str(run_dir), "--zero-shot")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout)
+    recorded = {r["metric_type"] + r["dataset_split"]: r["metric_value"]
+                for r in json.loads((run_dir / "eval_results.json").read_text())["results"]}
+    assert abs(metrics["zero_shot"]["accuracy"] - recorded["accuracysingle-object-test"]) < 1e-6
+    assert metrics["zero_shot"]["num_classes"] == 64 and metrics["retrieval"]["num_pairs"] == 40
+
+
+def test_eval_of_a_folder_that_is_no_run_fails_clearly(tmp_path):
+    from effhub.errors import CheckpointError
+    from effhub.models.clip_teacher.evaluation import evaluate_run
+
+    with pytest.raises(CheckpointError, match="Fix:"):
+        evaluate_run(tmp_path)
+
+
+def test_round_trip_through_the_local_hub(run_dir, hub_repo_id, hub_url):
+    from transformers import AutoProcessor, CLIPModel
+
+    from effhub.hub.publish import push_folder
+
+    push_folder(run_dir, hub_repo_id, endpoint=hub_url)
+    reloaded = CLIPModel.from_pretrained(hub_repo_id)
+    local = CLIPModel.from_pretrained(run_dir)
+    for (name, value), (_, expected) in zip(reloaded.state_dict().items(), local.state_dict().items()):
+        torch.testing.assert_close(value, expected, msg=name)
+    processor = AutoProcessor.from_pretrained(hub_repo_id)
+    assert processor.tokenizer("a red circle")["input_ids"] == AutoProcessor.from_pretrained(run_dir).tokenizer(
+        "a red circle")["input_ids"]
+
+
+def test_recipe_for_another_world_version_is_refused():
+    from effhub.errors import ConfigError
+    from effhub.models.clip_teacher.training_clip_teacher import build_world
+    from effhub.recipes import load_recipe
+
+    recipe = load_recipe("clip-teacher", "demo", ["world.version=99"])
+    with pytest.raises(ConfigError, match="world.version"):
+        build_world(recipe)
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_recipe("clip-teacher", "demo", ["train.stepz=3"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.multiprocess
+def test_two_process_training(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(_free_port()), "-m", "effhub.train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run),
+               "--no-progress", *overrides(QUICK_OVERRIDES)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "run_info.json").read_text())["world_size"] == 2
+    assert (run / "model.safetensors").is_file() and (run / "eval_results.json").is_file()
+
+
+@pytest.mark.slow
+def test_demo_recipe_gives_a_meaningful_teacher(tmp_path):
+    """The shipped demo recipe: zero-shot accuracy clearly above chance (1/64) and clearly below 100%."""
+    run = tmp_path / "run"
+    result = run_cli("train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run), "--no-progress",
+                     "--set", "world.cache=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((run / "eval_results.json").read_text())
+    accuracy = next(r["metric_value"] for r in evaluation["results"] if r["metric_type"] == "accuracy")
+    chance = evaluation["extra"]["zero_shot_chance"]
+    assert 5 * chance < accuracy < 0.9, accuracy
