@@ -89,17 +89,8 @@ def training_arguments(recipe: TinyRecipe, args) -> "TrainingArguments":
     from ...recipes import recipe_to_dict
     from ...training import TrainingArguments
 
-    return TrainingArguments(
-        output_dir=args.output_dir,
-        seed=args.seed if getattr(args, "seed", None) is not None else recipe.seed,
-        mixed_precision=getattr(args, "mixed_precision", None) or "no",
-        grad_accum=getattr(args, "grad_accum", None) or 1,
-        log_with=getattr(args, "log_with", None) or [],
-        checkpoint_every=getattr(args, "checkpoint_every", None) or 0,
-        resume=bool(getattr(args, "resume", False)),
-        progress=not getattr(args, "no_progress", False),
-        method="tiny",
-        recipe=recipe_to_dict(recipe),
+    return TrainingArguments.from_cli_args(
+        args, output_dir=args.output_dir, seed=recipe.seed, method="tiny", recipe=recipe_to_dict(recipe)
     )
 
 
