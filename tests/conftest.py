@@ -47,6 +47,8 @@ _HUB_URL = f"http://127.0.0.1:{_HUB_SOCKET.getsockname()[1]}"
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="effhub-tests-"))
 os.environ["HF_ENDPOINT"] = _HUB_URL
 os.environ["HF_HOME"] = str(_SESSION_DIR / "hf_home")
+# generated data sets are cached per test session, never in the user's cache
+os.environ["EFFHUB_CACHE"] = str(_SESSION_DIR / "effhub_cache")
 for _name in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_TOKEN_PATH", "HF_TOKEN",
               "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
               "HUGGINGFACE_CO_STAGING", "TRANSFORMERS_CACHE"):

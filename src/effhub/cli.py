@@ -85,6 +85,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a method's end-to-end demo on the embedded defaults")
     demo.add_argument("method", nargs="?", default=None, help="method (default: the flagship demo)")
     demo.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a value of the demo recipe (repeatable), e.g. for a quicker run")
 
     card = commands.add_parser("card", help="(re)write the model card of a run folder from its evaluation JSON")
     card.add_argument("run_dir", type=Path)

@@ -128,5 +128,34 @@ def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
     # re-training started from the saved initial weights, not from the policy-learning weights
     from safetensors.torch import load_file
 
-    initial = load_file(str(run / "initial_weights.safetensors"))
+    initial = load_file(str(run / "checkpoints" / "initial_weights.safetensors"))
     assert "backbone.stem.conv.weight" in initial
+    # the card and the evaluation JSON it is built from: measured test metrics and the hard-sharing baseline
+    evaluation = json.loads((run / "eval_results.json").read_text())
+    assert {result["task_name"] for result in evaluation["results"]} == set(model.config.task_names)
+    assert set(evaluation["extra"]["warmup_hard_sharing"]) == set(model.config.task_names)
+    fractions = evaluation["extra"]["executed_fraction"]
+    for task, plan in model.config.policy.items():
+        assert 0 < fractions[task] <= 1 and (fractions[task] == 1) == all(plan)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(run / "README.md")
+    assert [r.metric_value for r in card.data.eval_results] == [r["metric_value"] for r in evaluation["results"]]
+    assert (run / "images" / "policy.png").is_file() and "images/policy.png" in card.text
+
+
+def test_demo_pushes_and_reloads_by_repo_id(tmp_path):
+    """`effhub demo adashare` (what `make demo` runs), shortened: card, local hub, reload in a new process."""
+    import subprocess
+    import sys
+
+    sets = ["warmup_steps=3", "policy_epochs=2", "weight_steps_per_epoch=2", "policy_steps_per_epoch=2",
+            "retrain_steps=3", "model.base_width=4"]
+    command = [sys.executable, "-m", "effhub", "demo", "adashare", "--output-dir", str(tmp_path)]
+    for value in sets:
+        command += ["--set", value]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "hard sharing (warm-up)" in result.stdout and "MACs executed" in result.stdout
+    assert "reloaded AdaShareModel from effhub/adashare-demo" in result.stdout
+    assert "OK: the reloaded model's outputs match" in result.stdout

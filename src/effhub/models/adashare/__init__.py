@@ -38,6 +38,7 @@ register_method(
         train="effhub.models.adashare.training_adashare:train",
         evaluate="effhub.models.adashare.training_adashare:evaluate_run",
         convert="effhub.models.adashare.convert_adashare:convert",
+        demo="effhub.models.adashare.demo_adashare:run_demo",
         add_cli_arguments="effhub.models.adashare.convert_adashare:add_cli_arguments",
         papers=("sun2020adashare",),
     )

@@ -24,14 +24,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ...atomic import atomic_write_json
 from ...errors import ConfigError
+from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
 SPLITS_FILE = "splits.json"
-INITIAL_WEIGHTS_FILE = "initial_weights.safetensors"
+# the run's intermediate models live under checkpoints/, which is never pushed to a Hub
+STAGES_DIR = "checkpoints"
+WARMUP_DIR = f"{STAGES_DIR}/warmup"
+POLICY_LEARNING_DIR = f"{STAGES_DIR}/policy_learning"
+INITIAL_WEIGHTS_FILE = f"{STAGES_DIR}/initial_weights.safetensors"
 METRICS_FILE = "eval_results.json"
 # the metric of each task type used for model selection and Delta_T (and its direction)
-SELECTION_METRICS = {"segmentation": ("mIoU", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
+SELECTION_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
                      "regression": ("abs_err", True)}
 
 
@@ -271,27 +277,27 @@ def selection_score(results: dict[str, dict[str, float]], references: dict[str, 
 
 # -- entry points ----------------------------------------------------------------------------------------------------
 def _training_arguments(recipe, args, output_dir, method="adashare"):
+    """The shared `TrainingArguments` of one of the run's trainers (each re-training has its own folder)."""
+    import dataclasses
+
     from ...recipes import recipe_to_dict
     from ...training import TrainingArguments
 
-    return TrainingArguments(
-        output_dir=output_dir,
-        seed=getattr(args, "seed", None) if getattr(args, "seed", None) is not None else recipe.seed,
-        mixed_precision=getattr(args, "mixed_precision", None) or "no",
-        grad_accum=getattr(args, "grad_accum", None) or 1,
-        log_with=getattr(args, "log_with", None) or [],
-        checkpoint_every=getattr(args, "checkpoint_every", None) or 0,
-        resume=bool(getattr(args, "resume", False)),
-        progress=not getattr(args, "no_progress", False),
-        method=method,
-        recipe=recipe_to_dict(recipe),
-    )
+    arguments = TrainingArguments.from_cli_args(args, output_dir=output_dir, seed=recipe.seed, method=method,
+                                                recipe=recipe_to_dict(recipe))
+    return dataclasses.replace(arguments, output_dir=output_dir)
 
 
-def _atomic_json(path: Path, payload) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+def _snapshot_warmup(folder: Path):
+    """`on_phase_start` of the policy phase: save the warm-up (hard-sharing) weights once, on the main process."""
+
+    def snapshot(model, ctx):
+        # step > 0 means a resumed run whose snapshot was saved before the interruption
+        if ctx.step == 0 and ctx.is_main_process:
+            model.save_pretrained(folder)
+        ctx.accelerator.wait_for_everyone()
+
+    return snapshot
 
 
 def train(recipe: AdaShareRecipe, args) -> Path:
@@ -300,6 +306,7 @@ def train(recipe: AdaShareRecipe, args) -> Path:
 
     from ...data.dense import split_ids
     from ...training import PhasedTrainer
+    from .card_adashare import write_adashare_card
     from .modeling_adashare import AdaShareModel
 
     output_dir = Path(args.output_dir)
@@ -320,19 +327,26 @@ def train(recipe: AdaShareRecipe, args) -> Path:
 
     arguments = _training_arguments(recipe, args, output_dir)
     phases = build_policy_phases(recipe, model, len(train1), len(train2))
+    phases[1].on_phase_start = _snapshot_warmup(output_dir / WARMUP_DIR)
     trainer = PhasedTrainer(model, phases, {"train": concatenate_datasets([train1, train2]), "train1": train1,
                                             "train2": train2}, arguments, collate_fn=train_collate,
                             initial_state={"temperature": recipe.gumbel_tau_init, "policy_epoch": 0})
     if trainer.is_main_process:
-        _atomic_json(output_dir / SPLITS_FILE, {"train1": list(split.train1), "train2": list(split.train2),
+        atomic_write_json(output_dir / SPLITS_FILE, {"train1": list(split.train1), "train2": list(split.train2),
                                                  "val": list(split.val), "val_fraction": split.val_fraction,
                                                  "seed": split.seed})
-        save_file(initial_state, str(output_dir / f".{INITIAL_WEIGHTS_FILE}.tmp"))
-        os.replace(output_dir / f".{INITIAL_WEIGHTS_FILE}.tmp", output_dir / INITIAL_WEIGHTS_FILE)
+        initial_weights = output_dir / INITIAL_WEIGHTS_FILE
+        initial_weights.parent.mkdir(parents=True, exist_ok=True)
+        save_file(initial_state, str(initial_weights.with_name(f".{initial_weights.name}.tmp")))
+        os.replace(initial_weights.with_name(f".{initial_weights.name}.tmp"), initial_weights)
     model = trainer.train()
-    warmup_like = evaluate_model(trainer, model, val, eval_collate, recipe.eval_batch_size, policy_mode="shared")
+    # the hard-sharing baseline the demo and the card compare with: the warm-up model, every block executed
+    warmup = AdaShareModel.from_pretrained(output_dir / WARMUP_DIR).eval()
+    warmup_test = scores_from_statistics(config, trainer.evaluate(
+        test_set, lambda _, batch: _statistics(warmup, batch, "shared"), recipe.eval_batch_size,
+        collate_fn=eval_collate, reduce="sum"))
     logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
-    trainer.save_pretrained(output_dir / "policy_learning")
+    trainer.save_pretrained(output_dir / POLICY_LEARNING_DIR)
     trainer.end()
 
     # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
@@ -347,14 +361,15 @@ def train(recipe: AdaShareRecipe, args) -> Path:
             for task, values in logits.items():
                 candidate.policy[task].copy_(torch.tensor(values))
         candidate.set_policy(policy)
-        run_dir = output_dir / f"retrain-{index}"
+        run_dir = output_dir / STAGES_DIR / f"retrain-{index}"
         retrainer = PhasedTrainer(candidate, [build_retrain_phase(recipe, candidate)],
                                   {"train": concatenate_datasets([train1, train2])},
                                   _training_arguments(recipe, args, run_dir), collate_fn=train_collate)
         candidate = retrainer.train()
         scores = evaluate_model(retrainer, candidate, val, eval_collate, recipe.eval_batch_size)
-        score = selection_score(scores)
-        candidates.append({"index": index, "policy": policy, "val": scores, "score": score})
+        score = selection_score(scores)  # selection looks at validation only; test is reported, never used
+        test_scores = evaluate_model(retrainer, candidate, test_set, eval_collate, recipe.eval_batch_size)
+        candidates.append({"index": index, "policy": policy, "val": scores, "score": score, "test": test_scores})
         retrainer.save_pretrained(run_dir / "model")
         if best is None or score > best["score"]:
             best = candidates[-1]
@@ -369,13 +384,19 @@ def train(recipe: AdaShareRecipe, args) -> Path:
         final.save_pretrained(output_dir)
         image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
         make_processor(recipe, image_size).save_pretrained(output_dir)
-        _atomic_json(output_dir / "retrain_candidates.json", {"candidates": candidates, "best": best["index"],
-                                                              "warmup_val": warmup_like})
+        atomic_write_json(output_dir / "retrain_candidates.json", {"candidates": candidates, "best": best["index"]})
+        fractions = executed_fractions(final, image_size)
+        eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra={
+            "warmup_hard_sharing": warmup_test, "executed_fraction": fractions, "selected_candidate": best["index"],
+            "validation": best["val"]})
+        write_adashare_card(output_dir, final, recipe, eval_results, image_size)
+    PartialState().wait_for_everyone()
     return output_dir
 
 
 def evaluate_run(run_dir, args) -> dict:
     """Evaluate a trained run folder on the test split (`--split`); writes `eval_results.json` in the run."""
+    from ...hub.cards import rewrite_card, write_eval_results
     from ...recipes import build_dataclass
     from ...training import PhasedTrainer, TrainingArguments
     from .modeling_adashare import AdaShareModel
@@ -392,7 +413,16 @@ def evaluate_run(run_dir, args) -> dict:
     scores = evaluate_model(trainer, model, test_set, make_collator(recipe, model.config.task_names, False),
                             recipe.eval_batch_size)
     trainer.end()
-    _atomic_json(run_dir / METRICS_FILE, scores)
+    split = getattr(args, "split", None) or "test"
+    previous = {}
+    if (run_dir / METRICS_FILE).is_file():
+        from ...hub.cards import read_eval_results
+
+        previous = read_eval_results(run_dir)["extra"]
+    write_eval_results(run_dir, **eval_results_from_scores(model.config, recipe.dataset, scores, split,
+                                                          extra={k: v for k, v in previous.items() if k != "scores"}))
+    if (run_dir / "card_spec.json").is_file():
+        rewrite_card(run_dir)
     return scores
 
 

@@ -30,7 +30,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     output_dir = Path(args.output_dir) / "tiny"
     run_dir = output_dir / "run"
-    recipe = load_recipe("tiny", "demo")
+    recipe = load_recipe("tiny", "demo", getattr(args, "overrides", None))
     print(f"[1/4] training the tiny classifier ({recipe.train.steps} steps) into {run_dir}")
     train(recipe, argparse.Namespace(output_dir=run_dir, seed=None, no_progress=False))
     evaluation = json.loads((run_dir / "eval_results.json").read_text())

@@ -1,0 +1,83 @@
+"""`effhub demo adashare` (what `make demo` runs): a small AdaShare end to end on the generated scenes.
+
+Warm-up, policy learning and re-training of one sampled architecture; evaluation on the test split; the card; a
+push to the local hub and a reload by repo id in a new process. Prints the re-trained AdaShare against the warm-up
+(hard-sharing) model and the fraction of multiply-adds each task executes; exits non-zero when the reloaded model's
+outputs differ from the trained model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+DEMO_REPO_ID = "effhub/adashare-demo"
+OUTPUT_TOLERANCE = 1e-5
+# metric shown per task type in the comparison, and whether lower is better
+HEADLINE_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True),
+                    "normals": ("mean_angle", True), "regression": ("abs_err", True)}
+
+
+def comparison_table(config, adashare: dict, warmup: dict, fractions: dict) -> str:
+    """Plain-text table: per task, the warm-up (hard sharing) and AdaShare test metric and the executed fraction."""
+    rows = [("task", "metric", "hard sharing (warm-up)", "AdaShare (re-trained)", "better", "MACs executed")]
+    for task in config.task_names:
+        metric, lower = HEADLINE_METRICS[config.task_types[task]]
+        ours, theirs = adashare[task][metric], warmup[task][metric]
+        better = "AdaShare" if (ours < theirs if lower else ours > theirs) else "hard sharing"
+        rows.append((task, metric + (" (lower is better)" if lower else ""), f"{theirs:.4f}", f"{ours:.4f}", better,
+                     f"{fractions[task]:.1%}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the AdaShare demo into `args.output_dir`; returns the process exit status."""
+    import torch
+
+    from ...hub.browse import browse_models, format_table
+    from ...hub.publish import push_folder
+    from ...hub.reload import max_output_difference, output_tensors, reload_in_new_process
+    from ...hub.server import LocalHubServer
+    from ...recipes import load_recipe
+    from .modeling_adashare import AdaShareModel
+    from .training_adashare import load_datasets, make_collator, train
+
+    output_dir = Path(args.output_dir) / "adashare"
+    run_dir = output_dir / "run"
+    recipe = load_recipe("adashare", "demo", getattr(args, "overrides", None))
+    print(f"[1/4] training AdaShare on the generated scenes into {run_dir}: warm-up {recipe.warmup_steps} steps, "
+          f"policy learning {recipe.policy_epochs} epochs, re-training {recipe.retrain_steps} steps")
+    train(recipe, argparse.Namespace(output_dir=run_dir))
+    evaluation = json.loads((run_dir / "eval_results.json").read_text())
+    extra = evaluation["extra"]
+    model = AdaShareModel.from_pretrained(run_dir).eval()
+    print(f"      test split, card: {run_dir / 'README.md'}")
+    print(comparison_table(model.config, extra["scores"], extra["warmup_hard_sharing"], extra["executed_fraction"]))
+
+    _, test_set = load_datasets(recipe)
+    collate = make_collator(recipe, model.config.task_names, train=False)
+    pixel_values = collate([test_set[index] for index in range(4)])["pixel_values"]
+    with torch.no_grad():
+        expected = output_tensors(model(pixel_values=pixel_values).logits)
+
+    with LocalHubServer(output_dir / "hub") as hub, tempfile.TemporaryDirectory() as workdir:
+        print(f"[2/4] local hub at {hub.url}; pushing {run_dir} to {DEMO_REPO_ID}")
+        push_folder(run_dir, DEMO_REPO_ID, endpoint=hub.url)
+        print("[3/4] reloading by repo id in a new process")
+        reloaded = reload_in_new_process(DEMO_REPO_ID, hub.url, pixel_values, Path(workdir))
+        difference = max_output_difference(expected, reloaded)
+        print("[4/4] models on the local hub:")
+        print(format_table(browse_models(endpoint=hub.url)))
+    if difference > OUTPUT_TOLERANCE:
+        print(f"FAILED: the reloaded model's outputs differ by {difference:.3g} (> {OUTPUT_TOLERANCE})")
+        return 1
+    print(f"OK: the reloaded model's outputs match (max abs difference {difference:.3g})")
+    return 0
+
+
+__all__ = ["run_demo", "comparison_table"]
