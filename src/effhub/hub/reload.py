@@ -69,4 +69,38 @@ def max_output_difference(expected: dict, reloaded: dict) -> float:
     return max((expected[name] - reloaded[name]).abs().max().item() for name in expected)
 
 
-__all__ = ["reload_in_new_process", "output_tensors", "max_output_difference"]
+
+
+
+OUTPUT_TOLERANCE = 1e-5
+
+
+def publish_and_reload(run_dir, repo_id: str, hub_root, model, pixel_values) -> int:
+    """The demos' last three steps: push `run_dir` to a local hub at `hub_root`, reload `repo_id` in a new process,
+    compare its logits on `pixel_values` with `model`'s, and print the hub's model table.
+
+    Returns the exit status: 0 when the outputs match within `OUTPUT_TOLERANCE`, 1 otherwise.
+    """
+    import tempfile
+
+    import torch
+
+    from .browse import browse_models, format_table
+    from .publish import push_folder
+    from .server import LocalHubServer
+
+    with torch.no_grad():
+        expected = output_tensors(model(pixel_values=pixel_values).logits)
+    with LocalHubServer(hub_root) as hub, tempfile.TemporaryDirectory() as workdir:
+        print(f"[2/4] local hub at {hub.url}; pushing {run_dir} to {repo_id}")
+        push_folder(run_dir, repo_id, endpoint=hub.url)
+        print("[3/4] reloading by repo id in a new process")
+        difference = max_output_difference(expected, reload_in_new_process(repo_id, hub.url, pixel_values, workdir))
+        print("[4/4] models on the local hub:")
+        print(format_table(browse_models(endpoint=hub.url)))
+    if difference > OUTPUT_TOLERANCE:
+        print(f"FAILED: the reloaded model's outputs differ by {difference:.3g} (> {OUTPUT_TOLERANCE})")
+        return 1
+    print(f"OK: the reloaded model's outputs match (max abs difference {difference:.3g})")
+    return 0
+__all__ = ["reload_in_new_process", "output_tensors", "max_output_difference", "publish_and_reload"]

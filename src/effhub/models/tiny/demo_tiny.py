@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 DEMO_REPO_ID = "effhub/tiny-demo"
-OUTPUT_TOLERANCE = 1e-5
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the tiny demo into `args.output_dir`; returns the process exit status."""
-    import torch
-
-    from ...hub.browse import browse_models, format_table
-    from ...hub.publish import push_folder
-    from ...hub.reload import max_output_difference, output_tensors, reload_in_new_process
-    from ...hub.server import LocalHubServer
+    from ...hub.reload import publish_and_reload
     from ...recipes import load_recipe
     from .modeling_tiny import EffhubTinyForImageClassification
     from .training_tiny import build_datasets, train
@@ -40,19 +33,4 @@ def run_demo(args: argparse.Namespace) -> int:
     model = EffhubTinyForImageClassification.from_pretrained(run_dir).eval()
     _, test_split = build_datasets(recipe)
     pixel_values = test_split[:16]["pixel_values"]
-    with torch.no_grad():
-        expected = output_tensors(model(pixel_values=pixel_values).logits)
-
-    with LocalHubServer(output_dir / "hub") as hub, tempfile.TemporaryDirectory() as workdir:
-        print(f"[2/4] local hub at {hub.url}; pushing {run_dir} to {DEMO_REPO_ID}")
-        push_folder(run_dir, DEMO_REPO_ID, endpoint=hub.url)
-        print("[3/4] reloading by repo id in a new process")
-        reloaded = reload_in_new_process(DEMO_REPO_ID, hub.url, pixel_values, Path(workdir))
-        difference = max_output_difference(expected, reloaded)
-        print("[4/4] models on the local hub:")
-        print(format_table(browse_models(endpoint=hub.url)))
-    if difference > OUTPUT_TOLERANCE:
-        print(f"FAILED: the reloaded model's outputs differ by {difference:.3g} (> {OUTPUT_TOLERANCE})")
-        return 1
-    print(f"OK: the reloaded model's outputs match (max abs difference {difference:.3g})")
-    return 0
+    return publish_and_reload(run_dir, DEMO_REPO_ID, output_dir / "hub", model, pixel_values)
