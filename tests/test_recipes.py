@@ -85,3 +85,9 @@ def test_recipe_file_with_unknown_key(tmp_path):
     path.write_text("seed: 1\ntrain:\n  stepz: 5\n")
     with pytest.raises(EffhubError, match="stepz"):
         load_recipe("tiny", path)
+
+
+def test_shipped_name_wins_over_a_same_named_folder(tmp_path, monkeypatch):
+    (tmp_path / "demo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("tiny", "demo").train.steps > 0

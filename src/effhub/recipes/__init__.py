@@ -40,7 +40,9 @@ def list_recipes(method: str | None = None) -> dict[str, list[str]]:
 def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     """Return the raw mapping of a recipe and a description of where it came from."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    # a path must look like one (a YAML suffix or a folder part): a file that happens to share a recipe's name in the
+    # working directory must not shadow the shipped recipe
+    if candidate.suffix in (".yaml", ".yml") or len(candidate.parts) > 1:
         if not candidate.is_file():
             raise RecipeError(f"Recipe file '{candidate}' does not exist", "pass a shipped recipe name or a YAML path")
         text, source = candidate.read_text(), str(candidate)
