@@ -142,6 +142,18 @@ def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
     card = ModelCard.load(run / "README.md")
     assert [r.metric_value for r in card.data.eval_results] == [r["metric_value"] for r in evaluation["results"]]
     assert (run / "images" / "policy.png").is_file() and "images/policy.png" in card.text
+    # Delta_T against the single-task references trained in the same run and saved with it
+    references = json.loads((run / "single_task_references.json").read_text())
+    assert set(references) == set(model.config.task_names) == set(evaluation["extra"]["single_task"])
+    for task in model.config.task_names:
+        assert (run / "checkpoints" / f"single-{task}").is_dir()
+    from effhub.models.adashare.training_adashare import delta_t
+
+    recomputed = delta_t(model.config, evaluation["extra"]["scores"], references)
+    assert evaluation["extra"]["delta_t"] == pytest.approx(recomputed["delta_t"])
+    from effhub.hub.cards import format_metric_value
+
+    assert "Delta_T" in card.text and format_metric_value(evaluation["extra"]["delta_t"]) in card.text
 
 
 def test_demo_pushes_and_reloads_by_repo_id(tmp_path):
@@ -159,3 +171,15 @@ def test_demo_pushes_and_reloads_by_repo_id(tmp_path):
     assert "hard sharing (warm-up)" in result.stdout and "MACs executed" in result.stdout
     assert "reloaded AdaShareModel from effhub/adashare-demo" in result.stdout
     assert "OK: the reloaded model's outputs match" in result.stdout
+
+
+def test_missing_dataset_folder_writes_nothing(tmp_path, capsys):
+    from effhub.cli import main
+
+    output = tmp_path / "run"
+    argv = ["train", "adashare", "--recipe", "nyuv2-2task", "--data-dir", str(tmp_path / "no-such-nyu"),
+            "--output-dir", str(output), "--no-progress"]
+    assert main(argv) != 0
+    message = capsys.readouterr().err
+    assert "does not exist" in message and "Fix:" in message
+    assert not output.exists()

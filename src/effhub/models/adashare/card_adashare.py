@@ -86,6 +86,9 @@ def write_adashare_card(run_dir, model, recipe, eval_results: dict, image_size) 
             "policy-able blocks": config.num_blocks,
             "heads": config.head_type,
         },
+        "delta_t": {name: eval_results["extra"][key] for name, key in (
+            ("AdaShare (this model)", "delta_t"), ("hard sharing (warm-up model)", "delta_t_warmup_hard_sharing"))
+            if key in eval_results["extra"]},
         "policy": policy,
         "executed_fraction": fractions,
         "usage": ("import effhub\nfrom transformers import AutoModel\n"

@@ -30,6 +30,7 @@ from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
 SPLITS_FILE = "splits.json"
+SINGLE_TASK_FILE = "single_task_references.json"
 # the run's intermediate models live under checkpoints/, which is never pushed to a Hub
 STAGES_DIR = "checkpoints"
 WARMUP_DIR = f"{STAGES_DIR}/warmup"
@@ -288,6 +289,65 @@ def _training_arguments(recipe, args, output_dir, method="adashare"):
     return dataclasses.replace(arguments, output_dir=output_dir)
 
 
+def single_task_config(recipe: AdaShareRecipe, task: str):
+    """The config of the single-task reference for `task`: same backbone and head, that task alone."""
+    model = recipe.model
+    task_types = {task: model.task_types[task]} if model.task_types and task in model.task_types else None
+    weights = {task: recipe.task_loss_weights[task]} if task in recipe.task_loss_weights else None
+    return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights)
+
+
+def train_fixed_architecture(recipe: AdaShareRecipe, args, config, policy, initial_state, datasets, run_dir: Path,
+                             test_set, collate_fns):
+    """Train `config` with a fixed `policy` for `recipe.retrain_steps` (the re-training phase) and return the model
+    and its test scores. `initial_state` (optional) gives the starting weights; hard sharing and single-task
+    references use it with an all-ones policy."""
+    from ...training import PhasedTrainer
+    from .modeling_adashare import AdaShareModel
+
+    torch.manual_seed(recipe.seed)
+    model = AdaShareModel(config)
+    if initial_state is not None:
+        model.load_state_dict({k: v for k, v in initial_state.items() if k in model.state_dict()}, strict=False)
+    model.set_policy(policy)
+    trainer = PhasedTrainer(model, [build_retrain_phase(recipe, model)], datasets,
+                            _training_arguments(recipe, args, run_dir), collate_fn=collate_fns[0])
+    try:
+        model = trainer.train()
+        test_scores = evaluate_model(trainer, model, test_set, collate_fns[1], recipe.eval_batch_size)
+    finally:
+        trainer.end()
+    return model, test_scores
+
+
+def train_single_task_references(recipe: AdaShareRecipe, args, output_dir: Path, train_data, test_set) -> dict:
+    """One single-task model per task, trained like the re-trained AdaShare (same steps, all blocks); test scores."""
+    references = {}
+    for task in recipe.model.tasks:
+        config = single_task_config(recipe, task)
+        collate_fns = (make_collator(recipe, [task], True), make_collator(recipe, [task], False))
+        _, scores = train_fixed_architecture(recipe, args, config, {task: [1] * config.num_blocks}, None,
+                                             {"train": train_data}, output_dir / STAGES_DIR / f"single-{task}",
+                                             test_set, collate_fns)
+        references[task] = scores[task]
+    return references
+
+
+def delta_t(config, scores: dict, references: dict) -> dict:
+    """Delta_T (%) of `scores` against the single-task `references` over the card's metrics of every task
+    (`effhub.metrics.multitask_delta`: `{"delta_t", "per_task", "per_metric"}`). A metric whose single-task value is 0
+    (possible after very short runs) is left out: its relative change is undefined."""
+    from ...metrics import multitask_delta
+
+    from .card_adashare import CARD_METRICS
+
+    chosen = {task: {metric: scores[task][metric] for metric in CARD_METRICS[config.task_types[task]][1]
+                     if metric in scores[task] and references.get(task, {}).get(metric)}
+              for task in config.task_names}
+    result = multitask_delta({task: metrics for task, metrics in chosen.items() if metrics}, references)
+    return {"delta_t": float(result["delta_t"]), "per_task": {k: float(v) for k, v in result["per_task"].items()}}
+
+
 def _snapshot_warmup(folder: Path):
     """`on_phase_start` of the policy phase: save the warm-up (hard-sharing) weights once, on the main process."""
 
@@ -304,15 +364,18 @@ def train(recipe: AdaShareRecipe, args) -> Path:
     """Run the three phases; the run folder ends with the re-trained model, its processor, splits and metrics."""
     from safetensors.torch import load_file, save_file
 
+    from accelerate import PartialState
+
     from ...data.dense import split_ids
     from ...training import PhasedTrainer
     from .card_adashare import write_adashare_card
     from .modeling_adashare import AdaShareModel
 
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     seed = getattr(args, "seed", None) if getattr(args, "seed", None) is not None else recipe.seed
+    # data errors (a missing folder, a missing file) surface before anything is written
     train_set, test_set = load_datasets(recipe, getattr(args, "data_dir", None))
+    output_dir.mkdir(parents=True, exist_ok=True)
     split = split_ids(train_set, recipe.val_fraction, seed)
     train1, train2, val = split.select(train_set)
     from datasets import concatenate_datasets
@@ -376,8 +439,14 @@ def train(recipe: AdaShareRecipe, args) -> Path:
             best_trainer_dir = run_dir / "model"
         retrainer.end()
 
+    references = None
+    if recipe.single_task_references:
+        references = train_single_task_references(recipe, args, output_dir, concatenate_datasets([train1, train2]),
+                                                  test_set)
+        if PartialState().is_main_process:
+            atomic_write_json(output_dir / SINGLE_TASK_FILE, references)
+
     import numpy as np
-    from accelerate import PartialState
 
     if PartialState().is_main_process:  # every rank holds the same result; one writes it
         final = AdaShareModel.from_pretrained(best_trainer_dir)
@@ -386,9 +455,14 @@ def train(recipe: AdaShareRecipe, args) -> Path:
         make_processor(recipe, image_size).save_pretrained(output_dir)
         atomic_write_json(output_dir / "retrain_candidates.json", {"candidates": candidates, "best": best["index"]})
         fractions = executed_fractions(final, image_size)
-        eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra={
-            "warmup_hard_sharing": warmup_test, "executed_fraction": fractions, "selected_candidate": best["index"],
-            "validation": best["val"]})
+        extra = {"warmup_hard_sharing": warmup_test, "executed_fraction": fractions,
+                 "selected_candidate": best["index"], "validation": best["val"]}
+        if references is not None:
+            ours, hard = delta_t(config, best["test"], references), delta_t(config, warmup_test, references)
+            extra.update(single_task=references, delta_t=ours["delta_t"], delta_t_per_task=ours["per_task"],
+                         delta_t_warmup_hard_sharing=hard["delta_t"],
+                         delta_t_warmup_hard_sharing_per_task=hard["per_task"])
+        eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra=extra)
         write_adashare_card(output_dir, final, recipe, eval_results, image_size)
     PartialState().wait_for_everyone()
     return output_dir
