@@ -1,10 +1,6 @@
 """Two CPU processes under `accelerate launch`: sharding, synchronisation, unused parameters, clean exit."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +8,7 @@ import torch
 
 from _training_fixtures import BLOCK_IDS_BELOW, INITIAL_STATE, build_datasets, build_model, build_phases, state_dict_of
 from effhub.training import PhasedTrainer, TrainingArguments, read_metrics_log
+from tests.launch import accelerate_launch
 
 HERE = Path(__file__).resolve().parent
 WORLD = 2
@@ -21,22 +18,10 @@ DATASET_SIZES = {"train1": 32, "train2": 16}
 pytestmark = pytest.mark.multiprocess
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(WORLD),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(HERE / "_ddp_script.py"), str(folder),
-    ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    result = accelerate_launch(str(HERE / "_ddp_script.py"), str(folder), num_processes=WORLD, timeout=240)
     assert result.returncode == 0, f"launch failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     reports = [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
     weights = [torch.load(folder / f"rank{rank}.pt") for rank in range(WORLD)]

@@ -11,7 +11,7 @@ from .checkpoints import CHECKPOINTS_DIR, TRAINER_STATE_FILE, checkpoint_dirs, l
 from .run_info import RUN_INFO_FILE, collect_run_info, package_versions
 from .sampling import DataStream, ShardedEpochBatchSampler
 from .tracking import METRICS_FILE, JsonlTracker, read_metrics_log
-from .trainer import LOGS_DIR, PhasedTrainer, StepContext, end_ranks_cleanly
+from .trainer import LOGS_DIR, PhasedTrainer, StepContext, end_ranks_cleanly, finish_distributed
 
 __all__ = [
     "TrainingArguments",
@@ -20,6 +20,7 @@ __all__ = [
     "StepContext",
     "PhasedTrainer",
     "end_ranks_cleanly",
+    "finish_distributed",
     "JsonlTracker",
     "read_metrics_log",
     "DataStream",

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 LOGS_DIR = "logs"
 
 
-def end_ranks_cleanly(accelerator: Accelerator | None, *objects: Any) -> None:
+def end_ranks_cleanly(accelerator: Accelerator | None, *objects: Any, destroy_process_group: bool = True) -> None:
     """End a (possibly multi-process) run so that no rank crashes at interpreter exit.
 
     Releases the accelerator's references to prepared models, optimisers, schedulers and data loaders (and the
@@ -57,6 +57,9 @@ def end_ranks_cleanly(accelerator: Accelerator | None, *objects: Any) -> None:
     Args:
         accelerator (`Accelerator`): the run's accelerator (None does nothing).
         objects: prepared objects to release as well.
+        destroy_process_group (`bool`, *optional*, defaults to `True`): `False` when another trainer of the same
+            run follows (e.g. AdaShare's re-training after policy learning): trackers finish, the process group stays
+            for it; end the run with `end_ranks_cleanly(...)` or `finish_distributed()` afterwards.
     """
     if accelerator is None:
         return
@@ -64,7 +67,21 @@ def end_ranks_cleanly(accelerator: Accelerator | None, *objects: Any) -> None:
     accelerator.free_memory(*objects)
     del objects
     gc.collect()
-    accelerator.end_training()
+    if destroy_process_group:
+        accelerator.end_training()
+    else:
+        for tracker in accelerator.trackers:
+            tracker.finish()
+
+
+def finish_distributed() -> None:
+    """Destroy the process group at the end of a run whose trainers ended with `end(final=False)`."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    gc.collect()
+    state.destroy_process_group()
 
 
 @dataclass
@@ -610,8 +627,13 @@ class PhasedTrainer:
         accelerator.wait_for_everyone()
         return directory
 
-    def end(self) -> None:
-        """Release everything and end the run on every process (`end_ranks_cleanly`); call it once, at the end."""
+    def end(self, final: bool = True) -> None:
+        """Release everything and end the run on every process (`end_ranks_cleanly`); call it once, at the end.
+
+        Args:
+            final (`bool`, *optional*, defaults to `True`): `False` keeps the process group for a next trainer of the
+                same run; call `finish_distributed()` once the last one has ended.
+        """
         if self._ended:
             return
         self._ended = True
@@ -619,7 +641,7 @@ class PhasedTrainer:
         self.model = None
         self._optimizers = {}
         self._schedulers = {}
-        end_ranks_cleanly(self.accelerator)
+        end_ranks_cleanly(self.accelerator, destroy_process_group=final)
 
 
 def _apply(value, function):

@@ -183,3 +183,26 @@ def test_missing_dataset_folder_writes_nothing(tmp_path, capsys):
     message = capsys.readouterr().err
     assert "does not exist" in message and "Fix:" in message
     assert not output.exists()
+
+
+@pytest.mark.multiprocess
+def test_two_process_run_of_the_demo_recipe(tmp_path, monkeypatch):
+    """`accelerate launch --multi_gpu --num_processes 2` of the demo recipe, shortened: it works and the model loads."""
+    from tests.launch import accelerate_launch
+
+    monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
+    scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
+              "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 32, num_test: 8, seed: 0}")
+    sets = [scenes, "warmup_steps=2", "policy_epochs=2", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+            "retrain_steps=2", "retrain_samples=1", "batch_size=2", "eval_batch_size=4", "model.base_width=4",
+            "single_task_references=false"]
+    arguments = ["-m", "effhub.train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"),
+                 "--no-progress"]
+    for value in sets:
+        arguments += ["--set", value]
+    result = accelerate_launch(*arguments)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run = tmp_path / "run"
+    assert json.loads((run / "run_info.json").read_text())["world_size"] == 2
+    model = AdaShareModel.from_pretrained(run)
+    assert model.config.policy is not None and (run / "README.md").is_file()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+
+from tests.launch import accelerate_launch
 
 # a few-step run on little data: checks the plumbing, not the teacher's quality (see the slow test below)
 QUICK_OVERRIDES = (
@@ -123,21 +123,11 @@ def test_recipe_for_another_world_version_is_refused():
         load_recipe("clip-teacher", "demo", ["train.stepz=3"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.multiprocess
 def test_two_process_training(tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(_free_port()), "-m", "effhub.train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run),
-               "--no-progress", *overrides(QUICK_OVERRIDES)]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = accelerate_launch("-m", "effhub.train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run),
+                               "--no-progress", *overrides(QUICK_OVERRIDES))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run / "run_info.json").read_text())["world_size"] == 2
     assert (run / "model.safetensors").is_file() and (run / "eval_results.json").is_file()

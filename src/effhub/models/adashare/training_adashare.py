@@ -316,7 +316,7 @@ def train_fixed_architecture(recipe: AdaShareRecipe, args, config, policy, initi
         model = trainer.train()
         test_scores = evaluate_model(trainer, model, test_set, collate_fns[1], recipe.eval_batch_size)
     finally:
-        trainer.end()
+        trainer.end(final=False)  # more trainers of this run follow; train() finishes the run
     return model, test_scores
 
 
@@ -367,6 +367,7 @@ def train(recipe: AdaShareRecipe, args) -> Path:
     from accelerate import PartialState
 
     from ...data.dense import split_ids
+    from ...training import finish_distributed
     from ...training import PhasedTrainer
     from .card_adashare import write_adashare_card
     from .modeling_adashare import AdaShareModel
@@ -410,7 +411,7 @@ def train(recipe: AdaShareRecipe, args) -> Path:
         collate_fn=eval_collate, reduce="sum"))
     logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
     trainer.save_pretrained(output_dir / POLICY_LEARNING_DIR)
-    trainer.end()
+    trainer.end(final=False)  # re-training (and references) run in the same process group
 
     # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
     generator = torch.Generator().manual_seed(seed)
@@ -437,7 +438,7 @@ def train(recipe: AdaShareRecipe, args) -> Path:
         if best is None or score > best["score"]:
             best = candidates[-1]
             best_trainer_dir = run_dir / "model"
-        retrainer.end()
+        retrainer.end(final=False)
 
     references = None
     if recipe.single_task_references:
@@ -464,7 +465,7 @@ def train(recipe: AdaShareRecipe, args) -> Path:
                          delta_t_warmup_hard_sharing_per_task=hard["per_task"])
         eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra=extra)
         write_adashare_card(output_dir, final, recipe, eval_results, image_size)
-    PartialState().wait_for_everyone()
+    finish_distributed()
     return output_dir
 
 
