@@ -105,6 +105,32 @@ def test_bad_recipe(override, match):
         load_recipe("adashare", "demo", [override])
 
 
+def test_resume_runs_the_stages_the_interrupted_run_never_reached(tmp_path, monkeypatch):
+    """--resume after an interruption between re-trainings: finished stages resume (and end at once), the stage
+    that never started trains from scratch, and the run ends with the same model as the uninterrupted one."""
+    import shutil
+
+    from effhub.cli import main
+
+    monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
+    scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
+              "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
+    sets = [scenes, "warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+            "retrain_steps=2", "retrain_samples=2", "batch_size=4", "eval_batch_size=8", "model.base_width=4",
+            "single_task_references=false"]
+    argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"), "--no-progress"]
+    for value in sets:
+        argv += ["--set", value]
+    assert main(argv) == 0
+    run = tmp_path / "run"
+    finished = AdaShareModel.from_pretrained(run).state_dict()
+    shutil.rmtree(run / "checkpoints" / "retrain-1")  # as if killed before the second re-training started
+    (run / "model.safetensors").unlink()
+    assert main(argv + ["--resume"]) == 0
+    resumed = AdaShareModel.from_pretrained(run).state_dict()
+    assert all(torch.allclose(finished[key], resumed[key], atol=1e-6) for key in finished)
+
+
 def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
     """The real loop on tiny generated scenes: splits saved, one candidate per sample, a loadable re-trained model."""
     from effhub.cli import main

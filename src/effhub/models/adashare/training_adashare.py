@@ -282,11 +282,13 @@ def _training_arguments(recipe, args, output_dir, method="adashare"):
     import dataclasses
 
     from ...recipes import recipe_to_dict
-    from ...training import TrainingArguments
+    from ...training import CHECKPOINTS_DIR, TrainingArguments, latest_checkpoint
 
     arguments = TrainingArguments.from_cli_args(args, output_dir=output_dir, seed=recipe.seed, method=method,
                                                 recipe=recipe_to_dict(recipe))
-    return dataclasses.replace(arguments, output_dir=output_dir)
+    # on --resume, a stage the interrupted run never reached starts afresh (it has no checkpoint to resume from)
+    resume = arguments.resume and latest_checkpoint(Path(output_dir) / CHECKPOINTS_DIR) is not None
+    return dataclasses.replace(arguments, output_dir=output_dir, resume=resume)
 
 
 def single_task_config(recipe: AdaShareRecipe, task: str):
