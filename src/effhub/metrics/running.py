@@ -23,6 +23,25 @@ from ..errors import ConfigError
 from .tensors import fold_statistics
 
 
+ADASHARE_CITATION = """@inproceedings{sun2020adashare,
+  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
+  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
+  booktitle={NeurIPS},
+  year={2020}
+}"""
+"""The multi-task protocol the dense metrics follow (NYU-v2, CityScapes, Taskonomy as AdaShare evaluates them)."""
+
+
+def map_features(value_type: str, channels: bool = False):
+    """`datasets.Features` of dense prediction/reference maps: (H, W) per example, or (H, W, C) with `channels`."""
+    import datasets
+
+    feature = datasets.Value(value_type)
+    for _ in range(3 if channels else 2):
+        feature = datasets.Sequence(feature)
+    return datasets.Features({"predictions": feature, "references": feature})
+
+
 class RunningStatisticsMetric(evaluate.Metric, ABC):
     """An `evaluate.Metric` whose state is a dict of fixed-size numpy arrays (sufficient statistics).
 

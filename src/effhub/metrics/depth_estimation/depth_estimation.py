@@ -1,11 +1,10 @@
 """`evaluate` module: depth estimation errors (abs/rel error, RMSE, delta thresholds) from running sums."""
 
-import datasets
 import evaluate
 import numpy as np
 
 from effhub.metrics.depth_estimation.statistics import depth_scores, depth_statistics
-from effhub.metrics.running import RunningStatisticsMetric
+from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
 
 _DESCRIPTION = """Depth estimation errors over valid pixels (reference depth > 0, optionally restricted by a mask),
 accumulated as sums and counts: absolute error, relative error (as in AdaShare's NYU-v2 protocol), RMSE, and the
@@ -17,12 +16,8 @@ _CITATION = """@inproceedings{eigen2014depth,
   booktitle={NeurIPS},
   year={2014}
 }
-@inproceedings{sun2020adashare,
-  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
+"""
+_CITATION += ADASHARE_CITATION
 
 _INPUTS = """
 Args:
@@ -46,12 +41,7 @@ class DepthEstimation(RunningStatisticsMetric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                    "references": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                }
-            ),
+            features=map_features("float32"),
         )
 
     def _empty_statistics(self):

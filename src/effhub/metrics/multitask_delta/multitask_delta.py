@@ -5,6 +5,7 @@ import evaluate
 
 from effhub.errors import ConfigError
 from effhub.metrics.multitask_delta.statistics import multitask_delta
+from effhub.metrics.running import ADASHARE_CITATION
 
 _DESCRIPTION = """Delta_T (Maninis et al., CVPR 2019; as used by AdaShare): for each task the mean over its metrics
 of (-1)^l (M_mt - M_st) / M_st (l = 1 when lower is better), averaged over tasks, in percent. Positive values mean the
@@ -17,12 +18,8 @@ _CITATION = """@inproceedings{maninis2019attentive,
   booktitle={CVPR},
   year={2019}
 }
-@inproceedings{sun2020adashare,
-  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
+"""
+_CITATION += ADASHARE_CITATION
 
 _INPUTS = """
 Args (to compute):

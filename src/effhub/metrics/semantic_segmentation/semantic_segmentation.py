@@ -1,11 +1,10 @@
 """`evaluate` module: semantic segmentation (mIoU, pixel accuracy, per-class IoU) from a running confusion matrix."""
 
-import datasets
 import evaluate
 import numpy as np
 
 from effhub.errors import ConfigError
-from effhub.metrics.running import RunningStatisticsMetric
+from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
 from effhub.metrics.semantic_segmentation.statistics import segmentation_scores, segmentation_statistics
 
 _DESCRIPTION = """Semantic segmentation metrics computed from a confusion matrix accumulated batch by batch: mean
@@ -18,12 +17,8 @@ _CITATION = """@inproceedings{long2015fully,
   booktitle={CVPR},
   year={2015}
 }
-@inproceedings{sun2020adashare,
-  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
+"""
+_CITATION += ADASHARE_CITATION
 
 _INPUTS = """
 Args:
@@ -61,12 +56,7 @@ class SemanticSegmentation(RunningStatisticsMetric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
-                    "references": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
-                }
-            ),
+            features=map_features("int64"),
         )
 
     def _empty_statistics(self):

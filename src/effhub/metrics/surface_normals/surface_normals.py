@@ -1,11 +1,10 @@
 """`evaluate` module: surface normal angle errors (mean, median, % within 11.25/22.5/30 degrees) from running
 sums and a fine angle histogram."""
 
-import datasets
 import evaluate
 import numpy as np
 
-from effhub.metrics.running import RunningStatisticsMetric
+from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
 from effhub.metrics.surface_normals.statistics import (
     DEFAULT_BIN_WIDTH,
     normals_scores,
@@ -24,12 +23,8 @@ _CITATION = """@inproceedings{eigen2015predicting,
   booktitle={ICCV},
   year={2015}
 }
-@inproceedings{sun2020adashare,
-  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
+"""
+_CITATION += ADASHARE_CITATION
 
 _INPUTS = """
 Args:
@@ -57,12 +52,7 @@ class SurfaceNormals(RunningStatisticsMetric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("float32")))),
-                    "references": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("float32")))),
-                }
-            ),
+            features=map_features("float32", channels=True),
         )
 
     def _empty_statistics(self):
