@@ -58,6 +58,18 @@ def _features(output):
     return output if hasattr(output, "norm") else output.pooler_output
 
 
+def similarity_scores(model, tokenizer, pixel_values, texts: Sequence[str], batch_size: int = 256):
+    """Cosine similarities `[num_images, num_texts]` of the model's normalised image and text embeddings (eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        text = encode_texts(model, tokenizer, texts, batch_size)
+        image = encode_images(model, pixel_values, batch_size)
+    finally:
+        model.train(was_training)
+    return image @ text.T
+
+
 def zero_shot_accuracy(model, tokenizer, pixel_values, labels, prompts: Sequence[str], batch_size: int = 256) -> dict:
     """Top-1 and top-5 zero-shot accuracy of `model` over `pixel_values` with one prompt per class.
 
@@ -74,14 +86,7 @@ def zero_shot_accuracy(model, tokenizer, pixel_values, labels, prompts: Sequence
     if labels.numel() and (labels.min() < 0 or labels.max() >= len(prompts)):
         raise ConfigError(f"labels span {int(labels.min())}..{int(labels.max())} but there are {len(prompts)} prompts",
                           "pass one prompt per class, in class-index order")
-    was_training = model.training
-    model.eval()
-    try:
-        text = encode_texts(model, tokenizer, prompts, batch_size)
-        image = encode_images(model, pixel_values, batch_size)
-    finally:
-        model.train(was_training)
-    scores = image @ text.T
+    scores = similarity_scores(model, tokenizer, pixel_values, prompts, batch_size)
     top = scores.topk(min(5, len(prompts)), dim=-1).indices
     top1 = (top[:, 0] == labels).float().mean().item()
     top5 = (top == labels[:, None]).any(dim=-1).float().mean().item()
@@ -96,14 +101,7 @@ def retrieval_recalls(model, tokenizer, pixel_values, captions: Sequence[str], k
 
     if len(captions) != len(pixel_values):
         raise ConfigError(f"{len(captions)} captions for {len(pixel_values)} images", "pass one caption per image")
-    was_training = model.training
-    model.eval()
-    try:
-        text = encode_texts(model, tokenizer, captions, batch_size)
-        image = encode_images(model, pixel_values, batch_size)
-    finally:
-        model.train(was_training)
-    scores = image @ text.T
+    scores = similarity_scores(model, tokenizer, pixel_values, captions, batch_size)
     true = scores.diagonal()
     # rank of the true partner = how many candidates score strictly higher
     image_rank = (scores > true[:, None]).sum(dim=1)
