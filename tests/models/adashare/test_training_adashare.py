@@ -44,8 +44,20 @@ def fixture_batch(config, batch_size=2, size=33):
             "label_mask": mask}
 
 
+def reader_fixture_batch(recipe, tasks, root):
+    """A training batch of two images read by the recipe's own reader from a fixture in the real on-disk format
+    (the writers of tests/data), through the recipe's collator (crops and augmentation included)."""
+    from tests.data.conftest import write_cityscapes, write_nyuv2, write_taskonomy
+
+    from effhub.models.adashare.training_adashare import load_datasets, make_collator
+
+    {"nyuv2": write_nyuv2, "cityscapes": write_cityscapes, "taskonomy": write_taskonomy}[recipe.dataset](root)
+    train_set, _ = load_datasets(recipe, data_dir=root)
+    return make_collator(recipe, tasks, train=True)([train_set[0], train_set[1]])
+
+
 @pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
-def test_paper_recipe_full_size_on_meta_and_one_step(name):
+def test_paper_recipe_full_size_on_meta_and_one_step(name, tmp_path):
     recipe = load_recipe("adashare", name)
     depth, blocks = PAPER_RECIPES[name]
     config = recipe.model_config()
@@ -60,7 +72,8 @@ def test_paper_recipe_full_size_on_meta_and_one_step(name):
     small = load_recipe("adashare", name, ["model.base_width=4", "model.head_hidden_size=8"])
     model = AdaShareModel(small.model_config())
     phases = build_policy_phases(small, model, len_train1=8, len_train2=8)
-    batch = fixture_batch(model.config)
+    batch = reader_fixture_batch(small, model.config.task_names, tmp_path / "data")
+    assert batch["pixel_values"].shape[-2:] == tuple(small.crop_size)
     ctx = types.SimpleNamespace(state={"temperature": small.gumbel_tau_init, "policy_epoch": 0},
                                 unwrapped_model=model)
     for phase in phases:
