@@ -537,29 +537,31 @@ class AdaShareModel(AdaSharePreTrainedModel):
         return counts
 
 
-class AdaShareForSemanticSegmentation(AdaShareModel):
-    """[`AdaShareModel`] that runs only its segmentation task by default: what the image-segmentation pipeline loads
-    (same weights, so any AdaShare checkpoint with a segmentation task loads into it)."""
+class AdaShareSingleTaskDefault(AdaShareModel):
+    """[`AdaShareModel`] whose `forward` runs one task by default, the config's `<default_task_kind>_task`: what a
+    task pipeline loads (same weights, so any AdaShare checkpoint with such a task loads into it)."""
+
+    default_task_kind: str = ""
 
     def forward(self, pixel_values: torch.Tensor, task: str | list[str] | None = None, **kwargs):
         if task is None:
-            task = self.config.segmentation_task
+            task = getattr(self.config, f"{self.default_task_kind}_task")
             if task is None:
-                raise TaskError("this AdaShare model has no segmentation task",
+                raise TaskError(f"this AdaShare model has no {self.default_task_kind} task",
                                 f"load it with AutoModel and pick one of {self.config.task_names}")
         return super().forward(pixel_values, task=task, **kwargs)
 
 
-class AdaShareForDepthEstimation(AdaShareModel):
+class AdaShareForSemanticSegmentation(AdaShareSingleTaskDefault):
+    """[`AdaShareModel`] that runs only its segmentation task by default: what the image-segmentation pipeline loads."""
+
+    default_task_kind = "segmentation"
+
+
+class AdaShareForDepthEstimation(AdaShareSingleTaskDefault):
     """[`AdaShareModel`] that runs only its depth task by default: what the depth-estimation pipeline loads."""
 
-    def forward(self, pixel_values: torch.Tensor, task: str | list[str] | None = None, **kwargs):
-        if task is None:
-            task = self.config.depth_task
-            if task is None:
-                raise TaskError("this AdaShare model has no depth task",
-                                f"load it with AutoModel and pick one of {self.config.task_names}")
-        return super().forward(pixel_values, task=task, **kwargs)
+    default_task_kind = "depth"
 
 
 def _resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
