@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from effhub.data.caption_world import (
+from effhub.data.captions import (
     CAPTION_WORLD_FINGERPRINT,
     CAPTION_WORLD_VERSION,
     COLOURS,

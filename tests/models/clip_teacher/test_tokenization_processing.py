@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from effhub.data.caption_world import CaptionWorld
+from effhub.data.captions import CaptionWorld
 from effhub.errors import ConfigError
 from effhub.models.clip_teacher.configuration_clip_teacher import (
     MAX_LEARNED_CONTEXTS,

@@ -106,7 +106,7 @@ class CLIPTeacherRecipe:
 # ---------------------------------------------------------------------------------------------------- data
 def build_world(recipe: CLIPTeacherRecipe):
     """The caption world of the recipe (refusing a recipe written for another world version)."""
-    from ...data.caption_world import CAPTION_WORLD_VERSION, CaptionWorld, default_cache_dir
+    from ...data.captions import CAPTION_WORLD_VERSION, CaptionWorld, default_cache_dir
 
     if recipe.world.version != CAPTION_WORLD_VERSION:
         raise ConfigError(
@@ -326,7 +326,7 @@ def eval_results_from_metrics(metrics: dict) -> dict:
 
 def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, model, world):
     """Write `eval_results.json` and `README.md` (card) into the run folder."""
-    from ...data.caption_world import CAPTION_WORLD_VERSION, ZERO_SHOT_TEMPLATE
+    from ...data.captions import CAPTION_WORLD_VERSION, ZERO_SHOT_TEMPLATE
     from ...hub.cards import write_eval_results, write_model_card
     from ...recipes import recipe_to_dict
 

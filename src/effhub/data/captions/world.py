@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import ConfigError, DatasetError
+from ...errors import ConfigError, DatasetError
 
 CAPTION_WORLD_VERSION = 1
 # sha256 of the frozen default parameters (`CaptionWorldConfig().fingerprint()`); tests compare against it so that
