@@ -16,11 +16,15 @@ from effhub.data.captions import (
     CaptionWorld,
     CaptionWorldConfig,
 )
+from effhub.data.captions.world import CAPTION_WORLD_FINGERPRINTS, SPLIT_NAMES
 from effhub.errors import ConfigError, DatasetError
 
-# pixels and captions of the first 8 images of one split under the frozen world; a change of the renderer or the
-# captioner must bump CAPTION_WORLD_VERSION (and update this value together with the measured figures)
-FROZEN_SAMPLE_SHA256 = "3156aea6252aaa22d6b9f1b43d495b24d1ffc3a578ad72f08f03d799a765ac92"
+# pixels and captions of the first 8 images of one split under each frozen world version; a change of the renderer
+# or the captioner must bump CAPTION_WORLD_VERSION (and add its value here together with the measured figures)
+FROZEN_SAMPLE_SHA256 = {
+    1: "3156aea6252aaa22d6b9f1b43d495b24d1ffc3a578ad72f08f03d799a765ac92",
+    2: "72ce2892795ee2419c7adb92685818fd8f60569f6e701495593984f29247af20",
+}
 
 
 def _digest(dataset) -> str:
@@ -34,11 +38,50 @@ def world():
 
 
 def test_world_parameters_are_frozen(world):
-    assert CAPTION_WORLD_VERSION == 1
-    assert CaptionWorldConfig().fingerprint() == CAPTION_WORLD_FINGERPRINT
-    assert _digest(world.pairs(8, seed=0, split="fingerprint")) == FROZEN_SAMPLE_SHA256
+    assert CAPTION_WORLD_VERSION == 2
+    assert CaptionWorldConfig().fingerprint() == CAPTION_WORLD_FINGERPRINT == CAPTION_WORLD_FINGERPRINTS[2]
+    assert _digest(world.pairs(8, seed=0, split="fingerprint")) == FROZEN_SAMPLE_SHA256[2]
+    assert world.pairs(1, seed=0)["image"][0].size == (64, 64)
     # a different parameter gives a different fingerprint (the guard can fail)
     assert CaptionWorldConfig(noise=9.0).fingerprint() != CAPTION_WORLD_FINGERPRINT
+
+
+def test_version_1_stays_readable():
+    """Version 1 draws what it drew before version 2 existed: same fingerprint, pixels and captions."""
+    config = CaptionWorldConfig.for_version(1)
+    assert config.image_size == 48 and config.fingerprint() == CAPTION_WORLD_FINGERPRINTS[1]
+    old = CaptionWorld(config)
+    assert _digest(old.pairs(8, seed=0, split="fingerprint")) == FROZEN_SAMPLE_SHA256[1]
+    assert old.pairs(1, seed=0)["image"][0].size == (48, 48)
+    with pytest.raises(ConfigError, match="version"):
+        CaptionWorldConfig.for_version(3)
+
+
+def test_split_drawn_with_another_size_is_a_prefix_of_the_same_stream(world):
+    short, long = world.pairs(5, seed=0, split="prefix"), world.pairs(9, seed=0, split="prefix")
+    assert _digest(short) == _digest(long.select(range(5)))
+    single = world.single_object(70, seed=0, split="prefix")
+    assert single["label"][:64] == world.single_object(64, seed=0, split="prefix")["label"]
+
+
+def test_image_pool_cannot_be_rederived_with_captions():
+    """From version 2 a split's stream is keyed by its kind: no builder re-draws another builder's images."""
+    world = CaptionWorld()
+    pool = np.stack([np.asarray(image) for image in world.image_pool(6, seed=0)["image"]])
+    for build in (world.pairs, lambda n, seed, split: world.multilabel(n, seed=seed, split=split),
+                  world.single_object):
+        images = np.stack([np.asarray(image) for image in build(6, seed=0, split="image-pool")["image"]])
+        assert not any((pool == image).all(axis=(1, 2, 3)).any() for image in images)
+    # version 1 had the leak (kept as it was, for reproducibility)
+    old = CaptionWorld(CaptionWorldConfig.for_version(1))
+    leaked = np.stack([np.asarray(image) for image in old.pairs(3, seed=0, split="image-pool")["image"]])
+    assert (leaked == np.stack([np.asarray(image) for image in old.image_pool(3, seed=0)["image"]])).all()
+
+
+def test_split_names_of_all_consumers_are_distinct():
+    names = [name for splits in SPLIT_NAMES.values() for name in splits.values()]
+    assert len(names) == len(set(names))
+    assert {"clip-teacher", "dualcoop", "dime-fm"} <= set(SPLIT_NAMES)
 
 
 def test_class_vocabulary_and_held_out_classes(world):
@@ -72,7 +115,7 @@ def test_pair_labels_match_objects_and_captions(world):
         counts.add(row["num_objects"])
         assert len(objects) == row["num_objects"]
         assert row["labels"] == sorted({world.class_index(o["class_name"]) for o in objects})
-        assert row["image"].size == (48, 48)
+        assert row["image"].size == (64, 64)
         # every object's shape is named in the caption (canonical word or a synonym)
         for obj in objects:
             assert any(word in row["caption"] for word in SHAPES[obj["shape"]]), row["caption"]
@@ -115,7 +158,7 @@ def test_vocabulary_texts_cover_every_word(world):
 def test_cache_round_trip_and_corrupt_entry(tmp_path):
     cached = CaptionWorld(cache_dir=tmp_path)
     first = cached.pairs(10, seed=2)
-    folders = list((tmp_path / "caption_world").glob("*/pairs-n10-s2"))
+    folders = list((tmp_path / "caption_world").glob("v2-*/pairs-n10-s2"))
     assert len(folders) == 1 and not list(folders[0].parent.glob(".*"))  # no temp folder left behind
     assert _digest(cached.pairs(10, seed=2)) == _digest(first) == _digest(CaptionWorld().pairs(10, seed=2))
     (folders[0] / "dataset_info.json").write_text("{not json")

@@ -11,9 +11,17 @@ is a meaningful teacher (imperfect, with room for students and adapters to be be
 - a separately seeded **text corpus** and **image pool** with no shared ids, for distillation from unpaired
   images and texts (DIME-FM, arXiv 2303.18232).
 
-Every split is deterministic in `(world parameters, split name, size, seed)` and is a `datasets.Dataset`. The
-world's parameters are frozen under :data:`CAPTION_WORLD_VERSION`: measured figures refer to a version, and changing
-any parameter (colours, shapes, synonyms, templates, rendering) must bump it (a test guards the fingerprint).
+Every split is deterministic in `(world parameters, split kind, split name, seed)` and is a `datasets.Dataset`;
+split names (:data:`SPLIT_NAMES`) name independent random streams, and a split drawn again with another size is a
+prefix (or an extension) of the same stream. The world's parameters are frozen per version: measured figures refer to
+a version, and changing any parameter (colours, shapes, synonyms, templates, rendering, split streams) must bump
+:data:`CAPTION_WORLD_VERSION` (a test guards the fingerprints). Older versions stay readable:
+`CaptionWorld(CaptionWorldConfig.for_version(1))` draws exactly what version 1 drew.
+
+Version 2 (the default) differs from version 1 in three ways: 64x64 images instead of 48x48, larger objects (a shape
+must be legible to a model that sees 8x8-pixel patches), and split streams keyed by the split's kind as well as its
+name, so that no split builder can re-derive another's data (in version 1 `pairs(split="image-pool")` returned the
+image pool's pixels with captions, a leak for distillation from unpaired data).
 """
 
 from __future__ import annotations
@@ -33,10 +41,16 @@ from PIL import Image, ImageDraw
 
 from ...errors import ConfigError, DatasetError
 
-CAPTION_WORLD_VERSION = 1
-# sha256 of the frozen default parameters (`CaptionWorldConfig().fingerprint()`); tests compare against it so that
-# a change of the world cannot go unnoticed (bump CAPTION_WORLD_VERSION and re-measure the figures that depend on it)
-CAPTION_WORLD_FINGERPRINT = "fc2c43a5ff4d7c083436ceb5bbeed896a12d61dc798fdeaaa29cfad974f8c976"
+CAPTION_WORLD_VERSION = 2
+CAPTION_WORLD_VERSIONS = (1, 2)
+# sha256 of each version's frozen default parameters (`CaptionWorldConfig.for_version(v).fingerprint()`); tests
+# compare against them so that a change of the world cannot go unnoticed (bump CAPTION_WORLD_VERSION and re-measure
+# the figures that depend on it)
+CAPTION_WORLD_FINGERPRINTS = {
+    1: "fc2c43a5ff4d7c083436ceb5bbeed896a12d61dc798fdeaaa29cfad974f8c976",
+    2: "a459399c7ccf49e0af4333f9197f2c4868a1e352a24d3e2371bd0157b5bd0c9c",
+}
+CAPTION_WORLD_FINGERPRINT = CAPTION_WORLD_FINGERPRINTS[CAPTION_WORLD_VERSION]
 
 # name -> (RGB, synonyms used in captions); neighbours (red/orange/pink, blue/cyan/purple) are close on purpose
 COLOURS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
@@ -71,6 +85,24 @@ TEXTURES: dict[str, tuple[str, ...]] = {
     "dotted": ("dotted", "spotted"),
     "outlined": ("outlined", "hollow"),
 }
+# per version: relative radius range of each size (fraction of the image side) and the radius factor of scenes with
+# 1, 2, and 3 or more objects (crowded scenes shrink their objects so that they fit)
+GEOMETRY: dict[int, dict] = {
+    1: {"radius": {name: spec[0] for name, spec in SIZES.items()}, "shrink": (1.0, 0.8, 0.65)},
+    2: {"radius": {"small": (0.14, 0.18), "medium": (0.19, 0.24), "large": (0.25, 0.30)}, "shrink": (1.0, 0.85, 0.7)},
+}
+# the kinds of split builders; from version 2 on a split's random stream is keyed by kind and name together
+SPLIT_KINDS = ("pairs", "multilabel", "single-object", "text-corpus", "image-pool")
+# the split names each consumer draws (distinct names are independent streams; a test checks they are all distinct)
+SPLIT_NAMES: dict[str, dict[str, str]] = {
+    "clip-teacher": {"train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test"},
+    "clip-teacher-benchmark": {
+        "probe-train": "probe-single-train", "probe-test": "probe-single-test",
+        "multilabel-train": "probe-multilabel-train", "multilabel-test": "probe-multilabel-test",
+    },
+    "dualcoop": {"train": "dualcoop-train", "test": "dualcoop-test"},
+    "dime-fm": {"images": "dime-fm-images", "texts": "dime-fm-texts", "test": "dime-fm-test"},
+}
 VERTICAL = ("top", "middle", "bottom")
 HORIZONTAL = ("left", "center", "right")
 SINGLE_TEMPLATES = (
@@ -103,7 +135,7 @@ class CaptionWorldConfig:
     """Parameters of the caption world (frozen: a run records them; changing a default bumps the version).
 
     Args:
-        image_size (`int`): image side in pixels.
+        image_size (`int`): image side in pixels (48 in version 1, 64 from version 2).
         supersample (`int`): shapes are drawn this many times larger, then downsampled (anti-aliasing).
         num_unseen_classes (`int`): colour-shape classes held out as unseen for zero-shot multi-label recognition.
         max_objects (`int`): most objects in one image of the paired and multi-label splits.
@@ -114,9 +146,10 @@ class CaptionWorldConfig:
             position.
         p_colour (`float`): probability that a caption mentions an object's colour (captions are sometimes vague).
         p_synonym (`float`): probability of using a synonym instead of the canonical word.
+        version (`int`): the world version whose geometry and split streams are used (see :data:`GEOMETRY`).
     """
 
-    image_size: int = 48
+    image_size: int = 64
     supersample: int = 2
     num_unseen_classes: int = 16
     max_objects: int = 4
@@ -128,8 +161,21 @@ class CaptionWorldConfig:
     p_position: float = 0.4
     p_colour: float = 0.95
     p_synonym: float = 0.3
+    version: int = CAPTION_WORLD_VERSION
+
+    @classmethod
+    def for_version(cls, version: int, **overrides) -> "CaptionWorldConfig":
+        """The frozen default parameters of world `version` (1 or 2), with `overrides` applied."""
+        if version not in CAPTION_WORLD_VERSIONS:
+            raise ConfigError(f"caption world version {version!r} does not exist",
+                              f"use one of {list(CAPTION_WORLD_VERSIONS)}")
+        defaults = {"image_size": 48} if version == 1 else {}
+        return cls(**{**defaults, **overrides, "version": version})
 
     def __post_init__(self):
+        if self.version not in CAPTION_WORLD_VERSIONS:
+            raise ConfigError(f"caption world version {self.version!r} does not exist",
+                              f"use one of {list(CAPTION_WORLD_VERSIONS)}")
         if self.image_size < 16:
             raise ConfigError(f"image_size is {self.image_size}, too small to draw shapes", "use 16 or more")
         if not 0 <= self.num_unseen_classes < len(COLOURS) * len(SHAPES):
@@ -144,8 +190,11 @@ class CaptionWorldConfig:
 
     def fingerprint(self) -> str:
         """sha256 of these parameters together with the word lists and templates (what "frozen" covers)."""
+        config = self.to_dict()
+        if self.version == 1:  # version 1 was fingerprinted before the version field existed
+            del config["version"]
         spec = {
-            "config": self.to_dict(),
+            "config": config,
             "colours": COLOURS,
             "shapes": SHAPES,
             "sizes": SIZES,
@@ -154,6 +203,9 @@ class CaptionWorldConfig:
             "multi_templates": MULTI_TEMPLATES,
             "zero_shot_template": ZERO_SHOT_TEMPLATE,
         }
+        if self.version >= 2:
+            spec["geometry"] = GEOMETRY[self.version]
+            spec["split_kinds"] = SPLIT_KINDS
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -176,7 +228,8 @@ class SceneObject:
 
 
 def _split_seed(seed: int, split: str) -> np.random.SeedSequence:
-    # each split draws from its own stream, so two splits with the same seed share nothing
+    # each split draws from its own stream, so two splits with the same seed share nothing; the stream does not
+    # depend on the split's size, so a split drawn with another size is a prefix (or extension) of the same stream
     digest = hashlib.sha256(split.encode()).digest()
     return np.random.SeedSequence([seed, int.from_bytes(digest[:4], "little")])
 
@@ -237,7 +290,7 @@ class CaptionWorld:
         colour, shape = class_name.split(" ")
         size = list(SIZES)[rng.integers(len(SIZES))]
         texture = list(TEXTURES)[rng.integers(len(TEXTURES))]
-        low, high = SIZES[size][0]
+        low, high = GEOMETRY[self.config.version]["radius"][size]
         radius = float(rng.uniform(low, high)) * self.config.image_size
         base = np.array(COLOURS[colour][0], dtype=np.float64)
         rgb = np.clip(base + rng.normal(0.0, self.config.colour_jitter, 3), 0, 255).astype(int)
@@ -251,7 +304,7 @@ class CaptionWorld:
         pool = list(class_pool or self.class_names)
         side = self.config.image_size
         # shrink objects in crowded scenes so that they fit
-        shrink = 1.0 if num_objects == 1 else (0.8 if num_objects == 2 else 0.65)
+        shrink = GEOMETRY[self.config.version]["shrink"][min(num_objects, 3) - 1]
         objects: list[SceneObject] = []
         for _ in range(num_objects):
             obj = self.sample_object(rng, pool[rng.integers(len(pool))])
@@ -334,6 +387,20 @@ class CaptionWorld:
                 draw.ellipse((cx - r + dx, cy - r + dy, cx + r + dx, cy + r + dy), fill=0)
         return np.asarray(mask, dtype=np.float32) / 255.0
 
+    def object_mask(self, obj: SceneObject | dict) -> np.ndarray:
+        """The filled silhouette of one object at image resolution, `(image_size, image_size)` in [0, 1].
+
+        Args:
+            obj (`SceneObject` or `dict`): an object, or its record from a split's `objects` JSON column.
+        """
+        if isinstance(obj, dict):
+            obj = SceneObject(obj["colour"], obj["shape"], obj["size"], obj["texture"], tuple(obj["centre"]),
+                              float(obj["radius"]), float(obj["angle"]), tuple(obj["rgb"]))
+        scale = self.config.supersample
+        mask = self._object_mask(obj, self.config.image_size * scale, scale)
+        side = self.config.image_size
+        return mask.reshape(side, scale, side, scale).mean(axis=(1, 3))
+
     def render(self, objects: Sequence[SceneObject], rng: np.random.Generator) -> Image.Image:
         """Draw a scene as an RGB `PIL.Image` (background and noise drawn from `rng`)."""
         scale = self.config.supersample
@@ -406,9 +473,14 @@ class CaptionWorld:
         return template.format(list=listing, count=COUNT_WORDS[len(objects)])
 
     # ----------------------------------------------------------------------------------------------- splits
-    def _scene_rows(self, split: str, size: int, seed: int, min_objects: int, max_objects: int,
+    def _stream(self, kind: str, split: str, seed: int) -> np.random.Generator:
+        """The random stream of split `split` drawn by the builder of kind `kind` (version 1: by name only)."""
+        name = split if self.config.version == 1 else f"{kind}:{split}"
+        return np.random.default_rng(_split_seed(seed, name))
+
+    def _scene_rows(self, kind: str, split: str, size: int, seed: int, min_objects: int, max_objects: int,
                     class_pool: Sequence[str] | None, single_class_cycle: bool = False):
-        rng = np.random.default_rng(_split_seed(seed, split))
+        rng = self._stream(kind, split, seed)
         pool = list(class_pool or self.class_names)
         for index in range(size):
             if single_class_cycle:  # balanced classes for single-object evaluation
@@ -428,7 +500,7 @@ class CaptionWorld:
         Columns: `id`, `image`, `caption`, `labels` (class indices), `num_objects`, `objects` (JSON).
         """
         self._check_size(size, "pairs")
-        return self._cached(split, size, seed, lambda: self._build_scenes(split, size, seed, 1,
+        return self._cached(split, size, seed, lambda: self._build_scenes("pairs", split, size, seed, 1,
                                                                            self.config.max_objects, None))
 
     def multilabel(self, size: int, seed: int = 0, classes: str = "all", split: str | None = None):
@@ -438,8 +510,8 @@ class CaptionWorld:
         if classes not in pools:
             raise ConfigError(f"classes is {classes!r}", f"use one of {sorted(pools)}")
         split = split or f"multilabel-{classes}"
-        return self._cached(split, size, seed, lambda: self._build_scenes(split, size, seed, 1,
-                                                                           self.config.max_objects, pools[classes]))
+        return self._cached(split, size, seed, lambda: self._build_scenes("multilabel", split, size, seed,
+                                                                           1, self.config.max_objects, pools[classes]))
 
     def single_object(self, size: int, seed: int = 0, split: str = "single-object"):
         """One object per image, classes balanced: `id`, `image`, `label` (a `ClassLabel`), `caption`."""
@@ -453,7 +525,7 @@ class CaptionWorld:
         def build():
             import datasets
 
-            rng = np.random.default_rng(_split_seed(seed, split))
+            rng = self._stream("text-corpus", split, seed)
             texts = []
             for _ in range(size):
                 scene = self.sample_scene(rng, int(rng.integers(1, self.config.max_objects + 1)))
@@ -472,7 +544,7 @@ class CaptionWorld:
         def build():
             import datasets
 
-            rows = self._scene_rows(split, size, seed, 1, self.config.max_objects, None)
+            rows = self._scene_rows("image-pool", split, size, seed, 1, self.config.max_objects, None)
             ids, images = [], []
             for index, _, image, _ in rows:
                 ids.append(f"img-{index:07d}")
@@ -484,11 +556,11 @@ class CaptionWorld:
 
         return self._cached(split, size, seed, build)
 
-    def _build_scenes(self, split, size, seed, min_objects, max_objects, pool):
+    def _build_scenes(self, kind, split, size, seed, min_objects, max_objects, pool):
         import datasets
 
         columns = {"id": [], "image": [], "caption": [], "labels": [], "num_objects": [], "objects": []}
-        for index, scene, image, caption in self._scene_rows(split, size, seed, min_objects, max_objects, pool):
+        for index, scene, image, caption in self._scene_rows(kind, split, size, seed, min_objects, max_objects, pool):
             columns["id"].append(f"{split}-{index:07d}")
             columns["image"].append(_png(image))
             columns["caption"].append(caption)
@@ -511,7 +583,8 @@ class CaptionWorld:
         import datasets
 
         columns = {"id": [], "image": [], "label": [], "caption": [], "objects": []}
-        for index, scene, image, caption in self._scene_rows(split, size, seed, 1, 1, None, single_class_cycle=True):
+        for index, scene, image, caption in self._scene_rows("single-object", split, size, seed, 1, 1, None,
+                                                                    single_class_cycle=True):
             columns["id"].append(f"{split}-{index:07d}")
             columns["image"].append(_png(image))
             columns["label"].append(self.class_index(scene[0].class_name))
@@ -550,7 +623,7 @@ class CaptionWorld:
             return build()
         import datasets
 
-        key = f"v{CAPTION_WORLD_VERSION}-{self.config.fingerprint()[:12]}/{split}-n{size}-s{seed}"
+        key = f"v{self.config.version}-{self.config.fingerprint()[:12]}/{split}-n{size}-s{seed}"
         folder = self.cache_dir / "caption_world" / key
         if (folder / "dataset_info.json").is_file():
             try:
@@ -605,6 +678,11 @@ def default_cache_dir() -> Path:
 __all__ = [
     "CAPTION_WORLD_VERSION",
     "CAPTION_WORLD_FINGERPRINT",
+    "CAPTION_WORLD_FINGERPRINTS",
+    "CAPTION_WORLD_VERSIONS",
+    "GEOMETRY",
+    "SPLIT_KINDS",
+    "SPLIT_NAMES",
     "COLOURS",
     "SHAPES",
     "SIZES",
