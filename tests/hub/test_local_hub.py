@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -225,20 +226,25 @@ def test_path_traversal_is_refused_on_commit(local_hub, hub_api, hub_url, hub_re
     assert not list(local_hub.root.rglob("outside.txt")) and not list(local_hub.root.rglob("absolute.txt"))
 
 
-def test_lfs_operations_are_refused_clearly(hub_api, hub_url, hub_repo_id):
+def test_lfs_commit_of_an_object_never_uploaded_is_refused(hub_api, hub_url, hub_repo_id):
     hub_api.create_repo(hub_repo_id)
+    head = hub_api.model_info(hub_repo_id).sha
     lines = [{"key": "header", "value": {"summary": "lfs"}},
              {"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": "0" * 64, "size": 1}}]
     body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
     status, _, answer = raw_request(hub_url, "POST", f"/api/models/{hub_repo_id}/commit/main", body)
-    assert status == 400 and "regular" in json.loads(answer)["error"]
+    assert status == 422 and "was not uploaded" in json.loads(answer)["error"]
+    assert hub_api.model_info(hub_repo_id).sha == head
 
 
-def test_preupload_answers_regular_so_no_xet_is_needed(hub_api, hub_url, hub_repo_id):
+def test_large_binary_upload_goes_through_lfs(local_hub, hub_api, hub_repo_id):
     hub_api.create_repo(hub_repo_id)
-    big = b"\1" * 3_000_000  # above the size at which the Hub would ask for LFS
+    big = b"\1" * 3_000_000  # *.bin is an LFS pattern of the initial .gitattributes
     hub_api.upload_file(repo_id=hub_repo_id, path_or_fileobj=big, path_in_repo="big.bin")
     assert open(hf_hub_download(hub_repo_id, "big.bin"), "rb").read() == big
+    assert any(f"/{hub_repo_id}.git/info/lfs/objects/batch 200" in line for line in local_hub.log_lines())
+    (entry,) = [e for e in hub_api.list_repo_tree(hub_repo_id) if e.path == "big.bin"]
+    assert entry.lfs is not None and entry.lfs.sha256 == hashlib.sha256(big).hexdigest()
 
 
 def test_repos_survive_a_server_restart(tmp_path):

@@ -1,15 +1,24 @@
-"""The HTTP layer of the local hub: one request of the Hub HTTP API routed to the `LocalHubStore` of its server."""
+"""The HTTP layer of the local hub: one request of the Hub HTTP API (or a web page) routed to its server's store.
+
+Access: without a tokens table every caller is the one open local user; with one (see `effhub.hub.auth`), writes need a
+write token for the repository's namespace and a private repository answers 404 to anyone without read rights on its
+namespace. LFS transfers (`PUT`/`GET` of `/api/lfs/...`) carry no Authorization header in the clients, so the batch
+API hands out URLs signed by the server (HMAC, valid for an hour).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .auth import OPEN_IDENTITY, Identity
 from .storage import (
     _YAML_BLOCK,
     DEFAULT_BRANCH,
@@ -18,6 +27,11 @@ from .storage import (
     LocalHubStore,
     check_file_path,
 )
+
+ANONYMOUS = Identity(user="")
+LFS_URL_LIFETIME_S = 3600
+XET_REFUSAL = ("The local hub does not speak Xet: set HF_HUB_DISABLE_XET=1 in the client's environment (before "
+               "huggingface_hub is imported) so that large files go through LFS")
 
 
 def _truthy(values: list[str] | None) -> bool:
@@ -62,10 +76,14 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self._status = 500
+        self._body_read = False
         try:
             split = urlsplit(self.path)
             self._query = parse_qs(split.query, keep_blank_values=True)
-            body = self._read_body()
+            # an LFS upload streams its body to disk (see `_lfs_upload`); everything else is read at once
+            streamed = method == "PUT" and split.path.startswith("/api/lfs/")
+            body = b"" if streamed else self._read_body()
+            self.identity = self._identify()
             # split before unquoting: the clients quote revisions and tree paths with safe="" (so '/' is '%2F')
             segments = [unquote(part) for part in split.path.split("/")[1:]]
             self._route(method, segments, body)
@@ -74,21 +92,93 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         except Exception as error:  # noqa: BLE001 - a server answers 500 rather than dropping the connection
             self._send_error(HubHTTPError(500, f"Internal error of the local hub: {type(error).__name__}: {error}"))
         finally:
+            if not self._body_read:  # an unread request body would be taken for the next request
+                self.close_connection = True
             self.server.log(method, self.path, self._status)  # type: ignore[attr-defined]
 
-    def _read_body(self) -> bytes:
+    def _iter_body(self, block: int = 1 << 20):
+        """The request body in chunks (chunked transfer encoding or Content-Length)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                    break
+                while size > 0:
+                    chunk = self.rfile.read(min(size, block))
+                    if not chunk:
+                        raise HubHTTPError(400, "The request body ended early")
+                    size -= len(chunk)
+                    yield chunk
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            while length > 0:
+                chunk = self.rfile.read(min(length, block))
+                if not chunk:
+                    raise HubHTTPError(400, "The request body ended early")
+                length -= len(chunk)
+                yield chunk
+        self._body_read = True
+
+    def _read_body(self) -> bytes:
+        return b"".join(self._iter_body())
+
+    # ------------------------------------------------------------------------------------------------ access
+    def _identify(self) -> Identity:
+        tokens = getattr(self.server, "tokens", None)
+        if tokens is None:
+            return OPEN_IDENTITY
+        auth = self.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        try:
+            return tokens.identify(token) or ANONYMOUS
+        except KeyError:
+            raise HubHTTPError(401, "Invalid credentials in Authorization header: the local hub does not know this "
+                                    "token") from None
+
+    def _require_read(self, repo_type: str, repo_id: str) -> dict:
+        """The repo's metadata; 404 `RepoNotFound` when it is missing or private and unreadable by the caller."""
+        meta = self.store.repo_meta(repo_type, repo_id)
+        if meta.get("private") and not self.identity.can_read(repo_id.split("/")[0]):
+            raise HubHTTPError(404, f"Repository {repo_type}s/{repo_id} not found", "RepoNotFound")
+        return meta
+
+    def _can_read(self, repo_id: str, meta: dict) -> bool:
+        return not meta.get("private") or self.identity.can_read(repo_id.split("/")[0])
+
+    def _require_write(self, namespace: str) -> None:
+        if self.identity.can_write(namespace):
+            return
+        if not self.identity.user:
+            raise HubHTTPError(401, f"Writing to '{namespace}' on this local hub needs a write token: pass one "
+                                    "(HF_TOKEN, token=..., or `hf auth login`)")
+        raise HubHTTPError(403, f"The token of '{self.identity.user}' has no write access to '{namespace}' on this "
+                                "local hub")
+
+    def _sign(self, *parts) -> str:
+        key = self.server.secret  # type: ignore[attr-defined]
+        return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
+
+    def _lfs_href(self, action: str, repo_type: str, repo_id: str, oid: str, size: int) -> str:
+        expires = int(time.time()) + LFS_URL_LIFETIME_S
+        signature = self._sign(action, repo_type, repo_id, oid, size, expires)
+        return (f"{self.base_url}/api/lfs/{repo_type}s/{repo_id}/{oid}?size={size}&expires={expires}"
+                f"&action={action}&sig={signature}")
+
+    def _check_lfs_signature(self, action: str, repo_type: str, repo_id: str, oid: str) -> int:
+        query = {key: (values or [""])[-1] for key, values in self._query.items()}
+        try:
+            size, expires = int(query.get("size", "")), int(query.get("expires", ""))
+        except ValueError:
+            raise HubHTTPError(403, "This LFS URL is not signed by the local hub") from None
+        expected = self._sign(action, repo_type, repo_id, oid, size, expires)
+        if query.get("action") != action or not hmac.compare_digest(expected, query.get("sig", "")):
+            raise HubHTTPError(403, "This LFS URL is not signed by the local hub")
+        if expires < time.time():
+            raise HubHTTPError(403, "This LFS URL has expired: ask the batch API again")
+        return size
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
               content_type: str = "application/json", head_only: bool = False) -> None:
@@ -131,18 +221,51 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
     def _route(self, method: str, seg: list[str], body: bytes) -> None:
         if seg[:1] == ["api"]:
             return self._route_api(method, seg[1:], body)
+        if seg in ([""], []) and method in ("GET", "HEAD"):
+            return self._page(method, "list")
         # file URLs: /{repo_id}/resolve/{rev}/{path}, /datasets/{repo_id}/resolve/..., /spaces/{repo_id}/resolve/...
         repo_type = "model"
         if seg[:1] in (["datasets"], ["spaces"]):
             repo_type, seg = seg[0][:-1], seg[1:]
         if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):
             return self._resolve(method, repo_type, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]))
+        # the LFS batch API: /{prefix}{repo_id}.git/info/lfs/objects/batch
+        if (len(seg) == 6 and seg[1].endswith(".git") and seg[2:] == ["info", "lfs", "objects", "batch"]
+                and method == "POST"):
+            repo_id = f"{seg[0]}/{seg[1][:-4]}"
+            self.store.check_repo(repo_type, repo_id)
+            return self._lfs_batch(repo_type, repo_id, self._json_body(body))
+        if len(seg) == 2 and seg[1] and method in ("GET", "HEAD"):
+            return self._page(method, "repo", repo_type, f"{seg[0]}/{seg[1]}")
+        if method in ("GET", "HEAD") and "text/html" in self.headers.get("Accept", ""):
+            return self._page(method, "missing")
         raise HubHTTPError(404, f"The local hub has no route for {method} {self.path}")
+
+    def _page(self, method: str, kind: str, repo_type: str | None = None, repo_id: str | None = None) -> None:
+        from . import pages
+
+        query = {key: values[-1] for key, values in self._query.items() if values}
+        can_read = lambda rid, meta: self._can_read(rid, meta)  # noqa: E731 - a small visibility predicate
+        if kind == "list":
+            status, html = pages.list_page(self.store, can_read, query)
+        elif kind == "repo":
+            status, html = pages.repo_page(self.store, can_read, repo_type, repo_id, query)
+        else:
+            status, html = pages.not_found_page(f"Nothing at {self.path.split('?')[0]}")
+        self._send(status, html.encode(), pages.PAGE_HEADERS, "text/html; charset=utf-8", head_only=method == "HEAD")
 
     def _route_api(self, method: str, seg: list[str], body: bytes) -> None:
         if seg in (["whoami-v2"], ["whoami"]) and method == "GET":
-            return self._send_json({"type": "user", "id": LOCAL_USER, "name": LOCAL_USER, "fullname": "effhub local hub",
-                                    "orgs": [], "auth": {"type": "anonymous"}, "isPro": False})
+            return self._whoami()
+        if seg[:1] == ["lfs"] and len(seg) == 5 and seg[1] in ("models", "datasets", "spaces"):
+            repo_type, repo_id, oid = seg[1][:-1], f"{seg[2]}/{seg[3]}", seg[4]
+            self.store.check_repo(repo_type, repo_id)
+            if oid == "verify" and method == "POST":
+                return self._lfs_verify(repo_type, repo_id, self._json_body(body))
+            if method == "PUT":
+                return self._lfs_upload(repo_type, repo_id, oid)
+            if method in ("GET", "HEAD"):
+                return self._lfs_download(method, repo_type, repo_id, oid)
         if seg == ["validate-yaml"] and method == "POST":
             return self._validate_yaml(self._json_body(body))
         if seg == ["repos", "create"] and method == "POST":
@@ -150,6 +273,8 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         if seg == ["repos", "delete"] and method == "DELETE":
             data = self._json_body(body)
             repo_type, repo_id = self._repo_from_payload(data)
+            self._require_read(repo_type, repo_id)
+            self._require_write(repo_id.split("/")[0])
             self.store.delete_repo(repo_type, repo_id)
             return self._send_json({})
         if len(seg) == 1 and seg[0] in ("models", "datasets", "spaces") and method == "GET":
@@ -162,6 +287,28 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
 
     def _route_repo(self, method: str, repo_type: str, repo_id: str, rest: list[str], body: bytes) -> None:
         store = self.store
+        if rest[:1] in (["xet-write-token"], ["xet-read-token"]):
+            raise HubHTTPError(501, XET_REFUSAL, "XetNotSupported")
+        self._require_read(repo_type, repo_id)
+        writes = method in ("POST", "PUT", "DELETE") and rest[:1] != ["paths-info"]
+        if writes:
+            self._require_write(repo_id.split("/")[0])
+        if method == "POST" and len(rest) == 2 and rest[0] == "branch":
+            data = self._json_body(body)
+            if data.get("emptyBranch"):
+                raise HubHTTPError(400, "The local hub does not create empty branches: start from a revision")
+            store.create_branch(repo_type, repo_id, rest[1], data.get("startingPoint"))
+            return self._send_json({})
+        if method == "DELETE" and len(rest) == 2 and rest[0] == "branch":
+            store.delete_branch(repo_type, repo_id, rest[1])
+            return self._send_json({})
+        if method == "POST" and len(rest) == 2 and rest[0] == "tag":
+            data = self._json_body(body)
+            store.create_tag(repo_type, repo_id, data.get("tag"), rest[1], data.get("message") or "")
+            return self._send_json({})
+        if method == "DELETE" and len(rest) == 2 and rest[0] == "tag":
+            store.delete_tag(repo_type, repo_id, rest[1])
+            return self._send_json({})
         if method == "GET" and (not rest or (len(rest) == 2 and rest[0] == "revision")):
             revision = rest[1] if rest else DEFAULT_BRANCH
             info = store.repo_summary(repo_type, repo_id, revision,
@@ -182,31 +329,61 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
                 for record in store.history(repo_type, repo_id, rest[1])
             ])
         if method == "GET" and rest == ["refs"]:
-            store.repo_meta(repo_type, repo_id)
             return self._send_json({
                 "branches": [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha}
                              for name, sha in store.branches(repo_type, repo_id).items()],
-                "tags": [], "converts": [], "pullRequests": [],
+                "tags": [{"name": name, "ref": f"refs/tags/{name}", "targetCommit": tag["sha"]}
+                         for name, tag in store.tags(repo_type, repo_id).items()],
+                "converts": [], "pullRequests": [],
             })
         if method == "PUT" and rest == ["settings"]:
-            data = self._json_body(body)
-            meta = store.repo_meta(repo_type, repo_id)
-            if "private" in data:
-                meta = store.set_private(repo_type, repo_id, bool(data["private"]))
-            return self._send_json({"private": meta["private"]})
-        if method == "POST" and len(rest) >= 1 and rest[0] in ("xet-write-token", "xet-read-token", "lfs-files"):
-            raise HubHTTPError(400, "The local hub stores files in regular commits only (no LFS or Xet): upload "
-                                    "through create_commit/upload_folder, whose preupload answer is 'regular'")
+            return self._settings(repo_type, repo_id, self._json_body(body))
         raise HubHTTPError(404, f"The local hub has no route for {method} {self.path}")
 
     # ------------------------------------------------------------------------------------------------ handlers
+    def _whoami(self) -> None:
+        identity = self.identity
+        if not identity.user:
+            raise HubHTTPError(401, "Invalid credentials in Authorization header: pass a token of this local hub")
+        if identity.open_hub:
+            return self._send_json({"type": "user", "id": LOCAL_USER, "name": LOCAL_USER,
+                                    "fullname": "effhub local hub", "orgs": [], "auth": {"type": "anonymous"},
+                                    "isPro": False})
+        role = "write" if identity.write else "read"
+        self._send_json({"type": "user", "id": identity.user, "name": identity.user, "fullname": identity.user,
+                         "orgs": [{"type": "org", "name": org, "roleInOrg": role} for org in identity.orgs],
+                         "auth": {"type": "access_token", "accessToken": {"displayName": "local hub token",
+                                                                          "role": role}},
+                         "isPro": False})
+
+    def _settings(self, repo_type: str, repo_id: str, data: dict) -> None:
+        """`PUT settings`: visibility as huggingface_hub 2.x sends it (`visibility`) or as older clients (`private`)."""
+        unsupported = sorted(set(data) - {"private", "visibility"})
+        if unsupported:
+            raise HubHTTPError(400, f"The local hub does not support the setting(s) {', '.join(unsupported)}: only "
+                                    "visibility (private/public)")
+        if "visibility" in data:
+            if data["visibility"] not in ("private", "public"):
+                raise HubHTTPError(400, f"Invalid visibility {data['visibility']!r}: the local hub knows 'private' "
+                                        "and 'public'")
+            private = data["visibility"] == "private"
+        elif "private" in data:
+            private = bool(data["private"])
+        else:
+            private = None
+        meta = self.store.repo_meta(repo_type, repo_id)
+        if private is not None:
+            meta = self.store.set_private(repo_type, repo_id, private)
+        self._send_json({"private": meta["private"], "visibility": "private" if meta["private"] else "public"})
+
     def _repo_from_payload(self, data: dict) -> tuple[str, str]:
         name, organization = data.get("name"), data.get("organization")
         repo_type = data.get("type") or "model"
         if not isinstance(name, str) or not name:
             raise HubHTTPError(400, "Missing repository 'name' in the request")
-        # a name without namespace goes to the local user, as the Hub puts it under the token's user
-        repo_id = f"{organization or LOCAL_USER}/{name}" if "/" not in name else name
+        # a name without namespace goes to the caller (the open hub's local user), as the Hub does with the token's
+        owner = LOCAL_USER if self.identity.open_hub or not self.identity.user else self.identity.user
+        repo_id = f"{organization or owner}/{name}" if "/" not in name else name
         return self.store.check_repo(repo_type, repo_id)
 
     def _repo_url(self, repo_type: str, repo_id: str) -> str:
@@ -217,6 +394,7 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         repo_type, repo_id = self._repo_from_payload(data)
         private = data.get("private", data.get("visibility") == "private")
         answer = {"url": self._repo_url(repo_type, repo_id), "name": repo_id, "id": repo_id}
+        self._require_write(repo_id.split("/")[0])
         try:
             self.store.create_repo(repo_type, repo_id, private=bool(private))
         except HubHTTPError as error:
@@ -257,7 +435,7 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         limit = int((query.get("limit") or ["0"])[-1] or 0)
         rows = []
         for repo_id, meta in self.store.list_repos(repo_type):
-            if meta.get("private") or (search and search not in repo_id.lower()):
+            if not self._can_read(repo_id, meta) or (search and search not in repo_id.lower()):
                 continue
             if author and repo_id.split("/")[0] != author:
                 continue
@@ -288,7 +466,8 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         return {"/".join(path.split("/")[:depth]) for path in files for depth in range(1, path.count("/") + 1)}
 
     def _file_entry(self, path: str, entry: dict) -> dict:
-        return {"type": "file", "oid": entry["oid"], "size": entry["size"], "path": path}
+        return {"type": "file", "oid": entry["oid"], "size": entry["size"], "path": path,
+                **self.store.lfs_info(entry)}
 
     @staticmethod
     def _folder_entry(path: str, files: dict) -> dict:
@@ -364,8 +543,13 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         answer = []
         for item in files:
             path = check_file_path(item.get("path") if isinstance(item, dict) else None)
-            # "regular": the content travels base64 inside the commit, so no client needs LFS or Xet
-            answer.append({"path": path, "uploadMode": "regular", "shouldIgnore": False})
+            try:
+                size = int(item.get("size") or 0)
+                sample = base64.b64decode(item.get("sample") or "")
+            except (TypeError, ValueError, binascii.Error):
+                raise HubHTTPError(400, f"File {path}: 'size' must be an integer and 'sample' base64") from None
+            mode = self.store.upload_mode(repo_type, repo_id, revision, path, size, sample)
+            answer.append({"path": path, "uploadMode": mode, "shouldIgnore": False})
         self._send_json({"files": answer, "commitOid": self.store.resolve_revision(repo_type, repo_id, revision)})
 
     def _commit(self, repo_type: str, repo_id: str, revision: str, body: bytes) -> None:
@@ -397,8 +581,12 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
             elif key == "deletedFolder":
                 operations.append({"op": "delete_folder", "path": check_file_path(str(value.get("path")).rstrip("/"))})
             elif key == "lfsFile":
-                raise HubHTTPError(400, f"File {value.get('path')}: the local hub does not store LFS files; its "
-                                        "preupload answers 'regular', so send the content base64 in the commit")
+                path = check_file_path(value.get("path"))
+                if value.get("algo", "sha256") != "sha256":
+                    raise HubHTTPError(400, f"File {path}: LFS objects are addressed by sha256")
+                size = value.get("size")
+                operations.append({"op": "lfs", "path": path, "sha256": str(value.get("oid")),
+                                   "size": int(size) if size is not None else None})
             else:
                 raise HubHTTPError(400, f"Unknown commit operation {key!r}")
         if header is None:
@@ -411,6 +599,7 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
 
     def _resolve(self, method: str, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         self.store.check_repo(repo_type, repo_id)
+        self._require_read(repo_type, repo_id)
         check_file_path(path)
         sha, record = self.store.snapshot(repo_type, repo_id, revision)
         entry = record["files"].get(path)
@@ -418,12 +607,74 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
             raise HubHTTPError(404, f"Entry not found: {path} at {revision}", "EntryNotFound", {"X-Repo-Commit": sha})
         headers = {"X-Repo-Commit": sha, "ETag": f'"{entry["oid"]}"', "Accept-Ranges": "bytes",
                    "Cache-Control": "private, max-age=0, must-revalidate"}
+        if entry.get("lfs"):  # as the Hub: the content's sha256 and size in the linked headers, which clients use
+            headers.update({"ETag": f'"{entry["sha256"]}"', "X-Linked-Etag": f'"{entry["sha256"]}"',
+                            "X-Linked-Size": str(entry["size"])})
+        self._send_blob(method, entry, headers)
+
+    # ---------------------------------------------------------------------------------------------------- LFS
+    def _lfs_batch(self, repo_type: str, repo_id: str, data: dict) -> None:
+        """The git-lfs batch API (basic transfer): signed upload/verify or download URLs per object."""
+        operation, objects = data.get("operation"), data.get("objects")
+        if operation not in ("upload", "download") or not isinstance(objects, list):
+            raise HubHTTPError(400, "LFS batch expects {'operation': 'upload'|'download', 'objects': [{oid, size}]}")
+        transfers = data.get("transfers") or ["basic"]
+        if "basic" not in transfers:
+            raise HubHTTPError(400, f"The local hub speaks the LFS 'basic' transfer only, not {transfers}")
+        self._require_read(repo_type, repo_id)
+        if operation == "upload":
+            self._require_write(repo_id.split("/")[0])
+        answers = []
+        for item in objects:
+            oid, size = (item.get("oid"), item.get("size")) if isinstance(item, dict) else (None, None)
+            if not isinstance(oid, str) or not re.match(r"^[0-9a-f]{64}$", oid) or not isinstance(size, int) \
+                    or size < 0:
+                answers.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
+                                "error": {"code": 422, "message": "oid must be a 64-hex sha256 and size an integer"}})
+                continue
+            present = self.store.has_lfs_object(repo_type, repo_id, oid, size)
+            answer = {"oid": oid, "size": size, "authenticated": True}
+            if operation == "upload" and not present:
+                verify = f"{self.base_url}/api/lfs/{repo_type}s/{repo_id}/verify"
+                answer["actions"] = {"upload": {"href": self._lfs_href("upload", repo_type, repo_id, oid, size),
+                                                "expires_in": LFS_URL_LIFETIME_S},
+                                     "verify": {"href": verify, "expires_in": LFS_URL_LIFETIME_S}}
+            elif operation == "download":
+                if not present:
+                    answer["error"] = {"code": 404, "message": f"Object {oid} does not exist in {repo_id}"}
+                else:
+                    answer["actions"] = {"download": {"href": self._lfs_href("download", repo_type, repo_id, oid,
+                                                                            size),
+                                                      "expires_in": LFS_URL_LIFETIME_S}}
+            answers.append(answer)
+        self._send(200, json.dumps({"transfer": "basic", "objects": answers, "hash_algo": "sha256"}).encode(),
+                   content_type="application/vnd.git-lfs+json")
+
+    def _lfs_upload(self, repo_type: str, repo_id: str, oid: str) -> None:
+        size = self._check_lfs_signature("upload", repo_type, repo_id, oid)
+        self.store.store_lfs_object(repo_type, repo_id, oid, size, self._iter_body())
+        self._send_json({})
+
+    def _lfs_download(self, method: str, repo_type: str, repo_id: str, oid: str) -> None:
+        size = self._check_lfs_signature("download", repo_type, repo_id, oid)
+        if not self.store.has_lfs_object(repo_type, repo_id, oid, size):
+            raise HubHTTPError(404, f"Object {oid} does not exist in {repo_id}", "EntryNotFound")
+        self._send_blob(method, {"sha256": oid, "size": size}, {"ETag": f'"{oid}"'})
+
+    def _lfs_verify(self, repo_type: str, repo_id: str, data: dict) -> None:
+        self._require_read(repo_type, repo_id)
+        self._require_write(repo_id.split("/")[0])
+        oid, size = data.get("oid"), data.get("size")
+        if not self.store.has_lfs_object(repo_type, repo_id, str(oid), size if isinstance(size, int) else -1):
+            raise HubHTTPError(404, f"LFS object {oid} of {size} bytes was not uploaded to {repo_id}")
+        self._send_json({"oid": oid, "size": size})
+
+    def _send_blob(self, method: str, entry: dict, headers: dict) -> None:
+        """Send a stored blob (streamed from disk), honouring a single byte range."""
         size = entry["size"]
-        if method == "HEAD":
-            return self._send(200, b"", {**headers, "Content-Length": str(size)}, "application/octet-stream",
-                              head_only=True)
-        content = self.store.read_blob(entry)
+        content_type = "application/octet-stream"
         match = re.match(r"^bytes=(\d*)-(\d*)$", self.headers.get("Range", "").strip())
+        first, last, status = 0, size - 1, 200
         if match and (match.group(1) or match.group(2)):
             start, end = match.group(1), match.group(2)
             if start:
@@ -433,9 +684,21 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
             if first >= size or first > last:
                 raise HubHTTPError(416, f"Range {self.headers['Range']} is outside the file ({size} bytes)",
                                    headers={"Content-Range": f"bytes */{size}"})
-            return self._send(206, content[first:last + 1], {**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
-                              "application/octet-stream")
-        self._send(200, content, headers, "application/octet-stream")
+            status = 206
+            headers = {**headers, "Content-Range": f"bytes {first}-{last}/{size}"}
+        length = max(last - first + 1, 0)
+        self._send(status, b"", {**headers, "Content-Length": str(length)}, content_type, head_only=True)
+        if method == "HEAD" or length == 0:
+            return
+        with open(self.store.blob_path(entry["sha256"]), "rb") as handle:
+            handle.seek(first)
+            remaining = length
+            while remaining > 0:
+                chunk = handle.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
 
 
 __all__ = ["LocalHubRequestHandler"]

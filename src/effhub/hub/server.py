@@ -1,33 +1,20 @@
-"""A file-backed Hub server on loopback: the offline and test tool of effhub, not a Hub replacement.
+"""The local hub's lifecycle: a file-backed Hub server on loopback, run in a thread or in the foreground.
 
 It speaks the part of the Hugging Face Hub HTTP API that `huggingface_hub`, `transformers`, `peft` and `datasets`
-call (whoami, validate-yaml, create/delete repo, preupload, commit, tree, paths-info, repo info, commits, refs, list
-models/datasets, HEAD/GET resolve), so that `push_to_hub`, `from_pretrained("org/name")`, `snapshot_download`,
-`ModelCard.load` and `list_models` run through the real client libraries without a network.
+call (repos, commits with regular and LFS files, the LFS batch API, branches and tags, visibility, listing, resolve),
+plus web pages to browse it, so that `push_to_hub`, `Dataset.push_to_hub`, `from_pretrained("org/name",
+revision=...)`, `snapshot_download`, `ModelCard.load` and `list_models` run through the real client libraries without
+a network. The store is `effhub.hub.storage`, the request handling `effhub.hub.routes`, the pages `effhub.hub.pages`,
+the tokens `effhub.hub.auth`.
 
-Storage under `root` (everything survives a restart):
-
-```
-root/
-  hub.log                                  # one line per request: time, method, path, status
-  blobs/<sha256[:2]>/<sha256>              # file contents, content-addressed
-  repos/<type>s/<namespace>/<name>/
-    repo.json                              # id, type, private, createdAt
-    commits/<sha>.json                     # immutable snapshot: parents, title, message, date, files
-    refs/heads/<branch>                    # the branch's commit sha, moved by an atomic rename
-    .lock                                  # the cross-process write lock
-```
-
-A commit is an immutable snapshot addressed by a 40-hex sha; a branch moves by `os.replace`, so readers see either
-the old or the new snapshot, never half of one. File ETags are git blob hashes of the content (the Hub's convention for
-non-LFS files), so a re-pushed file gets a new ETag and no client serves a stale cache. Writes to one repository are
-serialised by a thread lock plus an advisory file lock (two server processes on one root stay consistent). Writes are
-anonymous: any token, or none, is accepted. Uploads are always "regular" (base64 inside the commit), so clients need
-neither LFS nor Xet.
+The local hub does not speak Xet. huggingface_hub uploads LFS files through Xet whenever `hf_xet` is installed, unless
+`HF_HUB_DISABLE_XET=1`; so a `LocalHubServer` sets that in its own process when it starts (`disable_xet=True`), and
+`serve()` tells the user to export it. A client that still asks for Xet gets one error line saying so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import threading
@@ -35,6 +22,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import ConfigError
+from .auth import TokenTable
 from .routes import LocalHubRequestHandler
 from .storage import LOG_FILE, HubHTTPError, LocalHubStore, _now, check_file_path, git_blob_sha1, parse_card_data
 
@@ -81,6 +69,12 @@ class LocalHubServer:
         sock (`socket.socket`, *optional*): an already bound TCP socket to serve on instead of `host`/`port`. This
             lets a caller export `HF_ENDPOINT` before the Hub clients are imported (they freeze it at import).
         log_to_stderr (`bool`, *optional*, defaults to `False`): also print each request's log line to stderr.
+        tokens (`TokenTable`, `str` or `os.PathLike`, *optional*): tokens (or a JSON/YAML tokens file) with read or
+            write rights per user or organisation. Without them the hub is open: anyone who reaches it may write.
+        allow_remote (`bool`, *optional*, defaults to `False`): listen on a non-loopback `host` even without tokens.
+        disable_xet (`bool`, *optional*, defaults to `True`): set `HF_HUB_DISABLE_XET=1` in this process (and so in
+            its later subprocesses) when the server starts, so that huggingface_hub here uploads large files through
+            LFS, which the local hub speaks, instead of Xet, which it does not.
 
     Example:
         ```python
@@ -90,9 +84,18 @@ class LocalHubServer:
     """
 
     def __init__(self, root: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, sock=None,
-                 log_to_stderr: bool = False):
+                 log_to_stderr: bool = False, tokens: TokenTable | str | os.PathLike | None = None,
+                 allow_remote: bool = False, disable_xet: bool = True):
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"Invalid port {port!r} for the local hub", "pass an integer in 0..65535 (0 = any free port)")
+        self.tokens = tokens if tokens is None or isinstance(tokens, TokenTable) else TokenTable.load(tokens)
+        bind_host = sock.getsockname()[0] if sock is not None else host
+        if self.tokens is None and not allow_remote and not is_loopback(bind_host):
+            raise ConfigError(f"The local hub refuses to listen on {bind_host} without tokens: anyone reaching it "
+                              "could write", "pass --tokens FILE (read/write tokens per user or org), keep "
+                              "--host 127.0.0.1, or force it with --allow-remote")
+        self.disable_xet = disable_xet
+        self._secret = os.urandom(32)
         self.store = LocalHubStore(root)
         self.root = self.store.root
         self.host, self.port, self._sock = host, port, sock
@@ -125,6 +128,10 @@ class LocalHubServer:
                               "pick another --port (0 picks a free one) or stop the process using it") from None
         httpd.store = self.store  # type: ignore[attr-defined]
         httpd.log = self.log  # type: ignore[attr-defined]
+        httpd.tokens = self.tokens  # type: ignore[attr-defined]
+        httpd.secret = self._secret  # type: ignore[attr-defined]
+        if self.disable_xet:
+            disable_xet_here()
         host, port = httpd.server_address[:2]
         httpd.url = f"http://{host}:{port}"  # type: ignore[attr-defined]
         return httpd
@@ -183,27 +190,57 @@ class LocalHubServer:
         return f"LocalHubServer(root={str(self.root)!r}, {where})"
 
 
-def serve(root: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names a loopback interface (127.0.0.0/8, ::1 or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def disable_xet_here() -> None:
+    """Make huggingface_hub in this process (and its later subprocesses) upload LFS files through LFS, not Xet."""
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_DISABLE_XET = True
+
+
+def serve(root: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, *,
+          tokens_file: str | os.PathLike | None = None, allow_remote: bool = False) -> None:
     """Serve a local hub in the foreground (`effhub hub serve`) until Ctrl-C, logging each request to stderr.
 
     Args:
         root (`str` or `os.PathLike`): folder holding the repositories.
-        host (`str`, *optional*, defaults to `"127.0.0.1"`): interface to bind.
+        host (`str`, *optional*, defaults to `"127.0.0.1"`): interface to bind; a non-loopback one needs
+            `tokens_file` or `allow_remote=True`.
         port (`int`, *optional*, defaults to 8765): TCP port; 0 picks a free one.
+        tokens_file (`str` or `os.PathLike`, *optional*): JSON or YAML file of tokens with read/write rights per user
+            or organisation (see `effhub.hub.auth`). Without it the hub is an open single-user hub.
+        allow_remote (`bool`, *optional*, defaults to `False`): listen beyond loopback without tokens anyway.
     """
-    server = LocalHubServer(root, host=host, port=port, log_to_stderr=True)
+    server = LocalHubServer(root, host=host, port=port, log_to_stderr=True, tokens=tokens_file,
+                            allow_remote=allow_remote, disable_xet=False)
     server._httpd = server._build()
     url = server.url
     print(f"effhub local hub serving {Path(root).resolve()} at {url}", flush=True)
-    print(f"export HF_ENDPOINT={url}", flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"effhub: warning: {host} is not loopback and the local hub accepts anonymous writes; it is an "
-              "offline and test tool, not a Hub replacement", file=sys.stderr, flush=True)
+    print(f"export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1   # the local hub speaks LFS, not Xet", flush=True)
+    if server.tokens is None:
+        print("effhub: open single-user hub: no tokens, anyone who reaches it may read and write everything "
+              "(pass --tokens FILE for per-user rights and private repos)", file=sys.stderr, flush=True)
+    else:
+        print(f"effhub: {len(server.tokens)} token(s) from {tokens_file}: writes need a write token, private repos "
+              "are hidden from others", file=sys.stderr, flush=True)
+    if not is_loopback(host):
+        print(f"effhub: warning: listening on {host}, beyond loopback; the local hub is an offline and test tool, "
+              "not a Hub replacement (plain HTTP, no rate limits)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("effhub local hub stopped", file=sys.stderr, flush=True)
 
 
-__all__ = ["LocalHubServer", "LocalHubStore", "LocalHubRequestHandler", "HubHTTPError", "serve", "git_blob_sha1",
-           "check_file_path", "parse_card_data"]
+__all__ = ["LocalHubServer", "LocalHubStore", "LocalHubRequestHandler", "HubHTTPError", "TokenTable", "serve",
+           "is_loopback", "disable_xet_here", "git_blob_sha1", "check_file_path", "parse_card_data"]

@@ -10,6 +10,8 @@ root/
     repo.json                              # id, type, private, createdAt
     commits/<sha>.json                     # immutable snapshot: parents, title, message, date, files
     refs/heads/<branch>                    # the branch's commit sha, moved by an atomic rename
+    refs/tags/<tag>                        # the tag's commit sha (JSON with its message)
+    lfs/<sha256>                           # marker: this LFS object was uploaded to this repository
     .lock                                  # the cross-process write lock
 ```
 
@@ -17,6 +19,9 @@ A commit is an immutable snapshot addressed by a 40-hex sha; a branch moves by `
 the old or the new snapshot, never half of one. File ETags are git blob hashes of the content (the Hub's convention for
 non-LFS files), so a re-pushed file gets a new ETag and no client serves a stale cache. Writes to one repository are
 serialised by a thread lock plus an advisory file lock (two server processes on one root stay consistent).
+LFS files are stored like regular ones (by sha256); their commit entry has `"lfs": true` and an `oid` that is the git
+blob hash of their LFS pointer, as on the Hub. An LFS upload is hashed while it is written to a temporary file and only
+renamed into `blobs/` when its sha256 and size match what the client announced.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +48,11 @@ DEFAULT_BRANCH = "main"
 LOCAL_USER = "effhub"
 LOG_FILE = "hub.log"
 MAX_FILE_PATH_LENGTH = 1024
+# The Hub's pre-upload rule: files at or above this size, binary files and files matched by an LFS pattern of the
+# repository's .gitattributes go through LFS.
+LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+LFS_POINTER_TEMPLATE = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # The Hub's repo name rule: letters, digits, '-', '_', '.', not starting or ending with '-' or '.', no '--' or '..'.
 _REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -220,20 +231,86 @@ class LocalHubStore:
 
     # --------------------------------------------------------------------------------------------- revisions
     def branches(self, repo_type: str, repo_id: str) -> dict[str, str]:
+        """Branch name -> commit sha."""
         heads = self.repo_dir(repo_type, repo_id) / "refs" / "heads"
         return {path.name: path.read_text().strip() for path in sorted(heads.iterdir()) if not path.name.startswith(".")}
 
+    def tags(self, repo_type: str, repo_id: str) -> dict[str, dict]:
+        """Tag name -> `{"sha", "message", "date"}`."""
+        folder = self.repo_dir(repo_type, repo_id) / "refs" / "tags"
+        if not folder.is_dir():
+            return {}
+        return {path.name: json.loads(path.read_text()) for path in sorted(folder.iterdir())
+                if not path.name.startswith(".")}
+
     def resolve_revision(self, repo_type: str, repo_id: str, revision: str) -> str:
-        """The commit sha a branch name or a commit sha points at (404 `RevisionNotFound` otherwise)."""
+        """The commit sha a branch, a tag or a commit sha points at (404 `RevisionNotFound` otherwise)."""
         self.repo_meta(repo_type, repo_id)
         repo_dir = self.repo_dir(repo_type, repo_id)
         if _BRANCH_NAME.match(revision):
             ref = repo_dir / "refs" / "heads" / revision
             if ref.is_file():
                 return ref.read_text().strip()
+            tag = repo_dir / "refs" / "tags" / revision
+            if tag.is_file():
+                return json.loads(tag.read_text())["sha"]
         if _COMMIT_SHA.match(revision) and (repo_dir / "commits" / f"{revision}.json").is_file():
             return revision
+        if revision.startswith("refs/pr/"):
+            raise HubHTTPError(404, f"Invalid rev id: {revision} (the local hub has no pull requests)",
+                               "RevisionNotFound")
         raise HubHTTPError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+
+    @staticmethod
+    def _check_ref_name(kind: str, name: str) -> str:
+        if not isinstance(name, str) or not _BRANCH_NAME.match(name) or _COMMIT_SHA.match(name):
+            raise HubHTTPError(400, f"Invalid {kind} name {name!r}: letters, digits, '.', '_' and '-' (no '/'), "
+                                    "not a 40-hex commit id")
+        return name
+
+    def create_branch(self, repo_type: str, repo_id: str, branch: str, starting_point: str | None = None) -> str:
+        """Create `branch` at `starting_point` (default: the head of main); 409 if a branch or tag has that name."""
+        self._check_ref_name("branch", branch)
+        with self.write_lock(repo_type, repo_id):
+            sha = self.resolve_revision(repo_type, repo_id, starting_point or DEFAULT_BRANCH)
+            refs = self.repo_dir(repo_type, repo_id) / "refs"
+            if (refs / "heads" / branch).is_file() or (refs / "tags" / branch).is_file():
+                raise HubHTTPError(409, f"Reference already exists: {branch}")
+            atomic_write_bytes(refs / "heads" / branch, sha.encode())
+            return sha
+
+    def delete_branch(self, repo_type: str, repo_id: str, branch: str) -> None:
+        """Delete a branch (not `main`); its commits stay reachable by sha and from tags."""
+        with self.write_lock(repo_type, repo_id):
+            self.repo_meta(repo_type, repo_id)
+            if branch == DEFAULT_BRANCH:
+                raise HubHTTPError(403, f"The default branch {DEFAULT_BRANCH} cannot be deleted")
+            ref = self.repo_dir(repo_type, repo_id) / "refs" / "heads" / self._check_ref_name("branch", branch)
+            if not ref.is_file():
+                raise HubHTTPError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
+            ref.unlink()
+
+    def create_tag(self, repo_type: str, repo_id: str, tag: str, revision: str = DEFAULT_BRANCH,
+                   message: str = "") -> str:
+        """Tag the commit `revision` points at; 409 if a tag or branch has that name."""
+        self._check_ref_name("tag", tag)
+        with self.write_lock(repo_type, repo_id):
+            sha = self.resolve_revision(repo_type, repo_id, revision)
+            refs = self.repo_dir(repo_type, repo_id) / "refs"
+            if (refs / "tags" / tag).is_file() or (refs / "heads" / tag).is_file():
+                raise HubHTTPError(409, f"Reference already exists: {tag}")
+            record = {"sha": sha, "message": str(message or ""), "date": _now()}
+            atomic_write_bytes(refs / "tags" / tag, json.dumps(record).encode())
+            return sha
+
+    def delete_tag(self, repo_type: str, repo_id: str, tag: str) -> None:
+        """Delete a tag (the commit it named stays)."""
+        with self.write_lock(repo_type, repo_id):
+            self.repo_meta(repo_type, repo_id)
+            ref = self.repo_dir(repo_type, repo_id) / "refs" / "tags" / self._check_ref_name("tag", tag)
+            if not ref.is_file():
+                raise HubHTTPError(404, f"Invalid rev id: {tag}", "RevisionNotFound")
+            ref.unlink()
 
     def commit(self, repo_type: str, repo_id: str, sha: str) -> dict:
         return json.loads((self.repo_dir(repo_type, repo_id) / "commits" / f"{sha}.json").read_text())
@@ -254,6 +331,55 @@ class LocalHubStore:
         return commits
 
     # ------------------------------------------------------------------------------------------------ writes
+    # ---------------------------------------------------------------------------------------------------- LFS
+    def has_lfs_object(self, repo_type: str, repo_id: str, sha256: str, size: int | None = None) -> bool:
+        """Whether the LFS object `sha256` (of `size` bytes, if given) was uploaded to this repository."""
+        if not _SHA256.match(str(sha256)):
+            return False
+        marker = self.repo_dir(repo_type, repo_id) / "lfs" / sha256
+        blob = self.blob_path(sha256)
+        return marker.is_file() and blob.is_file() and (size is None or blob.stat().st_size == size)
+
+    def store_lfs_object(self, repo_type: str, repo_id: str, sha256: str, size: int, chunks) -> None:
+        """Store an uploaded LFS object from an iterable of byte chunks, verifying its sha256 and size.
+
+        Nothing is stored when the content does not match: it is written to a temporary file, hashed on the way, and
+        renamed into `blobs/` only after both checks pass (400 otherwise).
+        """
+        if not _SHA256.match(str(sha256)):
+            raise HubHTTPError(400, f"Invalid LFS oid {sha256!r}: expected a 64-hex sha256")
+        self.repo_meta(repo_type, repo_id)
+        target = self.blob_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, written = hashlib.sha256(), 0
+        handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".upload-", delete=False)
+        try:
+            with handle:
+                for chunk in chunks:
+                    written += len(chunk)
+                    if written > size:
+                        break
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if written != size:
+                raise HubHTTPError(400, f"LFS upload of {sha256}: got {'more than ' if written > size else ''}"
+                                        f"{written} bytes, expected {size}; nothing was stored")
+            if digest.hexdigest() != sha256:
+                raise HubHTTPError(400, f"LFS upload of {sha256}: the content's sha256 is {digest.hexdigest()}; "
+                                        "nothing was stored")
+            os.replace(handle.name, target)
+        finally:
+            if os.path.exists(handle.name):
+                os.unlink(handle.name)
+        atomic_write_bytes(self.repo_dir(repo_type, repo_id) / "lfs" / sha256, b"")
+
+    @staticmethod
+    def lfs_entry(sha256: str, size: int) -> dict:
+        """The commit entry of an LFS file: its `oid` is the git blob hash of its pointer, as on the Hub."""
+        pointer = LFS_POINTER_TEMPLATE.format(sha256=sha256, size=size).encode()
+        return {"sha256": sha256, "oid": git_blob_sha1(pointer), "size": size, "lfs": True,
+                "pointerSize": len(pointer)}
+
     def _store_blob(self, content: bytes) -> dict:
         sha256 = hashlib.sha256(content).hexdigest()
         path = self.blob_path(sha256)
@@ -280,11 +406,12 @@ class LocalHubStore:
         """Commit `operations` on `branch` atomically and return the new commit sha.
 
         Args:
-            operations (`list[dict]`): `{"op": "add", "path", "content": bytes}`, `{"op": "delete", "path"}` or
-                `{"op": "delete_folder", "path"}`, applied in order on top of the branch head.
+            operations (`list[dict]`): `{"op": "add", "path", "content": bytes}`, `{"op": "lfs", "path", "sha256",
+                "size"}` (an uploaded LFS object), `{"op": "delete", "path"}` or `{"op": "delete_folder", "path"}`,
+                applied in order on top of the branch head.
             parent_commit (`str`, *optional*): if given, the commit fails with 412 unless the branch is still there.
         """
-        if not _BRANCH_NAME.match(branch):
+        if not _BRANCH_NAME.match(branch) or _COMMIT_SHA.match(branch):
             raise HubHTTPError(400, f"Invalid branch {branch!r}: commits go to a branch name such as 'main'")
         # blobs are content-addressed and immutable: store them before taking the lock to keep the lock short
         additions = {}
@@ -292,14 +419,28 @@ class LocalHubStore:
             check_file_path(operation["path"].rstrip("/") if operation["op"] == "delete_folder" else operation["path"])
             if operation["op"] == "add":
                 additions[operation["path"]] = self._store_blob(operation["content"])
+            elif operation["op"] == "lfs":
+                sha256, size = operation["sha256"], operation.get("size")
+                if not self.has_lfs_object(repo_type, repo_id, sha256, size):
+                    raise HubHTTPError(422, f"File {operation['path']}: LFS object {sha256} was not uploaded to "
+                                            f"{repo_id} (upload it through the LFS batch API before committing)")
+                additions[operation["path"]] = self.lfs_entry(sha256, self.blob_path(sha256).stat().st_size)
         with self.write_lock(repo_type, repo_id):
-            head = self.resolve_revision(repo_type, repo_id, branch)
+            self.repo_meta(repo_type, repo_id)
+            ref = self.repo_dir(repo_type, repo_id) / "refs" / "heads" / branch
+            if not ref.is_file():
+                tags = self.repo_dir(repo_type, repo_id) / "refs" / "tags" / branch
+                if tags.is_file():
+                    raise HubHTTPError(400, f"{branch} is a tag: commits go to a branch")
+                raise HubHTTPError(404, f"Invalid rev id: {branch} (commits go to an existing branch; create it "
+                                        "with create_branch)", "RevisionNotFound")
+            head = ref.read_text().strip()
             if parent_commit is not None and parent_commit != head:
                 raise HubHTTPError(412, f"A commit has happened since {parent_commit}: the head of {branch} is {head}")
             files = dict(self.commit(repo_type, repo_id, head)["files"])
             for operation in operations:
                 path = operation["path"]
-                if operation["op"] == "add":
+                if operation["op"] in ("add", "lfs"):
                     files[path] = additions[path]
                 elif operation["op"] == "delete":
                     if path not in files:
@@ -319,6 +460,23 @@ class LocalHubStore:
 
     def read_blob(self, entry: dict) -> bytes:
         return self.blob_path(entry["sha256"]).read_bytes()
+
+    def upload_mode(self, repo_type: str, repo_id: str, revision: str, path: str, size: int, sample: bytes) -> str:
+        """The Hub's pre-upload answer for one file: "lfs" when .gitattributes marks it, when it is 10 MiB or more,
+        or when it looks binary (a NUL byte in its first 512 bytes); "regular" otherwise."""
+        if any(_gitattributes_match(pattern, path) for pattern in self.lfs_patterns(repo_type, repo_id, revision)):
+            return "lfs"
+        if size >= LFS_SIZE_THRESHOLD or b"\0" in sample:
+            return "lfs"
+        return "regular"
+
+    def lfs_patterns(self, repo_type: str, repo_id: str, revision: str) -> list[str]:
+        """The patterns that `.gitattributes` at `revision` routes through LFS (`filter=lfs`)."""
+        _, record = self.snapshot(repo_type, repo_id, revision)
+        entry = record["files"].get(".gitattributes")
+        if entry is None:
+            return []
+        return _lfs_patterns(self.read_blob(entry).decode("utf-8", errors="replace"))
 
     # ------------------------------------------------------------------------------------------------ views
     def last_commits(self, repo_type: str, repo_id: str, revision: str, paths: list[str]) -> dict[str, dict]:
@@ -364,12 +522,22 @@ class LocalHubStore:
                 info["model-index"] = card["model-index"]
         if card_data:
             info["cardData"] = card
+        info["xetEnabled"] = False
         if siblings:
             info["siblings"] = [
-                {"rfilename": path, **({"size": entry["size"], "blobId": entry["oid"]} if files_metadata else {})}
+                {"rfilename": path, **({"size": entry["size"], "blobId": entry["oid"], **self.lfs_info(entry)}
+                                       if files_metadata else {})}
                 for path, entry in files.items()
             ]
         return info
+
+    @staticmethod
+    def lfs_info(entry: dict) -> dict:
+        """`{"lfs": {...}}` for an LFS file entry (as in the Hub's tree answers), `{}` for a regular one."""
+        if not entry.get("lfs"):
+            return {}
+        return {"lfs": {"oid": entry["sha256"], "sha256": entry["sha256"], "size": entry["size"],
+                        "pointerSize": entry.get("pointerSize", 0)}}
 
     @staticmethod
     def _tags(repo_type: str, files: dict, card: dict | None) -> list[str]:
@@ -389,6 +557,25 @@ class LocalHubStore:
         tags += [f"license:{name}" for name in as_list(card.get("license"))]
         return list(dict.fromkeys(tags))
 
+
+
+def _lfs_patterns(gitattributes: str) -> list[str]:
+    patterns = []
+    for line in gitattributes.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not parts[0].startswith("#") and "filter=lfs" in parts[1:]:
+            patterns.append(parts[0])
+    return patterns
+
+
+def _gitattributes_match(pattern: str, path: str) -> bool:
+    """Whether a .gitattributes pattern matches a repository path (basename patterns match at any depth)."""
+    import fnmatch
+
+    if "/" not in pattern.strip("/"):
+        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+    pattern = pattern.lstrip("/")
+    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
 
 
 __all__ = ["LocalHubStore", "HubHTTPError", "git_blob_sha1", "check_file_path", "parse_card_data", "REPO_TYPES",
