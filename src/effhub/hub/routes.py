@@ -77,6 +77,7 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self._status = 500
         self._body_read = False
+        started = time.perf_counter()
         try:
             split = urlsplit(self.path)
             self._query = parse_qs(split.query, keep_blank_values=True)
@@ -94,7 +95,8 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
         finally:
             if not self._body_read:  # an unread request body would be taken for the next request
                 self.close_connection = True
-            self.server.log(method, self.path, self._status)  # type: ignore[attr-defined]
+            self.server.log(method, self.path, self._status,  # type: ignore[attr-defined]
+                            seconds=time.perf_counter() - started)
 
     def _iter_body(self, block: int = 1 << 20):
         """The request body in chunks (chunked transfer encoding or Content-Length)."""

@@ -101,6 +101,7 @@ class LocalHubServer:
         self.host, self.port, self._sock = host, port, sock
         self.log_to_stderr = log_to_stderr
         self._lines: list[str] = []
+        self._times: list[tuple[float, str, str, int]] = []
         self._log_lock = threading.Lock()
         self._httpd: _LocalHubHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,15 +165,23 @@ class LocalHubServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def log(self, method: str, path: str, status: int) -> None:
-        """Record one request: kept in memory (`log_lines()`), appended to `root/hub.log`, optionally on stderr."""
+    def log(self, method: str, path: str, status: int, seconds: float | None = None) -> None:
+        """Record one request: kept in memory (`log_lines()`, `request_times()`), appended to `root/hub.log`,
+        optionally on stderr."""
         line = f"{_now()} {method} {path} {status}"
         with self._log_lock:
             self._lines.append(line)
+            if seconds is not None:
+                self._times.append((seconds, method, path.split("?")[0], status))
             with open(self.root / LOG_FILE, "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
         if self.log_to_stderr:
             print(line, file=sys.stderr, flush=True)
+
+    def request_times(self) -> list[tuple[float, str, str, int]]:
+        """(seconds, method, path, status) of each request this server object answered, oldest first."""
+        with self._log_lock:
+            return list(self._times)
 
     def log_lines(self) -> list[str]:
         """The log lines of the requests this server object answered, oldest first."""

@@ -1,0 +1,1 @@
+"""Load check of the local hub (`python -m benchmarks.hub`)."""
