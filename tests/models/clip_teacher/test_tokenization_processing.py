@@ -11,9 +11,11 @@ import torch
 from effhub.data.captions import CaptionWorld
 from effhub.errors import ConfigError
 from effhub.models.clip_teacher.configuration_clip_teacher import (
-    MAX_LEARNED_CONTEXTS,
+    DEFAULT_LEARNED_CONTEXTS,
     build_clip_teacher_config,
+    context_prompt_length,
     required_positions,
+    trained_positions,
 )
 from effhub.models.clip_teacher.processing import (
     build_clip_processor,
@@ -36,7 +38,7 @@ def texts(world):
 @pytest.fixture(scope="module")
 def tokenizer(texts, world):
     tokenizer = train_clip_tokenizer(texts, vocab_size=700)
-    tokenizer.model_max_length = required_positions(tokenizer, texts, world.zero_shot_prompts())
+    tokenizer.model_max_length = required_positions(tokenizer, texts, world.class_names, min_texts=6)
     return tokenizer
 
 
@@ -93,15 +95,30 @@ def test_config_takes_ids_and_positions_from_the_tokenizer(tokenizer, world):
         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
     assert text.eos_token_id != 2  # 2 would switch CLIP to legacy pooling at the highest token id
     assert text.vocab_size == len(tokenizer)
-    longest_prompt = max(len(tokenizer(p)["input_ids"]) for p in world.zero_shot_prompts())
-    assert text.max_position_embeddings >= longest_prompt + MAX_LEARNED_CONTEXTS
+    assert text.max_position_embeddings >= context_prompt_length(tokenizer, world.class_names,
+                                                                 DEFAULT_LEARNED_CONTEXTS)
+
+
+def test_every_position_is_reached_by_training_text(tokenizer, texts, world):
+    """The position table is as long as at least 1% of the training texts reach, and holds a DualCoOp prompt with
+    16 learned contexts ("X X ... X <class name>."); positions past a text's end-of-text never get a gradient."""
+    positions = tokenizer.model_max_length
+    lengths = np.array([len(tokenizer(t)["input_ids"]) for t in texts])
+    assert (lengths >= positions).sum() >= 6
+    assert trained_positions(tokenizer, texts, 6) >= positions
+    dualcoop_prompt = tokenizer(" ".join(["x"] * DEFAULT_LEARNED_CONTEXTS) + " purple crescent.")["input_ids"]
+    assert len(dualcoop_prompt) <= context_prompt_length(tokenizer, world.class_names, DEFAULT_LEARNED_CONTEXTS)
+    assert len(dualcoop_prompt) <= positions
+    # captions too short for the contexts are refused, not silently left with untrained positions
+    with pytest.raises(ConfigError, match="learned contexts"):
+        required_positions(tokenizer, ["a star.", "a red circle."], world.class_names, learned_contexts=16)
 
 
 def test_pooled_output_is_the_end_of_text_state(tokenizer):
     from transformers import CLIPModel
 
-    config = build_clip_teacher_config(tokenizer, max_position_embeddings=tokenizer.model_max_length, image_size=48,
-                                       patch_size=12, projection_dim=32, text_hidden_size=32, vision_hidden_size=32,
+    config = build_clip_teacher_config(tokenizer, max_position_embeddings=tokenizer.model_max_length, image_size=64,
+                                       patch_size=8, projection_dim=32, text_hidden_size=32, vision_hidden_size=32,
                                        text_layers=1, vision_layers=1)
     torch.manual_seed(0)
     model = CLIPModel(config).eval()
@@ -113,7 +130,7 @@ def test_pooled_output_is_the_end_of_text_state(tokenizer):
     assert end[0] < end[1]  # the short text is padded with end-of-text tokens after its own
     expected = output.last_hidden_state[torch.arange(2), torch.tensor(end)]
     torch.testing.assert_close(output.pooler_output, expected)
-    # a prompt as long as the position table allows (64 learned contexts + class prompt) still runs
+    # a prompt as long as the position table allows (learned contexts + class prompt) still runs
     long_ids = torch.full((1, config.text_config.max_position_embeddings), tokenizer.bos_token_id)
     long_ids[0, -1] = tokenizer.eos_token_id
     with torch.no_grad():
@@ -134,7 +151,7 @@ def test_legacy_end_of_text_id_is_refused(tokenizer):
 
 
 def test_fast_pixel_path_equals_the_processor(tokenizer, world):
-    processor = build_clip_processor(tokenizer, 48)
+    processor = build_clip_processor(tokenizer, 64)
     images = list(world.single_object(6, seed=1)["image"])
     expected = processor(images=images, return_tensors="pt")["pixel_values"]
     fast = pixel_values_from_uint8(np.stack([np.asarray(image) for image in images]))

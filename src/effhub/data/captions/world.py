@@ -472,6 +472,26 @@ class CaptionWorld:
         template = MULTI_TEMPLATES[rng.integers(len(MULTI_TEMPLATES))]
         return template.format(list=listing, count=COUNT_WORDS[len(objects)])
 
+    def shape_swapped(self, caption: str, rng: np.random.Generator) -> str:
+        """`caption` with every shape word (or synonym) replaced by the canonical word of another shape.
+
+        A hard negative for contrastive training: it differs from the true caption in the shapes only.
+        """
+        import re
+
+        if not hasattr(self, "_shape_pattern"):
+            word_shape = {word: shape for shape, words in SHAPES.items() for word in words}
+            alternatives = "|".join(re.escape(w) for w in sorted(word_shape, key=len, reverse=True))
+            self._shape_pattern = (re.compile(rf"\b({alternatives})\b"), word_shape)
+        pattern, word_shape = self._shape_pattern
+        shapes = list(SHAPES)
+
+        def replace(match) -> str:
+            own = shapes.index(word_shape[match.group(1)])
+            return shapes[(own + 1 + int(rng.integers(len(shapes) - 1))) % len(shapes)]
+
+        return pattern.sub(replace, caption)
+
     # ----------------------------------------------------------------------------------------------- splits
     def _stream(self, kind: str, split: str, seed: int) -> np.random.Generator:
         """The random stream of split `split` drawn by the builder of kind `kind` (version 1: by name only)."""

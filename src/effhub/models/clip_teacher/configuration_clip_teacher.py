@@ -5,9 +5,12 @@ Two traps of CLIP's text tower are handled here:
 - **pooling**: `CLIPTextTransformer` pools the hidden state at the first end-of-text token, unless the text config's
   `eos_token_id` is 2 (the pre-2023 default), in which case it pools at the position of the *highest token id*.
   The ids are therefore taken from the tokenizer, never left at their defaults.
-- **positions**: `max_position_embeddings` bounds the prompt length. DualCoOp (arXiv 2206.09541) inserts up to 64
-  learned context tokens between the start token and the class name, so the table must hold the longest class
-  prompt plus those contexts, not only the longest caption.
+- **positions**: `max_position_embeddings` bounds the prompt length. DualCoOp (arXiv 2206.09541) puts learned
+  context tokens between the start token and the class name (16 by default), so the table must hold the longest
+  class prompt plus those contexts. A position is only trained when training texts reach it (the text tower is
+  causal and pools at the end-of-text token, so nothing after it gets a gradient): the table is therefore sized to
+  what the training captions reach (:func:`trained_positions`), and a recipe whose captions are too short for its
+  context count is refused.
 """
 
 from __future__ import annotations
@@ -16,21 +19,51 @@ from typing import Sequence
 
 from ...errors import ConfigError
 
-# DualCoOp uses 16 learned contexts by default and 64 for zero-shot multi-label recognition
-MAX_LEARNED_CONTEXTS = 64
+# DualCoOp's default number of learned contexts (its zero-shot README setting uses 64)
+DEFAULT_LEARNED_CONTEXTS = 16
 LEGACY_EOS_TOKEN_ID = 2
 
 
-def required_positions(tokenizer, texts: Sequence[str], class_prompts: Sequence[str],
-                       learned_contexts: int = MAX_LEARNED_CONTEXTS, multiple_of: int = 8) -> int:
-    """Positions the text tower needs: the longest text, or the longest class prompt plus `learned_contexts`.
+def context_prompt_length(tokenizer, class_names: Sequence[str], learned_contexts: int) -> int:
+    """Tokens of the longest DualCoOp prompt "X X ... X <class name>." (start and end-of-text included)."""
+    longest = max((len(tokenizer(f"{name}.")["input_ids"]) for name in class_names), default=2)
+    return longest + learned_contexts
 
-    Token counts include the start and end-of-text tokens; the result is rounded up to `multiple_of`.
+
+def trained_positions(tokenizer, texts: Sequence[str], min_texts: int) -> int:
+    """The longest sequence length that at least `min_texts` of `texts` reach (start and end-of-text included).
+
+    Every position below it receives gradient from at least `min_texts` training texts.
     """
-    longest_text = max((len(tokenizer(t)["input_ids"]) for t in texts), default=0)
-    longest_prompt = max((len(tokenizer(p)["input_ids"]) for p in class_prompts), default=0)
-    needed = max(longest_text, longest_prompt + learned_contexts)
-    return -(-needed // multiple_of) * multiple_of
+    if min_texts < 1:
+        raise ConfigError(f"min_texts is {min_texts}", "pass a positive number of texts")
+    lengths = sorted((len(tokenizer(t)["input_ids"]) for t in texts), reverse=True)
+    if len(lengths) < min_texts:
+        return 0
+    return lengths[min_texts - 1]
+
+
+def required_positions(tokenizer, texts: Sequence[str], class_names: Sequence[str],
+                       learned_contexts: int = DEFAULT_LEARNED_CONTEXTS, min_texts: int = 1,
+                       multiple_of: int = 8) -> int:
+    """Positions of the text tower: as many as at least `min_texts` training texts reach, rounded down to
+    `multiple_of`, and never fewer than a DualCoOp prompt with `learned_contexts` contexts needs.
+
+    Texts longer than the result are truncated in training (their end-of-text token stays last).
+
+    Raises:
+        `ConfigError`: the training texts do not reach the prompt length, so some positions of a prompt with
+            `learned_contexts` contexts would never be trained.
+    """
+    needed = context_prompt_length(tokenizer, class_names, learned_contexts)
+    reached = trained_positions(tokenizer, texts, min_texts)
+    if reached < needed:
+        raise ConfigError(
+            f"a prompt with {learned_contexts} learned contexts takes {needed} tokens, but only {reached} positions "
+            f"are reached by at least {min_texts} training texts",
+            "lower tokenizer.learned_contexts, or train on longer captions",
+        )
+    return max(needed, reached // multiple_of * multiple_of)
 
 
 def build_clip_teacher_config(
@@ -95,4 +128,10 @@ def build_clip_teacher_config(
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
 
 
-__all__ = ["MAX_LEARNED_CONTEXTS", "required_positions", "build_clip_teacher_config"]
+__all__ = [
+    "DEFAULT_LEARNED_CONTEXTS",
+    "context_prompt_length",
+    "trained_positions",
+    "required_positions",
+    "build_clip_teacher_config",
+]

@@ -70,13 +70,15 @@ def similarity_scores(model, tokenizer, pixel_values, texts: Sequence[str], batc
     return image @ text.T
 
 
-def zero_shot_accuracy(model, tokenizer, pixel_values, labels, prompts: Sequence[str], batch_size: int = 256) -> dict:
+def zero_shot_accuracy(model, tokenizer, pixel_values, labels, prompts: Sequence[str], batch_size: int = 256,
+                       scores=None) -> dict:
     """Top-1 and top-5 zero-shot accuracy of `model` over `pixel_values` with one prompt per class.
 
     Args:
         pixel_values (`torch.Tensor`): `(N, 3, H, W)` processed images.
         labels (`Sequence[int]`): the class index of each image.
         prompts (`Sequence[str]`): the prompt of each class, in class-index order.
+        scores (`torch.Tensor`, *optional*): precomputed `similarity_scores` of these images and prompts.
     """
     import torch
 
@@ -86,12 +88,36 @@ def zero_shot_accuracy(model, tokenizer, pixel_values, labels, prompts: Sequence
     if labels.numel() and (labels.min() < 0 or labels.max() >= len(prompts)):
         raise ConfigError(f"labels span {int(labels.min())}..{int(labels.max())} but there are {len(prompts)} prompts",
                           "pass one prompt per class, in class-index order")
-    scores = similarity_scores(model, tokenizer, pixel_values, prompts, batch_size)
+    if scores is None:
+        scores = similarity_scores(model, tokenizer, pixel_values, prompts, batch_size)
     top = scores.topk(min(5, len(prompts)), dim=-1).indices
     top1 = (top[:, 0] == labels).float().mean().item()
     top5 = (top == labels[:, None]).any(dim=-1).float().mean().item()
     return {"accuracy": top1, "top5_accuracy": top5, "chance": 1.0 / len(prompts), "num_samples": int(len(labels)),
             "num_classes": len(prompts)}
+
+
+def colour_shape_accuracy(predicted, labels, class_names: Sequence[str]) -> dict:
+    """How often the predicted class has the right colour, the right shape, both, or only one of them.
+
+    Args:
+        predicted, labels (`Sequence[int]`): predicted and true class indices into `class_names`.
+        class_names (`Sequence[str]`): "<colour> <shape>" names.
+    """
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    colours = np.array([name.split(" ")[0] for name in class_names])
+    shapes = np.array([name.split(" ", 1)[1] for name in class_names])
+    colour_right = colours[predicted] == colours[labels]
+    shape_right = shapes[predicted] == shapes[labels]
+    return {
+        "colour_accuracy": float(colour_right.mean()),
+        "shape_accuracy": float(shape_right.mean()),
+        "colour_right_shape_wrong": float((colour_right & ~shape_right).mean()),
+        "shape_right_colour_wrong": float((shape_right & ~colour_right).mean()),
+        "both_wrong": float((~colour_right & ~shape_right).mean()),
+        "colour_chance": 1.0 / len(set(colours.tolist())),
+        "shape_chance": 1.0 / len(set(shapes.tolist())),
+    }
 
 
 def retrieval_recalls(model, tokenizer, pixel_values, captions: Sequence[str], ks: Sequence[int] = RETRIEVAL_KS,
@@ -119,10 +145,12 @@ def evaluate_clip(model, tokenizer, world, recipe) -> dict:
     from .training_clip_teacher import build_eval_splits
 
     zero_shot_split, retrieval_split = build_eval_splits(world, recipe)
-    zero_shot = zero_shot_accuracy(
-        model, tokenizer, pixel_values_from_uint8(images_to_uint8(zero_shot_split["image"])), zero_shot_split["label"],
-        world.zero_shot_prompts(), recipe.eval.batch_size,
-    )
+    pixel_values = pixel_values_from_uint8(images_to_uint8(zero_shot_split["image"]))
+    scores = similarity_scores(model, tokenizer, pixel_values, world.zero_shot_prompts(), recipe.eval.batch_size)
+    zero_shot = zero_shot_accuracy(model, tokenizer, pixel_values, zero_shot_split["label"],
+                                   world.zero_shot_prompts(), recipe.eval.batch_size, scores=scores)
+    zero_shot.update(colour_shape_accuracy(scores.argmax(dim=-1).numpy(), zero_shot_split["label"],
+                                           world.class_names))
     retrieval = retrieval_recalls(
         model, tokenizer, pixel_values_from_uint8(images_to_uint8(retrieval_split["image"])),
         retrieval_split["caption"], batch_size=recipe.eval.batch_size,
@@ -156,6 +184,7 @@ __all__ = [
     "encode_images",
     "encode_texts",
     "zero_shot_accuracy",
+    "colour_shape_accuracy",
     "retrieval_recalls",
     "evaluate_clip",
     "evaluate_run",

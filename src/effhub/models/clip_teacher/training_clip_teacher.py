@@ -2,7 +2,9 @@
 
 Steps of a run: generate (or load from the cache) the caption world's splits → train a CLIP-format BPE tokenizer on
 the world's text → build the `CLIPConfig` (ids and position count from the tokenizer) and the processor → train
-with the symmetric InfoNCE loss of CLIP (Radford et al., ICML 2021) under `effhub.training.PhasedTrainer` →
+with the symmetric InfoNCE loss of CLIP (Radford et al., ICML 2021), optionally with shape-swapped captions as extra
+hard negatives of each image (as NegCLIP, Yuksekgonul et al., ICLR 2023, adds attribute-swapped captions), under
+`effhub.training.PhasedTrainer` →
 measure zero-shot accuracy and retrieval recall → save model, processor, `eval_results.json` and the card into the
 run folder, which is a standard transformers model folder.
 
@@ -39,7 +41,7 @@ CLIP_CITATION = """@inproceedings{radford2021clip,
 class ClipWorldRecipe:
     """Which caption-world data a run uses (the world's own parameters are frozen under `version`)."""
 
-    version: int = 1
+    version: int = 2
     seed: int = 0
     train_pairs: int = 12000
     test_pairs: int = 1000
@@ -50,18 +52,25 @@ class ClipWorldRecipe:
 
 @dataclass
 class ClipTokenizerRecipe:
-    """BPE tokenizer size and the prompt room kept for learned contexts (DualCoOp uses up to 64)."""
+    """BPE tokenizer size and the text positions.
+
+    Args:
+        learned_contexts (`int`): DualCoOp contexts a class prompt must have room for (trained positions).
+        min_trained_fraction (`float`): every text position is reached by at least this fraction of the training
+            captions (longer captions are truncated).
+    """
 
     vocab_size: int = 1024
     min_frequency: int = 2
-    learned_contexts: int = 64
+    learned_contexts: int = 16
+    min_trained_fraction: float = 0.01
 
 
 @dataclass
 class ClipModelRecipe:
     """Sizes of the two towers."""
 
-    patch_size: int = 12
+    patch_size: int = 8
     projection_dim: int = 96
     text_hidden_size: int = 96
     text_layers: int = 2
@@ -81,6 +90,11 @@ class ClipTrainRecipe:
     weight_decay: float = 0.1
     warmup_steps: int = 30
     max_grad_norm: float = 1.0
+    # the learned temperature's own learning rate (None: the model's); CLIP's log-scale moves slowly at small lr
+    temperature_learning_rate: float | None = None
+    # add one shape-swapped caption per image as an extra negative of the image-to-text softmax: captions name
+    # colours, sizes and positions too, and without such negatives a batch can be matched without seeing shapes
+    shape_negatives: bool = False
 
 
 @dataclass
@@ -106,21 +120,26 @@ class CLIPTeacherRecipe:
 # ---------------------------------------------------------------------------------------------------- data
 def build_world(recipe: CLIPTeacherRecipe):
     """The caption world of the recipe (refusing a recipe written for another world version)."""
-    from ...data.captions import CAPTION_WORLD_VERSION, CaptionWorld, default_cache_dir
+    from ...data.captions import CAPTION_WORLD_VERSION, CaptionWorld, CaptionWorldConfig, default_cache_dir
+    from ...data.captions.world import CAPTION_WORLD_VERSIONS
 
-    if recipe.world.version != CAPTION_WORLD_VERSION:
+    if recipe.world.version not in CAPTION_WORLD_VERSIONS:
         raise ConfigError(
-            f"recipe asks for caption world version {recipe.world.version}, this effhub generates version "
-            f"{CAPTION_WORLD_VERSION}",
+            f"recipe asks for caption world version {recipe.world.version}, this effhub generates versions "
+            f"{list(CAPTION_WORLD_VERSIONS)}",
             f"set world.version={CAPTION_WORLD_VERSION} (figures measured on another version are not comparable)",
         )
-    return CaptionWorld(cache_dir=default_cache_dir() if recipe.world.cache else None)
+    config = CaptionWorldConfig.for_version(recipe.world.version)
+    return CaptionWorld(config, cache_dir=default_cache_dir() if recipe.world.cache else None)
 
 
 def build_eval_splits(world, recipe: CLIPTeacherRecipe):
     """(single-object zero-shot split, held-out retrieval pairs); separately seeded from the training pairs."""
-    zero_shot = world.single_object(recipe.world.zero_shot_samples, seed=recipe.world.seed, split="single-object-test")
-    retrieval = world.pairs(recipe.world.test_pairs, seed=recipe.world.seed, split="pairs-test")
+    from ...data.captions import SPLIT_NAMES
+
+    names = SPLIT_NAMES[METHOD_NAME]
+    zero_shot = world.single_object(recipe.world.zero_shot_samples, seed=recipe.world.seed, split=names["zero-shot"])
+    retrieval = world.pairs(recipe.world.test_pairs, seed=recipe.world.seed, split=names["test"])
     return zero_shot, retrieval
 
 
@@ -135,20 +154,33 @@ class ClipPairs:
         return len(self.captions)
 
     def __getitem__(self, index: int) -> dict:
-        return {"pixels": self.pixels[index], "caption": self.captions[index]}
+        return {"pixels": self.pixels[index], "caption": self.captions[index], "index": index}
 
 
 class ClipCollator:
-    """Batches `ClipPairs` items: CLIP pixel normalisation and tokenisation (padding to the longest, truncation)."""
+    """Batches `ClipPairs` items: CLIP pixel normalisation and tokenisation (padding to the longest, truncation).
 
-    def __init__(self, tokenizer):
+    Args:
+        tokenizer: the CLIP tokenizer.
+        negatives (`Callable`, *optional*): `negatives(caption, rng)` returns a hard-negative caption (e.g.
+            `CaptionWorld.shape_swapped`); then the batch's texts are the B captions followed by their B negatives.
+            Each item's negative is drawn from a generator seeded by `(seed, item index)` (deterministic on resume).
+        seed (`int`): seed of the negatives.
+    """
+
+    def __init__(self, tokenizer, negatives=None, seed: int = 0):
         self.tokenizer = tokenizer
+        self.negatives = negatives
+        self.seed = seed
 
     def __call__(self, items: list[dict]) -> dict:
         from .processing import pixel_values_from_uint8
 
-        text = self.tokenizer([item["caption"] for item in items], padding=True, truncation=True,
-                              return_tensors="pt")
+        texts = [item["caption"] for item in items]
+        if self.negatives is not None:
+            texts += [self.negatives(item["caption"], np.random.default_rng([self.seed, item.get("index", 0)]))
+                      for item in items]
+        text = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         return {
             "pixel_values": pixel_values_from_uint8(np.stack([item["pixels"] for item in items])),
             "input_ids": text["input_ids"],
@@ -156,15 +188,24 @@ class ClipCollator:
         }
 
 
-def build_tokenizer(world, recipe: CLIPTeacherRecipe):
-    """Train the CLIP tokenizer on the world's text and size its `model_max_length` for prompts + contexts."""
+def build_tokenizer(world, recipe: CLIPTeacherRecipe, captions=None):
+    """Train the CLIP tokenizer on the world's text and size its `model_max_length` (the text positions).
+
+    Args:
+        captions (`Sequence[str]`, *optional*): the training captions; the positions are those that at least
+            `tokenizer.min_trained_fraction` of them reach, and never fewer than a DualCoOp prompt with
+            `tokenizer.learned_contexts` contexts needs (`ConfigError` when the captions are too short for it).
+            Default: the tokenizer's training text.
+    """
     from .configuration_clip_teacher import required_positions
     from .tokenization import train_clip_tokenizer
 
     texts = world.vocabulary_texts(recipe.world.tokenizer_texts, seed=recipe.world.seed)
     tokenizer = train_clip_tokenizer(texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency)
-    tokenizer.model_max_length = required_positions(tokenizer, texts, world.zero_shot_prompts(),
-                                                    recipe.tokenizer.learned_contexts)
+    captions = list(texts if captions is None else captions)
+    min_texts = max(1, math.ceil(recipe.tokenizer.min_trained_fraction * len(captions)))
+    tokenizer.model_max_length = required_positions(tokenizer, captions, world.class_names,
+                                                    recipe.tokenizer.learned_contexts, min_texts)
     return tokenizer
 
 
@@ -195,10 +236,26 @@ def training_arguments(recipe: CLIPTeacherRecipe, args):
     )
 
 
+def contrastive_loss(logits_per_image):
+    """CLIP's symmetric InfoNCE over `[B, B + K]` image-text logits whose first B texts are the images' partners.
+
+    The K extra texts (hard negatives) enter the image-to-text softmax only.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    size = logits_per_image.shape[0]
+    target = torch.arange(size, device=logits_per_image.device)
+    image_to_text = F.cross_entropy(logits_per_image, target)
+    text_to_image = F.cross_entropy(logits_per_image[:, :size].T, target)
+    return (image_to_text + text_to_image) / 2
+
+
 def _contrastive_loss(model, batch, ctx):
     output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   pixel_values=batch["pixel_values"], return_loss=True)
-    return {"loss": output.loss, "logit_scale": ctx.unwrapped_model.logit_scale.detach().exp()}
+                   pixel_values=batch["pixel_values"])
+    return {"loss": contrastive_loss(output.logits_per_image),
+            "logit_scale": ctx.unwrapped_model.logit_scale.detach().exp()}
 
 
 def _clamp_temperature(ctx) -> None:
@@ -208,15 +265,41 @@ def _clamp_temperature(ctx) -> None:
         ctx.unwrapped_model.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
 
 
-def _optimizer(params, recipe: CLIPTeacherRecipe):
+# parameters that never get weight decay, besides every 1-d parameter (norm gains, biases): token, position and class
+# embeddings (as in CLIP and DIME-FM) and the temperature
+NO_DECAY_NAMES = ("token_embedding", "position_embedding", "class_embedding", "logit_scale")
+
+
+def parameter_groups(model, params=None) -> dict[str, list]:
+    """Split `params` (default: all of `model`'s) into `decay`, `no_decay` and `temperature` by parameter name.
+
+    Weight decay applies to the matrices of linear layers and the patch projection only.
+    """
+    names = {id(p): name for name, p in model.named_parameters()}
+    params = list(model.parameters() if params is None else params)
+    groups = {"decay": [], "no_decay": [], "temperature": []}
+    for p in params:
+        name = names.get(id(p), "")
+        if name.endswith("logit_scale"):
+            groups["temperature"].append(p)
+        elif p.ndim < 2 or any(part in name for part in NO_DECAY_NAMES):
+            groups["no_decay"].append(p)
+        else:
+            groups["decay"].append(p)
+    return groups
+
+
+def _optimizer(params, recipe: CLIPTeacherRecipe, model):
     import torch
 
-    # no weight decay on gains, biases, embeddings and the temperature (CLIP's practice)
-    decay = [p for p in params if p.ndim >= 2 and p.shape[0] > 1]
-    decay_ids = {id(p) for p in decay}
-    rest = [p for p in params if id(p) not in decay_ids]
+    groups = parameter_groups(model, params)
+    temperature_lr = recipe.train.temperature_learning_rate or recipe.train.learning_rate
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": recipe.train.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        [
+            {"params": groups["decay"], "weight_decay": recipe.train.weight_decay},
+            {"params": groups["no_decay"], "weight_decay": 0.0},
+            {"params": groups["temperature"], "weight_decay": 0.0, "lr": temperature_lr},
+        ],
         lr=recipe.train.learning_rate,
     )
 
@@ -235,6 +318,7 @@ def train(recipe: CLIPTeacherRecipe, args):
     """Train the CLIP teacher; the run folder becomes a transformers model folder with its evaluation and card."""
     import torch
 
+    from ...data.captions import SPLIT_NAMES
     from ...training import Phase, PhasedTrainer, Update
     from .evaluation import evaluate_clip, images_to_uint8
     from .processing import build_clip_processor, save_clip_processor
@@ -242,9 +326,9 @@ def train(recipe: CLIPTeacherRecipe, args):
     training_args = training_arguments(recipe, args)
     world = build_world(recipe)
     # build the cached splits on the main process first, so that ranks do not generate them twice
-    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split="pairs-train")
+    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES[METHOD_NAME]["train"])
     build_eval_splits(world, recipe)
-    tokenizer = build_tokenizer(world, recipe)
+    tokenizer = build_tokenizer(world, recipe, pairs["caption"])
     torch.manual_seed(training_args.seed)
     model = build_model(tokenizer, world.config.image_size, recipe)
     processor = build_clip_processor(tokenizer, world.config.image_size)
@@ -262,12 +346,13 @@ def train(recipe: CLIPTeacherRecipe, args):
                 dataset="pairs",
                 loss=_contrastive_loss,
                 parameters=lambda model: model.parameters(),
-                optimizer=lambda params: _optimizer(list(params), recipe),
+                optimizer=lambda params: _optimizer(list(params), recipe, model),
                 scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
             )
         ],
     )
-    trainer = PhasedTrainer(model, [phase], {"pairs": train_split}, training_args, collate_fn=ClipCollator(tokenizer))
+    trainer = PhasedTrainer(model, [phase], {"pairs": train_split}, training_args, collate_fn=ClipCollator(
+        tokenizer, world.shape_swapped if recipe.train.shape_negatives else None, recipe.seed))
     try:
         trainer.train()
         trainer.save_pretrained()
@@ -321,12 +406,15 @@ def eval_results_from_metrics(metrics: dict) -> dict:
         "zero_shot_classes": zero_shot["num_classes"],
         "retrieval_pairs": retrieval["num_pairs"],
     }
+    for key in ("colour_accuracy", "shape_accuracy", "colour_right_shape_wrong", "shape_right_colour_wrong"):
+        if key in zero_shot:
+            extra[f"zero_shot_{key}"] = zero_shot[key]
     return {"model_name": MODEL_NAME, "results": results, "extra": extra}
 
 
 def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, model, world):
     """Write `eval_results.json` and `README.md` (card) into the run folder."""
-    from ...data.captions import CAPTION_WORLD_VERSION, ZERO_SHOT_TEMPLATE
+    from ...data.captions import ZERO_SHOT_TEMPLATE
     from ...hub.cards import write_eval_results, write_model_card
     from ...recipes import recipe_to_dict
 
@@ -342,9 +430,9 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "datasets": [DATASET_TYPE],
         "pipeline_tag": "zero-shot-image-classification",
         "summary": "A small CLIP model (plain `transformers.CLIPModel`) trained contrastively by effhub on its "
-        f"generated caption world (version {CAPTION_WORLD_VERSION}): coloured shapes with varied captions. It is "
+        f"generated caption world (version {world.config.version}): coloured shapes with varied captions. It is "
         "the offline teacher for DIME-FM distillation and the base model for DualCoOp adapters; with a network, "
-        "any CLIP checkpoint can take its place. Its zero-shot accuracy is deliberately far from perfect.",
+        "any CLIP checkpoint can take its place.",
         "model_details": {
             "parameters": sum(p.numel() for p in model.parameters()),
             "image size": f"{config.vision_config.image_size}x{config.vision_config.image_size}",
@@ -358,9 +446,11 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "classifier = pipeline(\"zero-shot-image-classification\", model=\"<repo or folder>\")\n"
         "classifier(image, candidate_labels=[\"a red circle\", \"a blue square\"])",
         "training": recipe_to_dict(recipe),
-        "limitations": "Trained only on effhub's generated shapes (64 colour-shape classes, 48x48 images); it knows "
-        "nothing of natural images or open vocabulary. Zero-shot chance level is 1/64. Text positions beyond the "
-        "longest training caption were never trained; they exist for learned prompt contexts (DualCoOp).",
+        "limitations": "Trained only on effhub's generated shapes (64 colour-shape classes, "
+        f"{world.config.image_size}x{world.config.image_size} images); it knows nothing of natural images or open "
+        "vocabulary. Zero-shot chance level is 1/64. Every text position was reached by at least "
+        f"{recipe.tokenizer.min_trained_fraction:.0%} of the training captions; a DualCoOp prompt with "
+        f"{recipe.tokenizer.learned_contexts} learned contexts fits.",
         "citation": CLIP_CITATION,
     }
     return write_model_card(run_dir, card_spec, eval_results)
@@ -375,6 +465,8 @@ __all__ = [
     "ClipEvalRecipe",
     "ClipPairs",
     "ClipCollator",
+    "contrastive_loss",
+    "parameter_groups",
     "build_world",
     "build_eval_splits",
     "build_tokenizer",

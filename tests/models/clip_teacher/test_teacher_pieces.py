@@ -1,0 +1,141 @@
+"""Pieces of the base teacher's training and measurement: weight decay groups, hard negatives, loss, probes, dense
+features, and the shipped weights (re-evaluated against the figures recorded beside them)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from effhub.data.captions import SHAPES, CaptionWorld
+from effhub.models.clip_teacher import probing
+from effhub.models.clip_teacher.training_clip_teacher import (
+    ClipCollator,
+    ClipPairs,
+    contrastive_loss,
+    parameter_groups,
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return CaptionWorld()
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(
+        text_config={"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 12, "bos_token_id": 38,
+                     "eos_token_id": 39, "pad_token_id": 39, "projection_dim": 8},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 64, "patch_size": 8, "projection_dim": 8},
+        projection_dim=8,
+    )
+    torch.manual_seed(0)
+    return CLIPModel(config)
+
+
+def test_no_weight_decay_on_embeddings_norms_biases_and_temperature(small_model):
+    groups = parameter_groups(small_model)
+    names = {id(p): name for name, p in small_model.named_parameters()}
+    decayed = {names[id(p)] for p in groups["decay"]}
+    kept = {names[id(p)] for p in groups["no_decay"]}
+    assert [names[id(p)] for p in groups["temperature"]] == ["logit_scale"]
+    for name in ("text_model.embeddings.token_embedding.weight", "text_model.embeddings.position_embedding.weight",
+                 "vision_model.embeddings.position_embedding.weight", "vision_model.embeddings.class_embedding"):
+        assert name in kept
+    assert not any("norm" in name or name.endswith(".bias") for name in decayed)
+    assert "vision_model.embeddings.patch_embedding.weight" in decayed
+    assert "text_model.encoder.layers.0.self_attn.q_proj.weight" in decayed and "visual_projection.weight" in decayed
+    assert len(decayed) + len(kept) + 1 == len(list(small_model.parameters()))
+
+
+def test_shape_swapped_negatives_differ_in_shapes_only(world):
+    rng = np.random.default_rng(0)
+    shape_words = r"\b(" + "|".join(sorted((w for ws in SHAPES.values() for w in ws), key=len, reverse=True)) + r")\b"
+    for caption in world.pairs(30, seed=5)["caption"]:
+        swapped = world.shape_swapped(caption, rng)
+        own, other = re.findall(shape_words, caption), re.findall(shape_words, swapped)
+        assert len(own) == len(other) > 0
+        word_shape = {w: s for s, ws in SHAPES.items() for w in ws}
+        assert all(word_shape[a] != word_shape[b] for a, b in zip(own, other))
+        assert re.sub(shape_words, "#", caption) == re.sub(shape_words, "#", swapped)
+
+
+def test_collator_appends_one_negative_per_caption_deterministically(world):
+    from effhub.models.clip_teacher.tokenization import train_clip_tokenizer
+
+    tokenizer = train_clip_tokenizer(world.vocabulary_texts(300), vocab_size=600)
+    pairs = world.pairs(4, seed=0)
+    data = ClipPairs(np.stack([np.asarray(image) for image in pairs["image"]]), pairs["caption"])
+    collate = ClipCollator(tokenizer, world.shape_swapped, seed=3)
+    batch = collate([data[i] for i in range(4)])
+    assert batch["pixel_values"].shape == (4, 3, 64, 64) and batch["input_ids"].shape[0] == 8
+    assert torch.equal(collate([data[i] for i in range(4)])["input_ids"], batch["input_ids"])
+    assert ClipCollator(tokenizer)([data[i] for i in range(4)])["input_ids"].shape[0] == 4
+
+
+def test_contrastive_loss_is_clips_and_negatives_enter_image_to_text_only(small_model):
+    ids = torch.randint(0, 38, (3, 6))
+    ids[:, -1] = 39
+    pixels = torch.randn(3, 3, 64, 64)
+    output = small_model(input_ids=ids, pixel_values=pixels, return_loss=True)
+    torch.testing.assert_close(contrastive_loss(output.logits_per_image), output.loss)
+    logits = torch.zeros(3, 6)
+    logits[:, :3] = torch.eye(3) * 5
+    easy = contrastive_loss(logits)
+    logits[:, 3:] = torch.eye(3) * 5  # a negative as similar as the partner: only image-to-text gets harder
+    assert contrastive_loss(logits) > easy
+
+
+def test_average_precision_and_standard_errors():
+    scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.1, 0.2], [0.3, 0.9]])
+    targets = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
+    ap = probing.average_precisions(scores, targets)
+    assert ap[0] == pytest.approx((1 / 1 + 2 / 4) / 2) and ap[1] == pytest.approx(1.0)
+    result = probing.mean_average_precision(scores, targets, bootstrap=20)
+    assert result["map"] == pytest.approx(100 * ap.mean()) and result["map_se"] >= 0
+    p = probing.proportion([True, False, True, True])
+    assert p["value"] == 0.75 and p["se"] == pytest.approx((0.75 * 0.25 / 4) ** 0.5)
+
+
+def test_linear_probe_separates_separable_data():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=generator)
+    y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    weight, bias = probing.fit_linear_probe(x, y, 4)
+    assert ((x @ weight + bias).argmax(-1) == y).float().mean() > 0.95
+    known = torch.rand(200, 4, generator=generator) < 0.5
+    targets = torch.nn.functional.one_hot(y, 4)
+    weight, bias = probing.fit_linear_probe(x, targets, 4, multilabel=True, known=known)
+    assert probing.mean_average_precision((x @ weight + bias).numpy(), targets.numpy(), bootstrap=0)["map"] > 75
+
+
+def test_dense_localisation_finds_a_planted_object(world):
+    split = world.multilabel(4, seed=0, split="dense-test")
+    objects = [json.loads(o) for o in split["objects"]]
+    grid = 8
+    class_text = torch.eye(64)
+    features = torch.zeros(len(objects), grid * grid, 64)
+    for image, records in enumerate(objects):
+        cover = probing.patch_coverage(world, records, grid)
+        for record, patches in zip(records, cover):
+            features[image, int(patches.argmax()), world.class_index(record["class_name"])] = 1.0
+    result = probing.dense_localisation(world, features, class_text, objects)
+    assert result["accuracy"] == 1.0 and 0 < result["chance"] < 0.5 and result["grid"] == "8x8"
+    mask = world.object_mask(objects[0][0])
+    assert mask.shape == (64, 64) and mask.max() == 1.0
+
+
+def test_patch_embeddings_have_one_row_per_patch(small_model):
+    pixels = torch.randn(2, 3, 64, 64)
+    for mode in probing.DENSE_MODES:
+        patches = probing.patch_embeddings(small_model, pixels, mode=mode)
+        assert patches.shape == (2, 64, 8)
+        torch.testing.assert_close(patches.norm(dim=-1), torch.ones(2, 64))
