@@ -54,6 +54,8 @@ for _name in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ASSETS_CACHE", "HF_XET_CA
               "HUGGINGFACE_CO_STAGING", "TRANSFORMERS_CACHE"):
     os.environ.pop(_name, None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# the local hub speaks LFS, not Xet: with hf_xet installed the client would send large or binary files through Xet
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 # One intra-op thread per process: on 2 shared cores torch's default threads oversubscribe (tests launch subprocesses
 # and 2-rank runs), which made elementwise ops up to ~100x slower. Subprocesses inherit the variable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -84,36 +84,42 @@ def inference_times(policy: dict, config, image_size, batch_size: int, repeats: 
 
 
 def hard_sharing_scores(recipe, run_dir: Path) -> dict:
-    """Test scores of a hard-sharing model trained like the re-trained AdaShare (same initial weights, same steps)."""
+    """Test scores of a hard-sharing model trained like the re-trained AdaShare (same initial weights, same steps).
+
+    It trains as a run of its own beside the AdaShare run (`<run_dir>-hard-sharing`), on the AdaShare run's split."""
     from datasets import concatenate_datasets
     from safetensors.torch import load_file
 
-    from effhub.data.dense import split_ids
     from effhub.models.adashare.training_adashare import (
-        INITIAL_WEIGHTS_FILE, load_datasets, make_collator, train_fixed_architecture)
+        INITIAL_WEIGHTS_FILE, SPLITS_FILE, load_datasets, make_collator, train_fixed_architecture)
+    from effhub.data.dense import SplitIds
+    from effhub.training import Run, RunLayout, RunOptions
 
     train_set, test_set = load_datasets(recipe)
+    layout = RunLayout(run_dir)
     # the run's own (seeded) split: the same train1 + train2 the re-trained AdaShare saw
-    train1, train2, _ = split_ids(train_set, recipe.val_fraction, recipe.seed).select(train_set)
+    train1, train2, _ = SplitIds.load(layout.artifact(SPLITS_FILE)).select(train_set)
     train_data = concatenate_datasets([train1, train2])
     config = recipe.model_config()
     tasks = config.task_names
-    _, scores = train_fixed_architecture(
-        recipe, argparse.Namespace(output_dir=run_dir, no_progress=True), config,
-        {task: [1] * config.num_blocks for task in tasks}, load_file(str(run_dir / INITIAL_WEIGHTS_FILE)),
-        {"train": train_data}, run_dir / "checkpoints" / "hard-sharing", test_set,
-        (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False)))
-    return scores
+    options = RunOptions(output_dir=f"{run_dir}-hard-sharing", progress=False)
+    with Run(options, method="adashare", seed=recipe.seed) as run:
+        result = train_fixed_architecture(
+            run, recipe, recipe.seed, "hard-sharing", config, {task: [1] * config.num_blocks for task in tasks},
+            load_file(str(layout.private(INITIAL_WEIGHTS_FILE))), {"train": train_data}, test_set,
+            (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False)))
+    return result.outputs["test"]
 
 
 def quality_run(recipe, seed: int, workdir: Path) -> dict:
     """One seed: the AdaShare run (with its single-task references) and a hard-sharing model; Delta_T of each."""
     from effhub.models.adashare import AdaShareModel
     from effhub.models.adashare.training_adashare import delta_t, train
+    from effhub.training import RunOptions
 
     recipe = dataclasses.replace(recipe, seed=seed, single_task_references=True)
     run_dir = workdir / f"seed-{seed}"
-    train(recipe, argparse.Namespace(output_dir=run_dir, no_progress=True))
+    train(recipe, RunOptions(output_dir=run_dir, progress=False))
     extra = json.loads((run_dir / "eval_results.json").read_text())["extra"]
     model = AdaShareModel.from_pretrained(run_dir)
     hard = hard_sharing_scores(recipe, run_dir)

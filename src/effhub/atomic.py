@@ -40,4 +40,22 @@ def atomic_write_json(path: str | os.PathLike, payload: Any, sort_keys: bool = F
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Save `{name: tensor}` as safetensors to `path` atomically (parent folders are created); returns the path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        save_file({key: value.detach().contiguous().cpu() for key, value in tensors.items()}, temporary,
+                  metadata=metadata or {"format": "pt"})
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors"]

@@ -1,7 +1,10 @@
 """The `effhub` command line: train, eval, card, push, browse, hub serve, demo, convert, recipes, methods.
 
 Method-specific work is looked up in the method registry (:mod:`effhub.registry`), so a new method folder brings its
-own `train`/`eval`/`convert`/`demo` without editing this file.
+own `train`/`eval`/`convert`/`demo` (and declares its extra options) without editing this file. This is the only
+module that knows argparse: it turns flags into the typed options of `effhub.training.options`, which the methods
+take. Commands that run models register effhub's classes with the Auto classes first (`integrate_all`); the others
+start without importing torch.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EffhubError
+from .training.options import ConvertOptions, DemoOptions, EvalOptions, RunOptions
 
-RUN_INFO_FILE = "run_info.json"
+# commands that load or train models: they need the Auto-class registrations
+MODEL_COMMANDS = ("train", "eval", "convert", "demo")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,24 +41,21 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
 
-def _method_parser(parent, command: str, entry, attribute: str, help_text: str, method_arguments: bool = True):
+def _method_parser(parent, command: str, entry, help_text: str):
     parser = parent.add_parser(entry.name, help=f"{help_text} {entry.name}: {entry.description}")
     if command == "train":
         add_training_arguments(parser)
-    if entry.add_cli_arguments and method_arguments:
-        entry.load("add_cli_arguments")(parser, command)
-    parser.set_defaults(entry=entry, entry_attribute=attribute)
+    for option in entry.options_of(command):
+        parser.add_argument(f"--{option.name.replace('_', '-')}", dest=f"extra_{option.name}",
+                            default=option.default, help=option.help)
+    parser.set_defaults(entry=entry)
     return parser
 
 
-METHOD_COMMANDS = ("train", "convert")
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The CLI parser; method-specific flags are imported only when `command` needs them (or is unknown)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI parser (light: method metadata only)."""
     from .registry import list_methods
 
-    method_arguments = command is None or command in METHOD_COMMANDS
 
     parser = argparse.ArgumentParser(prog="effhub", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"effhub {__version__}")
@@ -63,7 +65,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a method on a recipe")
     train_methods = train.add_subparsers(dest="method", required=True)
     for entry in methods:
-        _method_parser(train_methods, "train", entry, "train", "train", method_arguments)
+        if entry.train:
+            _method_parser(train_methods, "train", entry, "train")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run folder")
     evaluate.add_argument("run_dir", type=Path)
@@ -77,7 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     convert_methods = convert.add_subparsers(dest="method", required=True)
     for entry in methods:
         if entry.convert:
-            method_parser = _method_parser(convert_methods, "convert", entry, "convert", "convert", method_arguments)
+            method_parser = _method_parser(convert_methods, "convert", entry, "convert")
             method_parser.add_argument("source", type=Path, help="the authors' checkpoint file")
             method_parser.add_argument("--recipe", required=True)
             method_parser.add_argument("--output", type=Path, required=True)
@@ -111,6 +114,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     serve.add_argument("--root", type=Path, default=Path(".effhub-hub"), help="folder holding the repositories")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    serve.add_argument("--tokens", type=Path, default=None, metavar="FILE",
+                       help="JSON or YAML file of tokens with read/write rights per user or org (default: an open "
+                            "single-user hub on loopback)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="listen beyond loopback without --tokens (anyone who reaches it can write)")
 
     recipes = commands.add_parser("recipes", help="list or show shipped recipes")
     recipe_commands = recipes.add_subparsers(dest="recipes_command", required=True)
@@ -120,43 +128,65 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     recipes_show.add_argument("method")
     recipes_show.add_argument("name")
 
-    commands.add_parser("methods", help="list the registered methods")
+    methods_parser = commands.add_parser("methods", help="list the registered methods with their kind")
+    methods_parser.add_argument("--kind", default=None, help="only methods of this kind (model, adapter, tool)")
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .registry import get_method, list_methods
+def _extra(args: argparse.Namespace) -> dict:
+    """The values of a method's declared options (`MethodOption`), by option name."""
+    return {key[len("extra_"):]: value for key, value in vars(args).items() if key.startswith("extra_")}
 
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """`RunOptions` from the flags of `effhub train <method>`."""
+    output_dir = args.output_dir or Path("runs") / f"{args.method}-{Path(str(args.recipe)).stem}"
+    values = {"output_dir": output_dir, "seed": args.seed, "data_dir": args.data_dir, "resume": args.resume,
+              "progress": not args.no_progress, "push_to_hub": args.push_to_hub, "hub_endpoint": args.hub_endpoint}
+    for name in ("mixed_precision", "grad_accum", "log_with", "checkpoint_every"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return RunOptions(**values)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .registry import get_method, integrate_all, list_methods
+
+    if args.command in MODEL_COMMANDS:
+        integrate_all()
     if args.command == "train":
         from .recipes import load_recipe
 
         recipe = load_recipe(args.method, args.recipe, args.overrides)
-        if args.output_dir is None:
-            args.output_dir = Path("runs") / f"{args.method}-{Path(str(args.recipe)).stem}"
-        output_dir = args.entry.load("train")(recipe, args)
+        options = run_options(args)
+        output_dir = args.entry.load("train")(recipe, options)
         if not _is_main_rank():
             return 0
         print(f"effhub: run written to {output_dir}")
-        if args.push_to_hub:
+        if options.push_to_hub:
             from .hub.publish import push_folder
 
-            print(f"effhub: pushed to {push_folder(output_dir, args.push_to_hub, endpoint=args.hub_endpoint)}")
+            print(f"effhub: pushed to {push_folder(output_dir, options.push_to_hub, endpoint=options.hub_endpoint)}")
         return 0
     if args.command == "eval":
         method = args.method or _method_of_run(args.run_dir)
-        metrics = get_method(method).load("evaluate")(args.run_dir, args)
+        options = EvalOptions(data_dir=args.data_dir, split=args.split, zero_shot=args.zero_shot)
+        metrics = get_method(method).load("evaluate")(args.run_dir, options)
         text = json.dumps(metrics, indent=2, sort_keys=True)
         if args.output:
             args.output.write_text(text + "\n")
         print(text)
         return 0
     if args.command == "convert":
-        output = args.entry.load("convert")(args.source, args)
+        options = ConvertOptions(recipe=args.recipe, output=args.output, overrides=args.overrides,
+                                 extra=_extra(args))
+        output = args.entry.load("convert")(args.source, options)
         print(f"effhub: converted checkpoint written to {output}")
         return 0
     if args.command == "demo":
         name = args.method or _flagship_demo()
-        return int(get_method(name).load("demo")(args) or 0)
+        return int(get_method(name).load("demo")(DemoOptions(output_dir=args.output_dir,
+                                                               overrides=args.overrides)) or 0)
     if args.command == "card":
         from .hub.cards import rewrite_card
 
@@ -179,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "hub":
         from .hub.server import serve
 
-        serve(root=args.root, host=args.host, port=args.port)
+        serve(root=args.root, host=args.host, port=args.port, tokens_file=args.tokens,
+              allow_remote=args.allow_remote)
         return 0
     if args.command == "recipes":
         from .recipes import list_recipes, read_recipe_file
@@ -195,9 +226,8 @@ def _run(args: argparse.Namespace) -> int:
             print(yaml.safe_dump(mapping, sort_keys=False), end="")
         return 0
     if args.command == "methods":
-        for entry in list_methods():
-            supports = [a for a in ("train", "evaluate", "convert", "demo") if getattr(entry, a)]
-            print(f"{entry.name:14s} {entry.description}  [{', '.join(supports)}]")
+        for entry in list_methods(args.kind):
+            print(f"{entry.name:14s} {entry.kind:8s} {entry.description}  [{', '.join(entry.commands)}]")
         return 0
     raise AssertionError(args.command)
 
@@ -221,19 +251,15 @@ def _flagship_demo() -> str:
 
 
 def _method_of_run(run_dir: Path) -> str:
-    info = Path(run_dir) / RUN_INFO_FILE
-    if not info.is_file():
-        from .errors import CheckpointError
+    from .training.layout import RunLayout
 
-        raise CheckpointError(f"'{run_dir}' has no {RUN_INFO_FILE}", "pass an effhub run folder or --method")
-    return json.loads(info.read_text())["method"]
+    return RunLayout(run_dir).read_run_info()["method"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; effhub errors print one clear line (the problem and the fix) and exit with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((word for word in argv if not word.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return _run(args)
     except EffhubError as error:

@@ -1,14 +1,20 @@
 """The method registry: how each method folder makes itself known to ``import effhub`` and to the CLI.
 
-A method folder (``effhub/models/<name>/`` or ``effhub/adapters/<name>/``) calls :func:`register_method` from its
-``__init__.py``, next to its Auto-class registrations. :func:`discover` imports every such folder, so adding a method
-means adding a folder: nothing else is edited. Entry points are given as ``"module:function"`` strings and imported
-only when used, so ``effhub --help`` stays fast.
+A method folder (``effhub/models/<name>/``, ``effhub/adapters/<name>/``, or a tool's own package such as
+``effhub/budget/``) calls
+:func:`register_method` from its ``__init__.py``. That file stays light (no torch, no transformers): it holds the
+method's metadata, with its entry points as ``"module:function"`` strings imported only when used, so
+``effhub --help``, ``effhub methods`` and ``effhub recipes list`` start fast. What needs the heavy libraries,
+registering classes with the transformers Auto classes (or a tuner with PEFT), is the entry's ``integrate`` entry
+point: :func:`integrate_all` runs every one of them, and ``import effhub`` calls it.
+
+Adding a method means adding a folder: nothing else is edited.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,8 +23,29 @@ from .errors import UnknownMethodError
 
 _METHODS: dict[str, "MethodEntry"] = {}
 _DISCOVERED = False
-# packages whose sub-packages are method folders
+_INTEGRATED: set[str] = set()
+# packages whose sub-packages are method folders, and method packages of their own (imported when present)
 METHOD_PACKAGES = ("effhub.models", "effhub.adapters")
+METHOD_MODULES = ("effhub.budget",)
+# what a method is: a model (an Auto class), an adapter (a PEFT method on a base model), a tool (no model of its own)
+METHOD_KINDS = ("model", "adapter", "tool")
+
+
+@dataclass(frozen=True)
+class MethodOption:
+    """An extra command-line option of one of a method's commands, declared as data (the CLI builds the flag).
+
+    Args:
+        name (`str`): the option's name (`policy` becomes `--policy`); its value lands in the options' `extra`.
+        help (`str`): one line for `--help`.
+        command (`str`): the command it belongs to (`train`, `convert`, `eval`).
+        default (`Any`): the value when the flag is absent.
+    """
+
+    name: str
+    help: str
+    command: str = "train"
+    default: Any = None
 
 
 @dataclass(frozen=True)
@@ -28,24 +55,33 @@ class MethodEntry:
     Args:
         name (`str`): the name users type (`effhub train <name>`).
         description (`str`): one line for `effhub methods` and `effhub --help`.
+        kind (`str`): `"model"`, `"adapter"` or `"tool"`.
         recipe_class (`str`): `"module:Class"` of the recipe dataclass that validates this method's recipes.
-        train (`str`): `"module:function"` taking `(recipe, args)`; runs training and returns the output directory.
-        evaluate (`str`, *optional*): `"module:function"` taking `(run_dir, args)`; returns a metrics dict.
-        convert (`str`, *optional*): `"module:function"` taking `(source, args)`; converts the authors' checkpoint.
-        demo (`str`, *optional*): `"module:function"` taking `(args)`; the method's end-to-end demo.
-        add_cli_arguments (`str`, *optional*): `"module:function"` taking an `argparse` parser, for extra flags.
-        papers (`tuple[str, ...]`): citation keys of the papers this method implements (see CITATION.cff).
+        train (`str`, *optional*): `"module:function"` taking `(recipe, RunOptions)`; returns the run folder.
+        evaluate (`str`, *optional*): `"module:function"` taking `(run_dir, EvalOptions)`; returns a metrics dict.
+        convert (`str`, *optional*): `"module:function"` taking `(source, ConvertOptions)`.
+        demo (`str`, *optional*): `"module:function"` taking `(DemoOptions)`; the method's end-to-end demo.
+        integrate (`str`, *optional*): `"module:function"` registering the method's classes with transformers' Auto
+            classes (or PEFT); run by `import effhub`.
+        options (`tuple[MethodOption, ...]`): extra command-line options of the method's commands.
+        papers (`tuple[str, ...]`): citation keys of the papers this method implements (`CITATION.cff`).
     """
 
     name: str
     description: str
     recipe_class: str
-    train: str
+    kind: str = "model"
+    train: str | None = None
     evaluate: str | None = None
     convert: str | None = None
     demo: str | None = None
-    add_cli_arguments: str | None = None
+    integrate: str | None = None
+    options: tuple[MethodOption, ...] = field(default_factory=tuple)
     papers: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.kind not in METHOD_KINDS:
+            raise ValueError(f"method '{self.name}' has kind {self.kind!r}; use one of {', '.join(METHOD_KINDS)}")
 
     def load(self, attribute: str) -> Callable[..., Any] | type:
         """Import and return the object behind one of the `"module:name"` fields."""
@@ -58,6 +94,15 @@ class MethodEntry:
         module_name, _, object_name = target.partition(":")
         return getattr(importlib.import_module(module_name), object_name)
 
+    def options_of(self, command: str) -> tuple[MethodOption, ...]:
+        """The extra options of `command`."""
+        return tuple(option for option in self.options if option.command == command)
+
+    @property
+    def commands(self) -> list[str]:
+        """The commands this method supports (for `effhub methods`)."""
+        return [name for name in ("train", "evaluate", "convert", "demo") if getattr(self, name)]
+
 
 def register_method(entry: MethodEntry) -> MethodEntry:
     """Register a method; registering the same entry twice is a no-op, a different one under the same name an error."""
@@ -69,7 +114,7 @@ def register_method(entry: MethodEntry) -> MethodEntry:
 
 
 def discover() -> None:
-    """Import every method folder once, which runs their registrations (Auto classes, PEFT method, recipes)."""
+    """Import every method folder once (light: their metadata only)."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -79,6 +124,19 @@ def discover() -> None:
         for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             if module_info.ispkg and not module_info.name.startswith("_"):
                 importlib.import_module(f"{package_name}.{module_info.name}")
+    for module_name in METHOD_MODULES:
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name)
+
+
+def integrate_all() -> None:
+    """Run every method's `integrate` entry point once: Auto-class (and PEFT) registrations."""
+    discover()
+    for name in sorted(_METHODS):
+        entry = _METHODS[name]
+        if entry.integrate and name not in _INTEGRATED:
+            entry.load("integrate")()
+            _INTEGRATED.add(name)
 
 
 def get_method(name: str) -> MethodEntry:
@@ -90,10 +148,11 @@ def get_method(name: str) -> MethodEntry:
     return _METHODS[name]
 
 
-def list_methods() -> list[MethodEntry]:
-    """All registered methods, sorted by name."""
+def list_methods(kind: str | None = None) -> list[MethodEntry]:
+    """All registered methods (of one `kind` when given), sorted by name."""
     discover()
-    return [_METHODS[name] for name in sorted(_METHODS)]
+    return [_METHODS[name] for name in sorted(_METHODS) if kind is None or _METHODS[name].kind == kind]
 
 
-__all__ = ["MethodEntry", "register_method", "discover", "get_method", "list_methods"]
+__all__ = ["MethodEntry", "MethodOption", "METHOD_KINDS", "register_method", "discover", "integrate_all",
+           "get_method", "list_methods"]

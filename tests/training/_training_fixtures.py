@@ -3,7 +3,9 @@
 The phases mimic what the methods need: a warm-up, then an alternating phase where a "weights" update and a
 "policy" update (each with its own optimiser and dataset) take turns, a schedule on `ctx.state`, and parameters
 that are unused in some passes (the policy parameter during weight updates, the block for batches without an
-eligible sample, a parameter that no update trains).
+eligible sample, a parameter that no update trains). `build_paired_phases` adds an update drawing one batch from
+each of two datasets per micro-step, with a batch size per dataset. `make_options` / `train_one_stage` run them
+through the run layer (`Run.train_stage`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from effhub.training import Phase, Update
+from effhub.training import Phase, Run, RunOptions, Update
 
 BLOCK_IDS_BELOW = 8  # samples with a smaller id go through the block in weight updates; others skip it
 
@@ -112,7 +114,62 @@ def build_phases(batch_size: int = 4, record=None, on_step_end_extra=None, warmu
     ]
 
 
+def build_paired_phases(batch_size=None, steps: int = 6, record=None, on_step_end=None) -> list[Phase]:
+    """One phase whose single update draws a `train1` batch and a `train2` batch per micro-step (different sizes).
+
+    Args:
+        batch_size (`dict`): micro-batch size per dataset key (default: 3 for train1, 5 for train2, so that a few
+            steps end mid-epoch on both streams: 11 and 4 batches per epoch on one process).
+        record: `record(batches)` is called with the `{key: batch}` dict of every micro-step.
+        on_step_end: `f(ctx)` after every step.
+    """
+    batch_size = dict(batch_size or PAIRED_BATCH_SIZES)
+
+    def joint_loss(model, batches, ctx):
+        if record is not None:
+            record(batches)
+        first, second = batches["train1"], batches["train2"]
+        loss = torch.nn.functional.mse_loss(model(first["x"], ids=first["id"]), first["y"])
+        return loss + torch.nn.functional.mse_loss(model(second["x"], use_gate=True), second["y"])
+
+    joint = Update(name="joint", dataset=("train1", "train2"), loss=joint_loss,
+                   parameters=lambda m: [*m.weight_parameters(), m.gate],
+                   optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
+    return [Phase("joint", steps, [joint], batch_size=batch_size, on_step_end=on_step_end)]
+
+
+PAIRED_BATCH_SIZES = {"train1": 3, "train2": 5}
 INITIAL_STATE = {"temperature": 5.0}
+
+
+def make_options(output_dir, **overrides) -> RunOptions:
+    """Options of a quiet CPU run in `output_dir`, with `overrides` applied."""
+    values = dict(output_dir=output_dir, progress=False, cpu=True)
+    values.update(overrides)
+    return RunOptions(**values)
+
+
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide singletons, so that a next `Run` in the same test starts from scratch."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def train_one_stage(output_dir, phases=None, datasets=None, model=None, *, seed: int = 0, method: str = "tiny",
+                    recipe=None, stage: str = "train", initial_state=None, **options):
+    """Train one stage in a fresh `Run` and close it; returns `(StageResult, run)`."""
+    run = Run(make_options(output_dir, **options), method=method, seed=seed, recipe=recipe)
+    try:
+        result = run.train_stage(stage, model if model is not None else build_model(seed=0),
+                                 phases if phases is not None else build_phases(),
+                                 datasets if datasets is not None else build_datasets(),
+                                 initial_state=dict(INITIAL_STATE if initial_state is None else initial_state))
+    finally:
+        run.close()
+        reset_accelerate_state()
+    return result, run
 
 
 def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:

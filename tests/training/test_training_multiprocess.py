@@ -1,4 +1,5 @@
-"""Two CPU processes under `accelerate launch`: sharding, synchronisation, unused parameters, clean exit."""
+"""Two CPU processes under `accelerate launch`: sharding (of one and of two data streams per update),
+synchronisation, unused parameters, two stages on one accelerator, clean exit."""
 
 import json
 from pathlib import Path
@@ -6,8 +7,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from _training_fixtures import BLOCK_IDS_BELOW, INITIAL_STATE, build_datasets, build_model, build_phases, state_dict_of
-from effhub.training import PhasedTrainer, TrainingArguments, read_metrics_log
+from _ddp_script import PAIRED_BATCH, PAIRED_STEPS
+from _training_fixtures import (
+    BLOCK_IDS_BELOW,
+    INITIAL_STATE,
+    build_datasets,
+    build_model,
+    build_paired_phases,
+    build_phases,
+    make_options,
+    reset_accelerate_state,
+    state_dict_of,
+)
+from effhub.training import Run, read_metrics_log
 from tests.launch import accelerate_launch
 
 HERE = Path(__file__).resolve().parent
@@ -33,17 +45,30 @@ def test_each_rank_runs_in_a_world_of_two(two_process_run):
     assert [report["rank"] for report in reports] == [0, 1]
     assert all(report["world_size"] == WORLD for report in reports)
     assert all("MULTI_CPU" in report["distributed_type"] for report in reports)
-    records = read_metrics_log(folder / "run" / "logs" / "metrics.jsonl")
-    assert any(record.get("world_size") == WORLD for record in records)
-    # the loss is logged for every update on every step, averaged over both ranks
+    assert [report["is_main_process"] for report in reports] == [True, False]
+    assert all(report["global_step"] == 9 + PAIRED_STEPS for report in reports)
+    records = read_metrics_log(folder / "run" / "logs" / "metrics.jsonl")  # written by the main process only
+    assert [record["config"]["world_size"] for record in records if record.get("event") == "config"] == [WORLD]
+    # the loss is logged for every update on every step, averaged over both ranks; steps count on across stages
     steps = [record for record in records if "phase" in record]
-    assert [record["step"] for record in steps] == list(range(1, 10))
+    assert [record["step"] for record in steps] == list(range(1, 10 + PAIRED_STEPS))
+    assert all("joint/joint/loss" in record for record in steps[9:])
+    stages = json.loads((folder / "run" / "checkpoints" / "stages.json").read_text())["stages"]
+    assert list(stages) == ["main", "paired"] and stages["paired"]["global_step"] == 9 + PAIRED_STEPS
+    assert (folder / "run" / "checkpoints" / "paired" / "model.safetensors").is_file()
+    info = json.loads((folder / "run" / "run_info.json").read_text())
+    assert info["world_size"] == WORLD and info["grad_accum"] == 2
     assert all("alternate/policy/loss" in record for record in steps if record["phase"] == "alternate"
                and record["phase_step"] % 2 == 0)
 
 
 def test_ranks_see_disjoint_shards_covering_the_dataset(two_process_run):
     _, reports, _ = two_process_run
+    assert set(reports[0]["seen"]) == {"warmup/train1", "alternate/train1", "alternate/train2", "joint/train1",
+                                       "joint/train2"}
+    # the paired update drew one batch of each stream per micro-step: 3 steps x 2 micro-steps
+    assert [len(reports[0]["seen"][f"joint/{key}"]) for key in PAIRED_BATCH] == [
+        PAIRED_STEPS * 2 * size for size in PAIRED_BATCH.values()]
     for key in reports[0]["seen"]:
         dataset = key.split("/")[1]
         per_epoch = DATASET_SIZES[dataset] // WORLD
@@ -81,19 +106,22 @@ def test_ranks_end_with_identical_weights(two_process_run):
     assert reports[0]["state"]["temperature"] == pytest.approx(INITIAL_STATE["temperature"] * 0.8 ** 6)
 
 
-def _one_process(tmp_path, batch_size, datasets):
-    trainer = PhasedTrainer(build_model(seed=0), build_phases(batch_size=batch_size), datasets,
-                            TrainingArguments(tmp_path, seed=0, grad_accum=2, progress=False, cpu=True),
-                            initial_state=dict(INITIAL_STATE))
-    weights = state_dict_of(trainer.train())
-    trainer.end()
+def _one_process(tmp_path, scale, datasets):
+    """The two stages of `_ddp_script.py` on one process, with batch sizes multiplied by `scale`."""
+    with Run(make_options(tmp_path, grad_accum=2), method="tiny", seed=0) as run:
+        first = run.train_stage("main", build_model(seed=0), build_phases(batch_size=BATCH * scale), datasets,
+                                initial_state=dict(INITIAL_STATE))
+        paired = build_paired_phases(batch_size={key: size * scale for key, size in PAIRED_BATCH.items()},
+                                     steps=PAIRED_STEPS)
+        weights = state_dict_of(run.train_stage("paired", first.model, paired, datasets).model)
+    reset_accelerate_state()
     return weights
 
 
 def test_two_processes_equal_one_process_with_the_global_batch(two_process_run, tmp_path):
     """Gradients were averaged over the ranks: the same global batches on one process give the same weights."""
     _, _, weights = two_process_run
-    single = _one_process(tmp_path, BATCH * WORLD, build_datasets())
+    single = _one_process(tmp_path, WORLD, build_datasets())
     initial = state_dict_of(build_model(seed=0))
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], single[key], atol=1e-5, rtol=0, msg=key)
@@ -104,6 +132,6 @@ def test_two_processes_equal_one_process_with_the_global_batch(two_process_run, 
 def test_two_processes_differ_from_one_process_on_one_shard(two_process_run, tmp_path):
     _, _, weights = two_process_run
     shard = build_datasets(train1_ids=list(range(0, 32, 2)), train2_ids=list(range(0, 16, 2)))
-    single = _one_process(tmp_path, BATCH, shard)
+    single = _one_process(tmp_path, 1, shard)
     difference = max((weights[0][key] - single[key]).abs().max().item() for key in weights[0])
     assert difference > 1e-3

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from _resume_script import build_trainer
-from _training_fixtures import INITIAL_STATE, state_dict_of
+from _resume_script import DROPOUT, STAGE, train
+from _training_fixtures import INITIAL_STATE, build_model, reset_accelerate_state, state_dict_of
 from effhub.training import checkpoint_dirs, read_metrics_log, read_trainer_state
 
 HERE = Path(__file__).resolve().parent
@@ -28,26 +28,26 @@ def run_script(run_dir: Path, *arguments: str) -> subprocess.CompletedProcess:
 def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
     torch.set_num_threads(1)  # same arithmetic as the subprocesses (OMP_NUM_THREADS=1)
     reference_dir = tmp_path / "reference"
-    reference = build_trainer(reference_dir, resume=False)
-    expected = state_dict_of(reference.train())
-    expected_state = dict(reference.state)
-    reference.end()
+    expected, expected_state = train(reference_dir, resume=False)
+    reset_accelerate_state()
 
     run_dir = tmp_path / "killed"
     killed = run_script(run_dir, "kill", str(KILL_AT))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
-    steps = [step for step, _ in checkpoint_dirs(run_dir / "checkpoints")]
+    stage_dir = run_dir / "checkpoints" / STAGE
+    steps = [step for step, _ in checkpoint_dirs(stage_dir)]
     assert steps == [KILL_AT - 2, KILL_AT]  # checkpoints_total_limit=2
-    saved = read_trainer_state(run_dir / "checkpoints" / f"checkpoint-{KILL_AT}")
+    assert not (run_dir / "checkpoints" / "stages.json").exists()  # the stage did not finish
+    saved = read_trainer_state(stage_dir / f"checkpoint-{KILL_AT}")
     assert saved["phase_name"] == "alternate" and saved["step_in_phase"] == 3
     assert saved["data_positions"]["train1"]["batches"] > 0  # mid-epoch
     assert saved["state"]["temperature"] == pytest.approx(INITIAL_STATE["temperature"] * 0.8 ** 3)
 
     # leftovers of a save interrupted half-way, newer than the real checkpoint: resume must not pick them
-    half_written = run_dir / "checkpoints" / ".tmp-checkpoint-8"
+    half_written = stage_dir / ".tmp-checkpoint-8"
     half_written.mkdir()
     (half_written / "model.safetensors").write_bytes(b"truncated")
-    no_state = run_dir / "checkpoints" / "checkpoint-9"
+    no_state = stage_dir / "checkpoint-9"
     no_state.mkdir()
     (no_state / "model.safetensors").write_bytes(b"truncated")
 
@@ -57,7 +57,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
     for key, value in expected.items():
         torch.testing.assert_close(final["weights"][key], value, atol=1e-6, rtol=0, msg=key)
     assert final["state"] == pytest.approx(expected_state)
-    initial = state_dict_of(build_trainer(tmp_path / "unused", resume=False).unwrapped_model)
+    initial = state_dict_of(build_model(seed=0, dropout=DROPOUT))
     assert not torch.equal(expected["out.weight"], initial["out.weight"])
 
     assert not half_written.exists()  # removed by the next save
@@ -71,4 +71,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):
                 assert got[key] == pytest.approx(want[key], abs=1e-6), (got["step"], key)
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["method"] == "tiny" and info["seed"] == 3 and len(info["resumes"]) == 1
-    assert info["resumes"][0]["checkpoint"] == f"checkpoint-{KILL_AT}"
+    assert info["recipe"] == {"name": "resume-test"} and info["resumes"][0]["world_size"] == 1
+    stages = json.loads((run_dir / "checkpoints" / "stages.json").read_text())["stages"]
+    assert stages[STAGE]["global_step"] == 9 and stages[STAGE]["steps"] == 9
+    assert stages[STAGE]["state"] == pytest.approx(expected_state)

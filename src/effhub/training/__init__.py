@@ -1,38 +1,56 @@
-"""Shared phased-training infrastructure: every effhub method trains through `PhasedTrainer`.
+"""effhub's run layer: every method trains through it, and nothing here knows any method.
 
-A method hands the trainer its `Phase`s (each a list of `Update`s: data, loss, trainable parameters, optimiser,
-schedule); the trainer runs them under one `accelerate.Accelerator` with gradient accumulation, mixed precision,
-DDP that tolerates parameters unused in a pass, JSON-lines and Accelerate trackers, progress bars, `run_info.json`,
-atomic checkpoints and exact resume. Nothing here knows any method.
+- `RunOptions` (`options`): what a run is asked to do; `effhub.cli` builds it from flags, code builds it directly.
+- `RunLayout` (`layout`): the run folder's file names, in one place.
+- `Run` (`run`): a sequence of named stages on one `Accelerator`; finished stages are recorded, so a resumed run
+  skips them and continues the interrupted one from its latest checkpoint.
+- `Phase` / `Update` (`phases`) and `PhasedTrainer` (`trainer`): a stage's phases of alternating, partly frozen
+  updates over one or several data streams, with accumulation, DDP, logging, atomic checkpoints and exact resume.
+- `evaluate`, `export_features`, `load_features` (`evaluation`): streaming a dataset through a model on every
+  process without a trainer.
+
+Importing this package is light: each name is imported from its module (torch, accelerate) on first use.
 """
 
-from .arguments import Phase, TrainingArguments, Update
-from .checkpoints import CHECKPOINTS_DIR, TRAINER_STATE_FILE, checkpoint_dirs, latest_checkpoint, read_trainer_state
-from .run_info import RUN_INFO_FILE, collect_run_info, package_versions
-from .sampling import DataStream, ShardedEpochBatchSampler
-from .tracking import METRICS_FILE, JsonlTracker, read_metrics_log
-from .trainer import LOGS_DIR, PhasedTrainer, StepContext, end_ranks_cleanly, finish_distributed
+from __future__ import annotations
 
-__all__ = [
-    "TrainingArguments",
-    "Phase",
-    "Update",
-    "StepContext",
-    "PhasedTrainer",
-    "end_ranks_cleanly",
-    "finish_distributed",
-    "JsonlTracker",
-    "read_metrics_log",
-    "DataStream",
-    "ShardedEpochBatchSampler",
-    "latest_checkpoint",
-    "checkpoint_dirs",
-    "read_trainer_state",
-    "collect_run_info",
-    "package_versions",
-    "CHECKPOINTS_DIR",
-    "TRAINER_STATE_FILE",
-    "RUN_INFO_FILE",
-    "METRICS_FILE",
-    "LOGS_DIR",
-]
+from ..lazy import lazy_attributes
+
+_LAZY = {
+    "RunOptions": "options",
+    "EvalOptions": "options",
+    "ConvertOptions": "options",
+    "DemoOptions": "options",
+    "MIXED_PRECISION_CHOICES": "options",
+    "RunLayout": "layout",
+    "RUN_INFO_FILE": "layout",
+    "EVAL_RESULTS_FILE": "layout",
+    "CHECKPOINTS_DIR": "layout",
+    "LOGS_DIR": "layout",
+    "METRICS_LOG_FILE": "layout",
+    "TRAINER_STATE_FILE": "layout",
+    "Phase": "phases",
+    "Update": "phases",
+    "Run": "run",
+    "StageResult": "run",
+    "save_model_atomically": "run",
+    "PhasedTrainer": "trainer",
+    "StepContext": "trainer",
+    "evaluate": "evaluation",
+    "export_features": "evaluation",
+    "load_features": "evaluation",
+    "JsonlTracker": "tracking",
+    "read_metrics_log": "tracking",
+    "DataStream": "sampling",
+    "ShardedEpochBatchSampler": "sampling",
+    "latest_checkpoint": "checkpoints",
+    "checkpoint_dirs": "checkpoints",
+    "read_trainer_state": "checkpoints",
+    "collect_run_info": "run_info",
+    "package_versions": "run_info",
+}
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = list(_LAZY)

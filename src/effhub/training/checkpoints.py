@@ -1,8 +1,8 @@
-"""Resumable checkpoints of a phased run: `checkpoints/checkpoint-<global_step>/` folders, written atomically.
+"""Resumable checkpoints of a stage: `checkpoints/<stage>/checkpoint-<global_step>/` folders, written atomically.
 
 A checkpoint is Accelerate's `save_state` output (model, optimisers, schedulers, gradient scaler, every process's RNG
 states) plus `trainer_state.json` (phase, step, global step, the method's `state` dict, data positions). It is
-written into `checkpoints/.tmp-checkpoint-<step>/` and renamed only when complete, so a run killed while saving
+written into `.tmp-checkpoint-<step>/` beside them and renamed only when complete, so a run killed while saving
 leaves a temp folder that resume ignores (and the next save removes).
 """
 
@@ -16,28 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_json
 from ..errors import CheckpointError
+from .layout import TRAINER_STATE_FILE
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_STATE_FORMAT = 1
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TEMP_PREFIX = ".tmp-checkpoint-"
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write JSON to `path` through a temp file in the same folder and `os.replace` (readers never see half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump(payload, stream, indent=2, sort_keys=False)
-        stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
 
 
 def checkpoint_dirs(root: str | Path) -> list[tuple[int, Path]]:
@@ -114,5 +101,5 @@ def prune_checkpoints(root: str | Path, keep: int) -> list[Path]:
     return removed
 
 
-__all__ = ["CHECKPOINTS_DIR", "TRAINER_STATE_FILE", "checkpoint_dirs", "latest_checkpoint", "read_trainer_state",
-           "write_json_atomic", "commit_checkpoint", "prune_checkpoints", "temp_checkpoint_dir"]
+__all__ = ["checkpoint_dirs", "latest_checkpoint", "read_trainer_state",
+           "commit_checkpoint", "prune_checkpoints", "temp_checkpoint_dir"]

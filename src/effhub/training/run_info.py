@@ -10,7 +10,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-RUN_INFO_FILE = "run_info.json"
 RECORDED_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "peft", "huggingface_hub", "effhub")
 
 
@@ -45,7 +44,7 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
 
 
 def collect_run_info(*, method: str, seed: int, recipe: dict | None, world_size: int, mixed_precision: str,
-                     grad_accum: int, phases: list[dict], device: str) -> dict[str, Any]:
+                     grad_accum: int, stages: dict[str, list[dict]], device: str) -> dict[str, Any]:
     """The metadata dict written to `run_info.json` at the start of a run."""
     return {
         "method": method,
@@ -55,7 +54,7 @@ def collect_run_info(*, method: str, seed: int, recipe: dict | None, world_size:
         "mixed_precision": mixed_precision,
         "grad_accum": grad_accum,
         "device": device,
-        "phases": phases,
+        "stages": stages,
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "python": sys.version.split()[0],
@@ -64,4 +63,4 @@ def collect_run_info(*, method: str, seed: int, recipe: dict | None, world_size:
     }
 
 
-__all__ = ["RUN_INFO_FILE", "RECORDED_PACKAGES", "package_versions", "git_revision", "collect_run_info"]
+__all__ = ["RECORDED_PACKAGES", "package_versions", "git_revision", "collect_run_info"]

@@ -15,10 +15,10 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import LoggerType
 
 from ..errors import ConfigError
+from .layout import METRICS_LOG_FILE
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def plain_value(value: Any) -> Any:
@@ -49,7 +49,7 @@ class JsonlTracker(GeneralTracker):
 
     def __init__(self, logging_dir: str | Path):
         super().__init__()
-        self.path = Path(logging_dir) / METRICS_FILE
+        self.path = Path(logging_dir) / METRICS_LOG_FILE
 
     @property
     def tracker(self) -> Path:
@@ -128,7 +128,7 @@ def build_trackers(log_with: list[str], logging_dir: str | Path) -> list:
         tracker_class = LOGGER_TYPE_TO_CLASS.get(lowered)
         available = _tracker_available(lowered)
         if tracker_class is None or not available:
-            logger.warning("tracker '%s' is not installed; logging to %s only", name, METRICS_FILE)
+            logger.warning("tracker '%s' is not installed; logging to %s only", name, METRICS_LOG_FILE)
             continue
         trackers.append(lowered)
     return trackers
@@ -141,5 +141,4 @@ def _tracker_available(name: str) -> bool:
     return bool(check()) if check is not None else True
 
 
-__all__ = ["JsonlTracker", "build_trackers", "truncate_metrics_log", "read_metrics_log", "plain_value",
-           "METRICS_FILE"]
+__all__ = ["JsonlTracker", "build_trackers", "truncate_metrics_log", "read_metrics_log", "plain_value"]

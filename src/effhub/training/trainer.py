@@ -1,18 +1,17 @@
-"""The phased trainer: one `accelerate.Accelerator` running a method's phases of alternating, partly frozen updates.
+"""The phased trainer: the engine of one stage of a run, running its phases of alternating, partly frozen updates.
 
-A method describes its training as `Phase`s made of `Update`s (data, loss, trainable parameters, optimiser,
-schedule); the trainer owns everything they share: devices and processes, mixed precision, gradient accumulation,
-DDP with parameters unused in a pass, per-dataset endless data streams, logging, progress bars, run metadata,
-atomic checkpoints and exact resume.
+A method describes a stage's training as `Phase`s made of `Update`s (data, loss, trainable parameters, optimiser,
+schedule); the trainer owns what they share within the stage: gradient accumulation, DDP with parameters unused in a
+pass, per-dataset endless data streams, step logging, progress bars, atomic checkpoints and exact resume. The run
+(`effhub.training.run.Run`) owns what stages share: the folder, the `Accelerator` and its process group, trackers,
+`run_info.json` and the record of finished stages.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -20,69 +19,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, send_to_device, set_seed
+from accelerate.utils import send_to_device
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from .arguments import Phase, TrainingArguments, Update, validate_phases
 from .checkpoints import (
-    CHECKPOINTS_DIR,
-    TRAINER_STATE_FILE,
     TRAINER_STATE_FORMAT,
     commit_checkpoint,
-    latest_checkpoint,
     prune_checkpoints,
     read_trainer_state,
     temp_checkpoint_dir,
-    write_json_atomic,
 )
-from .run_info import RUN_INFO_FILE, collect_run_info
+from ..atomic import atomic_write_json
+from .layout import TRAINER_STATE_FILE
+from .options import RunOptions
+from .phases import Phase, Update, validate_phases
 from .sampling import DataStream, ShardedEpochBatchSampler, stream_seed
-from .tracking import METRICS_FILE, build_trackers, plain_value, truncate_metrics_log
+from .tracking import plain_value
 
 logger = logging.getLogger(__name__)
-
-LOGS_DIR = "logs"
-
-
-def end_ranks_cleanly(accelerator: Accelerator | None, *objects: Any, destroy_process_group: bool = True) -> None:
-    """End a (possibly multi-process) run so that no rank crashes at interpreter exit.
-
-    Releases the accelerator's references to prepared models, optimisers, schedulers and data loaders (and the
-    `objects` passed), collects garbage, then finishes the trackers and destroys the process group through
-    `accelerator.end_training()`. Without this sequence, 2-process CPU runs abort with SIGABRT at exit in a fraction
-    of runs. Drop your own references to prepared objects before calling it.
-
-    Args:
-        accelerator (`Accelerator`): the run's accelerator (None does nothing).
-        objects: prepared objects to release as well.
-        destroy_process_group (`bool`, *optional*, defaults to `True`): `False` when another trainer of the same
-            run follows (e.g. AdaShare's re-training after policy learning): trackers finish, the process group stays
-            for it; end the run with `end_ranks_cleanly(...)` or `finish_distributed()` afterwards.
-    """
-    if accelerator is None:
-        return
-    accelerator.wait_for_everyone()
-    accelerator.free_memory(*objects)
-    del objects
-    gc.collect()
-    if destroy_process_group:
-        accelerator.end_training()
-    else:
-        for tracker in accelerator.trackers:
-            tracker.finish()
-
-
-def finish_distributed() -> None:
-    """Destroy the process group at the end of a run whose trainers ended with `end(final=False)`."""
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    gc.collect()
-    state.destroy_process_group()
-
 
 @dataclass
 class StepContext:
@@ -124,57 +79,53 @@ class StepContext:
 
 
 class PhasedTrainer:
-    """Trains one model through a list of phases under a single `accelerate.Accelerator`.
+    """Trains one model through a list of phases on the run's `accelerate.Accelerator` (one stage of a run).
 
     Every update's parameters are selected on the unwrapped model once, at construction; their union is what DDP
     synchronises (parameters in no update are frozen and left out of DDP). Before each update only its parameters
     require gradients and all gradients are cleared, so nothing leaks from one update into the next and the other
-    updates' optimisers are not stepped. DDP runs with `find_unused_parameters=True`, so a pass that leaves trainable
-    parameters unused (frozen groups, skipped blocks, per-bit-width layers) neither fails nor lets ranks drift;
-    accumulation micro-batches other than the last run under `no_sync`.
+    updates' optimisers are not stepped. DDP runs with `find_unused_parameters=True` (set by the run), so a pass that
+    leaves trainable parameters unused (frozen groups, skipped blocks, per-bit-width layers) neither fails nor lets
+    ranks drift; accumulation micro-batches other than the last run under `no_sync`.
+
+    Methods do not build it: `Run.train_stage` does, and releases it when the stage ends.
 
     Args:
         model (`nn.Module`): the model to train (a `PreTrainedModel`, a `PeftModel`, or any module).
         phases (`list[Phase]`): the phases, run in order.
         datasets (`dict[str, Dataset]`): map-style datasets by the keys the updates name.
-        args (`TrainingArguments`): run-wide settings.
+        accelerator (`Accelerator`): the run's accelerator.
+        options (`RunOptions`): run-wide settings (accumulation, checkpoint interval, progress, workers).
+        seed (`int`): seeds the data streams.
+        checkpoint_dir (`Path`): where this stage's checkpoints go.
         collate_fn (`Callable` or `dict[str, Callable]`, *optional*): batch collation, one for all datasets or one
             per dataset key (torch's default collation otherwise).
         initial_state (`dict`, *optional*): the starting `state` dict handed to losses and hooks.
+        step_offset (`int`): optimizer steps of the run's earlier stages (logs and checkpoint names count on).
+        phase_end_checkpoints (`bool`): checkpoint at the end of every phase (off for many short trainings).
     """
 
-    def __init__(self, model: nn.Module, phases: list[Phase], datasets: dict[str, Any], args: TrainingArguments,
-                 collate_fn: Callable | dict[str, Callable] | None = None, initial_state: dict | None = None):
-        if not isinstance(args, TrainingArguments):
-            raise ConfigError(f"args is a {type(args).__name__}", "pass effhub.training.TrainingArguments(...)")
+    def __init__(self, model: nn.Module, phases: list[Phase], datasets: dict[str, Any], *, accelerator,
+                 options: RunOptions, seed: int, checkpoint_dir: Path,
+                 collate_fn: Callable | dict[str, Callable] | None = None, initial_state: dict | None = None,
+                 step_offset: int = 0, phase_end_checkpoints: bool = True):
+        if not isinstance(options, RunOptions):
+            raise ConfigError(f"options is a {type(options).__name__}", "pass effhub.training.RunOptions(...)")
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model is a {type(model).__name__}, not a torch.nn.Module", "pass the model to train")
         validate_phases(phases, datasets)
         if initial_state is not None and not isinstance(initial_state, dict):
             raise ConfigError("initial_state is not a dict", "pass a dict of plain values, e.g. {'temperature': 5.0}")
-        self.args = args
+        self.options = options
+        self.seed = seed
         self.phases = list(phases)
         self.datasets = dict(datasets)
         self.collate_fn = collate_fn
         self.state: dict[str, Any] = dict(initial_state or {})
         self._check_json(self.state, "initial_state")
-        self.output_dir = Path(args.output_dir)
-        self.checkpoint_root = self.output_dir / CHECKPOINTS_DIR
-        self.logging_dir = self.output_dir / LOGS_DIR
-
-        kwargs_handlers = [DistributedDataParallelKwargs(find_unused_parameters=args.find_unused_parameters)]
-        self.accelerator = Accelerator(
-            cpu=args.cpu,
-            mixed_precision=args.mixed_precision,
-            # accumulation is done here (several data streams, several optimisers), so Accelerate sees 1
-            gradient_accumulation_steps=1,
-            log_with=build_trackers(args.log_with, self.logging_dir),
-            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.logging_dir)),
-            kwargs_handlers=kwargs_handlers,
-            # one scheduler step per optimizer step, whatever the number of processes
-            step_scheduler_with_optimizer=False,
-        )
-        set_seed(args.seed)
+        self.checkpoint_root = Path(checkpoint_dir)
+        self.phase_end_checkpoints = phase_end_checkpoints
+        self.accelerator = accelerator
 
         self._unwrapped = model
         self._update_params: dict[tuple[int, int], list[nn.Parameter]] = {}
@@ -190,8 +141,8 @@ class PhasedTrainer:
             self._optimizers[slot] = optimizer
             self._schedulers[slot] = next(prepared_schedulers) if scheduler is not None else None
         self._streams: dict[str, DataStream] = {}
-        self.global_step = 0
-        self._ended = False
+        self.step_offset = step_offset
+        self.global_step = step_offset
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _select_parameters(self, model: nn.Module) -> None:
@@ -258,12 +209,12 @@ class PhasedTrainer:
         device = self.accelerator.device
         for name in phase.dataset_names():
             sampler = ShardedEpochBatchSampler(
-                len(self.datasets[name]), phase.batch_size, num_shards=self.accelerator.num_processes,
-                shard_index=self.accelerator.process_index, seed=stream_seed(self.args.seed, phase_index, name),
+                len(self.datasets[name]), phase.batch_size_of(name), num_shards=self.accelerator.num_processes,
+                shard_index=self.accelerator.process_index, seed=stream_seed(self.seed, phase_index, name),
             )
             self._streams[name] = DataStream(
                 self.datasets[name], sampler, collate_fn=self._collate_for(name),
-                num_workers=self.args.dataloader_workers, pin_memory=device.type == "cuda",
+                num_workers=self.options.dataloader_workers, pin_memory=device.type == "cuda",
                 to_device=lambda batch: send_to_device(batch, device, non_blocking=device.type == "cuda"),
             )
 
@@ -297,27 +248,18 @@ class PhasedTrainer:
                               "keep only plain numbers, strings, lists and dicts in the state") from None
 
     # ------------------------------------------------------------------------------------------------ training
-    def train(self) -> nn.Module:
-        """Run (or resume) every phase; returns the unwrapped model."""
-        if self._ended:
-            raise ConfigError("this trainer has been ended", "build a new PhasedTrainer for another run")
-        accelerator = self.accelerator
-        start_phase, start_step, restore_from = 0, 0, None
-        if self.args.resume:
-            restore_from = latest_checkpoint(self.checkpoint_root)
-            if restore_from is None:
-                raise CheckpointError(f"resume was asked but '{self.checkpoint_root}' holds no complete checkpoint",
-                                      "start without --resume, or point --output-dir at the run to resume")
-            saved = self._check_resumable(restore_from)
+    def train(self, resume_from: Path | None = None) -> nn.Module:
+        """Run every phase, or continue from the checkpoint `resume_from`; returns the unwrapped model."""
+        start_phase, start_step = 0, 0
+        if resume_from is not None:
+            saved = self._check_resumable(resume_from)
             start_phase, start_step = saved["phase_index"], saved["step_in_phase"]
             self.global_step = saved["global_step"]
             if start_step >= self.phases[start_phase].steps:  # the checkpoint closed its phase
                 start_phase, start_step = start_phase + 1, 0
-        self._start_run(restore_from)
-
-        mid_phase = restore_from is not None and start_step > 0
-        if restore_from is not None and not mid_phase:
-            self._restore(restore_from, streams=False)
+        mid_phase = resume_from is not None and start_step > 0
+        if resume_from is not None and not mid_phase:
+            self._restore(resume_from, streams=False)
         for phase_index in range(start_phase, len(self.phases)):
             phase = self.phases[phase_index]
             self._open_streams(phase_index)
@@ -327,13 +269,21 @@ class PhasedTrainer:
                 phase.on_phase_start(self._unwrapped, self._context(phase_index, 0 if not mid_phase else start_step))
             if mid_phase:
                 # after on_phase_start, so that the checkpoint's weights, state and RNG win over its effects
-                self._restore(restore_from, streams=True)
+                self._restore(resume_from, streams=True)
             first_step = start_step if mid_phase else 0
             mid_phase = False
             self._run_phase(phase_index, first_step)
             self._close_streams()
-        accelerator.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         return self._unwrapped
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of all phases of this stage."""
+        return sum(phase.steps for phase in self.phases)
+
+    def phase_fingerprints(self) -> list[dict]:
+        return self._phase_fingerprints()
 
     def _check_resumable(self, checkpoint: Path) -> dict:
         saved = read_trainer_state(checkpoint)
@@ -349,55 +299,19 @@ class PhasedTrainer:
                 f"{self.accelerator.num_processes}",
                 f"resume with --num_processes {saved.get('world_size')} (data positions and RNG states are per rank)",
             )
-        if saved.get("grad_accum") != self.args.grad_accum:
+        if saved.get("grad_accum") != self.options.grad_accum:
             raise CheckpointError(
-                f"checkpoint '{checkpoint}' used grad_accum={saved.get('grad_accum')}, this run {self.args.grad_accum}",
+                f"checkpoint '{checkpoint}' used grad_accum={saved.get('grad_accum')}, this run "
+                f"{self.options.grad_accum}",
                 f"resume with --grad-accum {saved.get('grad_accum')}",
             )
         return saved
-
-    def _start_run(self, restore_from: Path | None) -> None:
-        accelerator = self.accelerator
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            if restore_from is not None:
-                truncate_metrics_log(self.logging_dir / METRICS_FILE, self.global_step)
-            self._write_run_info(restore_from)
-        accelerator.wait_for_everyone()
-        config = {"method": self.args.method or "", "seed": self.args.seed,
-                  "mixed_precision": self.args.mixed_precision, "grad_accum": self.args.grad_accum,
-                  "world_size": accelerator.num_processes, "resumed_from": str(restore_from or "")}
-        accelerator.init_trackers(self.args.method or "effhub", config=config)
-        logger.info("rank %d of world size %d on %s", accelerator.process_index, accelerator.num_processes,
-                    accelerator.device)
-        accelerator.log({"world_size": accelerator.num_processes}, step=self.global_step)
-
-    def _write_run_info(self, restore_from: Path | None) -> None:
-        path = self.output_dir / RUN_INFO_FILE
-        info = collect_run_info(
-            method=self.args.method, seed=self.args.seed, recipe=self.args.recipe,
-            world_size=self.accelerator.num_processes, mixed_precision=self.args.mixed_precision,
-            grad_accum=self.args.grad_accum, phases=self._phase_fingerprints(), device=str(self.accelerator.device),
-        )
-        if restore_from is not None and path.is_file():
-            try:
-                previous = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                previous = None
-            if isinstance(previous, dict):
-                resumes = list(previous.get("resumes", []))
-                resumes.append({"time": info["start_time"], "checkpoint": restore_from.name,
-                                "world_size": info["world_size"], "versions": info["versions"],
-                                "git_sha": info["git_sha"]})
-                previous["resumes"] = resumes
-                info = previous
-        write_json_atomic(path, info)
 
     def _run_phase(self, phase_index: int, first_step: int) -> None:
         from tqdm.auto import tqdm
 
         phase = self.phases[phase_index]
-        show = self.args.progress and self.accelerator.is_main_process and sys.stderr.isatty()
+        show = self.options.progress and self.accelerator.is_main_process and sys.stderr.isatty()
         bar = tqdm(total=phase.steps, initial=first_step, desc=phase.name, disable=not show, dynamic_ncols=True)
         try:
             for step in range(first_step, phase.steps):
@@ -429,8 +343,8 @@ class PhasedTrainer:
                 if show and loss_keys:
                     bar.set_postfix({key.rsplit("/", 2)[-2]: f"{record[key]:.4g}" for key in loss_keys})
                 last = step + 1 == phase.steps
-                every = self.args.checkpoint_every
-                if last or (every and self.global_step % every == 0):
+                every = self.options.checkpoint_every
+                if (last and self.phase_end_checkpoints) or (every and self.global_step % every == 0):
                     self.save_checkpoint(phase_index, step + 1)
         finally:
             bar.close()
@@ -450,11 +364,14 @@ class PhasedTrainer:
         self._set_trainable(params)
         self._unwrapped.zero_grad(set_to_none=True)
         context.update = update.name
-        accum = self.args.grad_accum
+        accum = self.options.grad_accum
         total = torch.zeros((), device=accelerator.device)
         extras: dict[str, float] = {}
         for micro in range(accum):
-            batch = next(self._streams[update.dataset])
+            if isinstance(update.dataset, str):
+                batch = next(self._streams[update.dataset])
+            else:  # independent streams, one batch each (e.g. images and texts for unpaired distillation)
+                batch = {name: next(self._streams[name]) for name in update.dataset}
             context.micro_step = micro
             # gradients are synchronised once, on the last micro-batch
             sync = micro == accum - 1
@@ -523,12 +440,12 @@ class PhasedTrainer:
                 "schedulers": {f"{self.phases[p].name}/{self.phases[p].updates[u].name}": s.state_dict().get(
                     "last_epoch") for (p, u), s in self._schedulers.items() if s is not None},
                 "world_size": accelerator.num_processes,
-                "grad_accum": self.args.grad_accum,
-                "seed": self.args.seed,
+                "grad_accum": self.options.grad_accum,
+                "seed": self.seed,
             }
-            write_json_atomic(temporary / TRAINER_STATE_FILE, trainer_state)
+            atomic_write_json(temporary / TRAINER_STATE_FILE, trainer_state)
             commit_checkpoint(temporary, final)
-            prune_checkpoints(self.checkpoint_root, self.args.checkpoints_total_limit)
+            prune_checkpoints(self.checkpoint_root, self.options.checkpoints_total_limit)
         accelerator.wait_for_everyone()
         return final
 
@@ -544,123 +461,18 @@ class PhasedTrainer:
                     stream.restore(positions[name])
         logger.info("resumed from %s (global step %d)", checkpoint, self.global_step)
 
-    # ------------------------------------------------------------------------------------------------ evaluation
-    def evaluate(self, dataset, step_fn: Callable[[nn.Module, Any], Any], batch_size: int,
-                 collate_fn: Callable | None = None, reduce: str | None = None):
-        """Run `step_fn(unwrapped_model, batch)` over `dataset` split across processes; gathered outputs everywhere.
-
-        `step_fn` returns per-sample tensors (first dimension = batch), or a dict of them. They are gathered with
-        `gather_for_metrics` (which drops the samples repeated to even out the last batch) and returned on every
-        process, concatenated, or summed over samples when `reduce="sum"` (for per-sample sufficient statistics
-        such as confusion matrices, so that memory does not grow with the dataset).
-        """
-        from torch.utils.data import DataLoader
-
-        if reduce not in (None, "sum"):
-            raise ConfigError(f"reduce={reduce!r} is not supported", "use reduce=None (concatenate) or 'sum'")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"evaluation batch_size={batch_size!r}", "use a batch size >= 1")
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                            collate_fn=collate_fn or (self.collate_fn if callable(self.collate_fn) else None),
-                            num_workers=self.args.dataloader_workers)
-        loader = self.accelerator.prepare_data_loader(loader)
-        model = self._unwrapped
-        modes = [(module, module.training) for module in model.modules()]  # hooks may have set some to eval
-        model.eval()
-        pieces: list = []
-        running = None
-        try:
-            with torch.no_grad(), self.accelerator.autocast():
-                for batch in loader:
-                    gathered = self.accelerator.gather_for_metrics(step_fn(model, batch))
-                    if reduce == "sum":
-                        summed = _apply(gathered, lambda t: t.sum(dim=0))
-                        running = summed if running is None else _combine(running, summed, torch.add)
-                    else:
-                        pieces.append(_apply(gathered, lambda t: t.detach()))
-        finally:
-            for module, training in modes:
-                module.training = training
-            registered = getattr(self.accelerator, "_dataloaders", None)
-            if isinstance(registered, list) and loader in registered:
-                registered.remove(loader)  # evaluation loaders have no state to checkpoint
-        if reduce == "sum":
-            return running
-        if not pieces:
-            return None
-        if isinstance(pieces[0], dict):
-            return {key: torch.cat([piece[key] for piece in pieces]) for key in pieces[0]}
-        return torch.cat(pieces)
-
-    # ------------------------------------------------------------------------------------------------ saving, end
-    def save_pretrained(self, save_directory: str | Path | None = None, **kwargs) -> Path:
-        """Save the trained model (unwrapped) into `save_directory` (default: the run folder); main process only.
-
-        Files are written into a temp folder beside them and moved into place one by one with `os.replace`, so a
-        crash never leaves a half-written weight file. All processes must call this (the state dict is gathered).
-        """
-        directory = Path(save_directory) if save_directory is not None else self.output_dir
-        accelerator = self.accelerator
-        accelerator.wait_for_everyone()
-        state_dict = accelerator.get_state_dict(self.model)
-        if accelerator.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
-            temporary = directory / f".tmp-save-{os.getpid()}"
-            shutil.rmtree(temporary, ignore_errors=True)
-            temporary.mkdir()
-            try:
-                model = accelerator.unwrap_model(self.model)
-                if hasattr(model, "save_pretrained"):
-                    model.save_pretrained(temporary, state_dict=state_dict, **kwargs)
-                else:
-                    from safetensors.torch import save_file
-
-                    tensors = {key: value.detach().contiguous().cpu() for key, value in state_dict.items()}
-                    save_file(_untie(tensors), str(temporary / "model.safetensors"), metadata={"format": "pt"})
-                for source in sorted(temporary.rglob("*")):
-                    if source.is_file():
-                        target = directory / source.relative_to(temporary)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(source, target)
-            finally:
-                shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return directory
-
-    def end(self, final: bool = True) -> None:
-        """Release everything and end the run on every process (`end_ranks_cleanly`); call it once, at the end.
-
-        Args:
-            final (`bool`, *optional*, defaults to `True`): `False` keeps the process group for a next trainer of the
-                same run; call `finish_distributed()` once the last one has ended.
-        """
-        if self._ended:
-            return
-        self._ended = True
+    # ------------------------------------------------------------------------------------------------ end
+    def release(self) -> None:
+        """Release the prepared model, optimisers and streams from the accelerator (the stage is over)."""
         self._close_streams()
         self.model = None
         self._optimizers = {}
         self._schedulers = {}
-        end_ranks_cleanly(self.accelerator, destroy_process_group=final)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.free_memory()
 
 
-def _apply(value, function):
-    if isinstance(value, dict):
-        return {key: function(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(function(item) for item in value)
-    return function(value)
-
-
-def _combine(left, right, function):
-    if isinstance(left, dict):
-        return {key: function(left[key], right[key]) for key in left}
-    if isinstance(left, (list, tuple)):
-        return type(left)(function(a, b) for a, b in zip(left, right))
-    return function(left, right)
-
-
-def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def untie_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """safetensors refuses tensors sharing memory: clone all but the first of each shared storage."""
     seen: set = set()
     result = {}
@@ -671,4 +483,4 @@ def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return result
 
 
-__all__ = ["PhasedTrainer", "StepContext", "end_ranks_cleanly"]
+__all__ = ["PhasedTrainer", "StepContext", "untie_tensors"]

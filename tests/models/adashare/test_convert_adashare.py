@@ -1,6 +1,5 @@
 """The converter maps the authors' checkpoint layout (sunxm2357/AdaShare `MTL2`) to effhub's, end to end."""
 
-import argparse
 import json
 import re
 
@@ -13,6 +12,7 @@ from effhub.errors import CheckpointError, TaskError
 from effhub.models.adashare.convert_adashare import convert, map_authors_keys
 from effhub.models.adashare.modeling_adashare import AdaShareModel
 from effhub.recipes import load_recipe
+from effhub.training import ConvertOptions
 
 OVERRIDES = ["model.base_width=4", "model.head_hidden_size=8"]
 
@@ -55,7 +55,7 @@ def authors_state_dict(config, seed=0):
 
 
 def args_for(tmp_path, recipe="nyuv2-3task", policy=None, name="converted"):
-    return argparse.Namespace(recipe=recipe, output=tmp_path / name, overrides=list(OVERRIDES), policy=policy)
+    return ConvertOptions(recipe=recipe, output=tmp_path / name, overrides=list(OVERRIDES), extra={"policy": policy})
 
 
 @pytest.fixture

@@ -118,30 +118,94 @@ def test_bad_recipe(override, match):
         load_recipe("adashare", "demo", [override])
 
 
+TINY_SCENES = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
+               "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
+
+
+def _train_argv(run_dir, sets):
+    argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(run_dir), "--no-progress"]
+    for value in [TINY_SCENES, *sets]:
+        argv += ["--set", value]
+    return argv
+
+
 def test_resume_runs_the_stages_the_interrupted_run_never_reached(tmp_path, monkeypatch):
-    """--resume after an interruption between re-trainings: finished stages resume (and end at once), the stage
-    that never started trains from scratch, and the run ends with the same model as the uninterrupted one."""
+    """--resume after an interruption between re-trainings: finished stages are skipped (their weights and outputs
+    read from the record), the stage that never finished trains from scratch, and the run ends with the same model
+    as the uninterrupted one."""
     import shutil
 
     from effhub.cli import main
 
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
-    scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
-              "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
-    sets = [scenes, "warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
-            "retrain_steps=2", "retrain_samples=2", "batch_size=4", "eval_batch_size=8", "model.base_width=4",
-            "single_task_references=false"]
-    argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"), "--no-progress"]
-    for value in sets:
-        argv += ["--set", value]
+    argv = _train_argv(tmp_path / "run", ["warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1",
+                                          "policy_steps_per_epoch=1", "retrain_steps=2", "retrain_samples=2",
+                                          "batch_size=4", "eval_batch_size=8", "model.base_width=4",
+                                          "single_task_references=false"])
     assert main(argv) == 0
     run = tmp_path / "run"
     finished = AdaShareModel.from_pretrained(run).state_dict()
-    shutil.rmtree(run / "checkpoints" / "retrain-1")  # as if killed before the second re-training started
+    # as if killed before the second re-training finished: no record, no folder
+    record = json.loads((run / "checkpoints" / "stages.json").read_text())
+    assert list(record["stages"]) == ["policy", "retrain-0", "retrain-1"]
+    del record["stages"]["retrain-1"]
+    (run / "checkpoints" / "stages.json").write_text(json.dumps(record))
+    shutil.rmtree(run / "checkpoints" / "retrain-1")
     (run / "model.safetensors").unlink()
     assert main(argv + ["--resume"]) == 0
     resumed = AdaShareModel.from_pretrained(run).state_dict()
     assert all(torch.allclose(finished[key], resumed[key], atol=1e-6) for key in finished)
+    log = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    steps = [record["step"] for record in log if "phase" in record]
+    assert steps == sorted(set(steps)), "a resumed run logs every step once, in order"
+
+
+def test_sigkill_in_the_middle_of_the_second_stage_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A training process SIGKILLed inside AdaShare's second stage (the first re-training), after one of its
+    checkpoints: `--resume` skips the finished policy stage, continues the re-training from its checkpoint, and ends
+    with the same weights as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from effhub.cli import main
+
+    monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
+    sets = ["warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+            "retrain_steps=40", "retrain_samples=1", "batch_size=4", "eval_batch_size=8", "model.base_width=4",
+            "single_task_references=false"]
+    reference = tmp_path / "uninterrupted"
+    assert main(_train_argv(reference, sets) + ["--checkpoint-every", "5"]) == 0
+
+    run = tmp_path / "killed"
+    argv = _train_argv(run, sets) + ["--checkpoint-every", "5"]
+    environment = {**os.environ, "EFFHUB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "effhub.train", *argv[1:]], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stage = run / "checkpoints" / "retrain-0"
+    deadline = time.monotonic() + 300
+    try:
+        while not any(stage.glob("checkpoint-*")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
+    record = json.loads((run / "checkpoints" / "stages.json").read_text())["stages"]
+    assert list(record) == ["policy"], "killed inside the second stage: only the first is finished"
+    assert not (stage / "model.safetensors").exists() and not (run / "model.safetensors").exists()
+    checkpoint_steps = sorted(int(path.name.split("-")[1]) for path in stage.glob("checkpoint-*"))
+    policy_steps = record["policy"]["global_step"]
+    assert checkpoint_steps and checkpoint_steps[-1] - policy_steps < 40, "the kill came before the stage's end"
+
+    assert main(argv + ["--resume"]) == 0
+    expected = AdaShareModel.from_pretrained(reference).state_dict()
+    resumed = AdaShareModel.from_pretrained(run).state_dict()
+    assert set(expected) == set(resumed)
+    assert max((expected[key].float() - resumed[key].float()).abs().max().item() for key in expected) <= 1e-6
+    assert json.loads((run / "checkpoints" / "stages.json").read_text())["stages"]["policy"] == record["policy"]
 
 
 def test_train_three_phases_end_to_end(tmp_path, monkeypatch):

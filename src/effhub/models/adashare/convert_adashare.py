@@ -25,16 +25,6 @@ _HEAD_KEY = re.compile(r"^task(\d+)_fc1_c(\d+)\.(conv[123]\.(?:weight|bias))$")
 _LOGITS_KEY = re.compile(r"^task(\d+)_logits$")
 
 
-def add_cli_arguments(parser, command: str) -> None:
-    """`effhub convert adashare` extra flag: the hard policy of a re-trained checkpoint."""
-    if command == "convert":
-        parser.add_argument(
-            "--policy", default=None,
-            help="JSON of the re-trained hard policy: {task: [0/1]*L} or the authors' {'task1_policy': [[1,0],...]}; "
-                 "'argmax' fixes the argmax of the checkpoint's logits; default: none (argmax at inference, warned)",
-        )
-
-
 def load_authors_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read the authors' checkpoint (`.pth.tar`, or a safetensors file of the same keys) as a flat state dict."""
     path = Path(source)
@@ -148,21 +138,26 @@ def convert_state_dict(state_dict, config):
     return model.eval()
 
 
-def convert(source, args) -> Path:
+def convert(source, options) -> Path:
     """`effhub convert adashare <ckpt> --recipe <name> --output <dir>`: write a loadable effhub model folder.
 
     The folder is built in a temporary sibling folder and moved into place at the end, so a failure leaves nothing.
+
+    Args:
+        source (`str` or `Path`): the authors' checkpoint (`.pth.tar`).
+        options (`effhub.training.ConvertOptions`): recipe, output folder, overrides; `extra["policy"]` is the hard
+            policy of a re-trained checkpoint (see the `policy` option in the method's registration).
     """
     from ...recipes import load_recipe
-    from .image_processing_adashare import AdaShareImageProcessorPil
+    from .image_processing_pil_adashare import AdaShareImageProcessorPil
 
-    recipe = load_recipe("adashare", getattr(args, "recipe", None) or "nyuv2-3task", getattr(args, "overrides", None))
+    recipe = load_recipe("adashare", options.recipe or "nyuv2-3task", options.overrides)
     config = recipe.model_config()
     model = convert_state_dict(load_authors_state_dict(source), config)
-    policy_spec = getattr(args, "policy", None)
+    policy_spec = options.extra.get("policy")
     if policy_spec:
         model.set_policy(_read_policy(policy_spec, model, config.task_names))
-    output = Path(args.output)
+    output = Path(options.output)
     if output.exists() and any(output.iterdir()):
         raise CheckpointError(f"output folder '{output}' is not empty", "pass a new or empty --output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -180,4 +175,4 @@ def convert(source, args) -> Path:
     return output
 
 
-__all__ = ["convert", "convert_state_dict", "load_authors_state_dict", "map_authors_keys", "add_cli_arguments"]
+__all__ = ["convert", "convert_state_dict", "load_authors_state_dict", "map_authors_keys"]

@@ -8,7 +8,6 @@ outputs differ from the trained model's.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -33,19 +32,20 @@ def comparison_table(config, adashare: dict, warmup: dict, fractions: dict) -> s
     return "\n".join(lines)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the AdaShare demo into `args.output_dir`; returns the process exit status."""
-    from ...hub.reload import publish_and_reload
+def run_demo(options) -> int:
+    """Run the AdaShare demo into `options.output_dir` (`effhub.training.DemoOptions`); returns the exit status."""
     from ...recipes import load_recipe
+    from ...training import RunOptions
+    from ...training.reload import publish_and_reload
     from .modeling_adashare import AdaShareModel
     from .training_adashare import load_datasets, make_collator, train
 
-    output_dir = Path(args.output_dir) / "adashare"
+    output_dir = Path(options.output_dir) / "adashare"
     run_dir = output_dir / "run"
-    recipe = load_recipe("adashare", "demo", getattr(args, "overrides", None))
+    recipe = load_recipe("adashare", "demo", options.overrides)
     print(f"[1/4] training AdaShare on the generated scenes into {run_dir}: warm-up {recipe.warmup_steps} steps, "
           f"policy learning {recipe.policy_epochs} epochs, re-training {recipe.retrain_steps} steps")
-    train(recipe, argparse.Namespace(output_dir=run_dir))
+    train(recipe, RunOptions(output_dir=run_dir))
     evaluation = json.loads((run_dir / "eval_results.json").read_text())
     extra = evaluation["extra"]
     model = AdaShareModel.from_pretrained(run_dir).eval()

@@ -16,7 +16,6 @@ looks at the test split.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -24,19 +23,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ...atomic import atomic_write_json
+from ...atomic import atomic_save_safetensors, atomic_write_json
 from ...errors import ConfigError
 from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
+# the method's own files (paths through the run's `RunLayout`): pushed with the model ...
 SPLITS_FILE = "splits.json"
 SINGLE_TASK_FILE = "single_task_references.json"
-# the run's intermediate models live under checkpoints/, which is never pushed to a Hub
-STAGES_DIR = "checkpoints"
-WARMUP_DIR = f"{STAGES_DIR}/warmup"
-POLICY_LEARNING_DIR = f"{STAGES_DIR}/policy_learning"
-INITIAL_WEIGHTS_FILE = f"{STAGES_DIR}/initial_weights.safetensors"
-METRICS_FILE = "eval_results.json"
+CANDIDATES_FILE = "retrain_candidates.json"
+# ... and kept with the run only
+INITIAL_WEIGHTS_FILE = "initial_weights.safetensors"
+WARMUP_WEIGHTS_FILE = "warmup.safetensors"
+# the run's stages
+POLICY_STAGE = "policy"
 # the metric of each task type used for model selection and Delta_T (and its direction)
 SELECTION_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
                      "regression": ("abs_err", True)}
@@ -67,7 +67,7 @@ def make_collator(recipe: AdaShareRecipe, tasks, train: bool):
 
 
 def make_processor(recipe: AdaShareRecipe, image_size):
-    from .image_processing_adashare import AdaShareImageProcessorPil
+    from .image_processing_pil_adashare import AdaShareImageProcessorPil
 
     size = {"height": int(image_size[0]), "width": int(image_size[1])}
     if recipe.input_convention == "caffe_bgr":
@@ -256,9 +256,15 @@ def scores_from_statistics(config, totals) -> dict[str, dict[str, float]]:
     return results
 
 
-def evaluate_model(trainer, model, dataset, collate_fn, batch_size, policy_mode=None):
-    totals = trainer.evaluate(dataset, lambda m, b: _statistics(m, b, policy_mode), batch_size,
-                              collate_fn=collate_fn, reduce="sum")
+def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None):
+    """Test scores `{task: {metric: value}}` of `model` on `dataset`, on the processes of `run` (or alone: None)."""
+    from ...training import evaluate
+
+    step = lambda m, b: _statistics(m, b, policy_mode)  # noqa: E731
+    if run is not None:
+        totals = run.evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
+    else:
+        totals = evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
     return scores_from_statistics(model.config, totals)
 
 
@@ -277,20 +283,6 @@ def selection_score(results: dict[str, dict[str, float]], references: dict[str, 
 
 
 # -- entry points ----------------------------------------------------------------------------------------------------
-def _training_arguments(recipe, args, output_dir, method="adashare"):
-    """The shared `TrainingArguments` of one of the run's trainers (each re-training has its own folder)."""
-    import dataclasses
-
-    from ...recipes import recipe_to_dict
-    from ...training import CHECKPOINTS_DIR, TrainingArguments, latest_checkpoint
-
-    arguments = TrainingArguments.from_cli_args(args, output_dir=output_dir, seed=recipe.seed, method=method,
-                                                recipe=recipe_to_dict(recipe))
-    # on --resume, a stage the interrupted run never reached starts afresh (it has no checkpoint to resume from)
-    resume = arguments.resume and latest_checkpoint(Path(output_dir) / CHECKPOINTS_DIR) is not None
-    return dataclasses.replace(arguments, output_dir=output_dir, resume=resume)
-
-
 def single_task_config(recipe: AdaShareRecipe, task: str):
     """The config of the single-task reference for `task`: same backbone and head, that task alone."""
     model = recipe.model
@@ -299,39 +291,47 @@ def single_task_config(recipe: AdaShareRecipe, task: str):
     return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights)
 
 
-def train_fixed_architecture(recipe: AdaShareRecipe, args, config, policy, initial_state, datasets, run_dir: Path,
-                             test_set, collate_fns):
-    """Train `config` with a fixed `policy` for `recipe.retrain_steps` (the re-training phase) and return the model
-    and its test scores. `initial_state` (optional) gives the starting weights; hard sharing and single-task
-    references use it with an all-ones policy."""
-    from ...training import PhasedTrainer
+def train_fixed_architecture(run, recipe: AdaShareRecipe, seed: int, stage: str, config, policy, initial_state,
+                             datasets, test_set, collate_fns, policy_logits=None):
+    """Train `config` with a fixed `policy` for `recipe.retrain_steps` (the re-training phase) as the run's stage
+    `stage`; returns the stage's result, whose outputs hold the `test` scores (and `val` scores when `datasets` has a
+    `val` split, which is then left out of training). `initial_state` (optional) gives the starting weights; hard
+    sharing and single-task references use it with an all-ones policy."""
     from .modeling_adashare import AdaShareModel
 
-    torch.manual_seed(recipe.seed)
+    torch.manual_seed(seed)
     model = AdaShareModel(config)
     if initial_state is not None:
         model.load_state_dict({k: v for k, v in initial_state.items() if k in model.state_dict()}, strict=False)
+    if policy_logits is not None:
+        with torch.no_grad():
+            for task, values in policy_logits.items():
+                model.policy[task].copy_(torch.tensor(values))
     model.set_policy(policy)
-    trainer = PhasedTrainer(model, [build_retrain_phase(recipe, model)], datasets,
-                            _training_arguments(recipe, args, run_dir), collate_fn=collate_fns[0])
-    try:
-        model = trainer.train()
-        test_scores = evaluate_model(trainer, model, test_set, collate_fns[1], recipe.eval_batch_size)
-    finally:
-        trainer.end(final=False)  # more trainers of this run follow; train() finishes the run
-    return model, test_scores
+    train_collate, eval_collate = collate_fns
+    val = datasets.get("val")
+
+    def outputs(trained):
+        scores = {}
+        if val is not None:  # selection looks at validation only; test is reported, never used
+            scores["val"] = evaluate_model(run, trained, val, eval_collate, recipe.eval_batch_size)
+        scores["test"] = evaluate_model(run, trained, test_set, eval_collate, recipe.eval_batch_size)
+        return scores
+
+    return run.train_stage(stage, model, [build_retrain_phase(recipe, model)], {"train": datasets["train"]},
+                           collate_fn=train_collate, outputs=outputs)
 
 
-def train_single_task_references(recipe: AdaShareRecipe, args, output_dir: Path, train_data, test_set) -> dict:
+def train_single_task_references(run, recipe: AdaShareRecipe, seed: int, train_data, test_set) -> dict:
     """One single-task model per task, trained like the re-trained AdaShare (same steps, all blocks); test scores."""
     references = {}
     for task in recipe.model.tasks:
         config = single_task_config(recipe, task)
         collate_fns = (make_collator(recipe, [task], True), make_collator(recipe, [task], False))
-        _, scores = train_fixed_architecture(recipe, args, config, {task: [1] * config.num_blocks}, None,
-                                             {"train": train_data}, output_dir / STAGES_DIR / f"single-{task}",
-                                             test_set, collate_fns)
-        references[task] = scores[task]
+        result = train_fixed_architecture(run, recipe, seed, f"single-{task}", config,
+                                          {task: [1] * config.num_blocks}, None, {"train": train_data}, test_set,
+                                          collate_fns)
+        references[task] = result.outputs["test"][task]
     return references
 
 
@@ -350,156 +350,152 @@ def delta_t(config, scores: dict, references: dict) -> dict:
     return {"delta_t": float(result["delta_t"]), "per_task": {k: float(v) for k, v in result["per_task"].items()}}
 
 
-def _snapshot_warmup(folder: Path):
-    """`on_phase_start` of the policy phase: save the warm-up (hard-sharing) weights once, on the main process."""
+def _keep_warmup_weights(path: Path, kept: dict):
+    """`on_phase_start` of the policy phase: keep the warm-up (hard-sharing) weights in `kept` and on disk.
 
-    def snapshot(model, ctx):
-        # step > 0 means a resumed run whose snapshot was saved before the interruption
-        if ctx.step == 0 and ctx.is_main_process:
-            model.save_pretrained(folder)
+    The card and the demo compare with this model. A run resumed inside the policy phase reads them back from disk
+    (the model it is handed then holds the initial weights, before the checkpoint is restored)."""
+    from safetensors.torch import load_file
+
+    def keep(model, ctx):
+        if ctx.step == 0:
+            kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if ctx.is_main_process:
+                atomic_save_safetensors(kept, path)
+        else:
+            kept.update(load_file(str(path)))
         ctx.accelerator.wait_for_everyone()
 
-    return snapshot
+    return keep
 
 
-def train(recipe: AdaShareRecipe, args) -> Path:
-    """Run the three phases; the run folder ends with the re-trained model, its processor, splits and metrics."""
-    from safetensors.torch import load_file, save_file
+def train(recipe: AdaShareRecipe, options) -> Path:
+    """Run the three phases as the run's stages: `policy` (warm-up + policy learning), one `retrain-<i>` per sampled
+    architecture, and one `single-<task>` per task when the recipe asks for single-task references. The run folder
+    ends with the re-trained model, its processor, splits, candidates and measured results.
 
-    from accelerate import PartialState
+    Args:
+        recipe (`AdaShareRecipe`): the recipe.
+        options (`effhub.training.RunOptions`): output folder, seed, data folder, resume, precision, ...
+    """
+    from datasets import concatenate_datasets
 
     from ...data.dense import split_ids
-    from ...training import finish_distributed
-    from ...training import PhasedTrainer
+    from ...recipes import recipe_to_dict
+    from ...training import Run
     from .card_adashare import write_adashare_card
     from .modeling_adashare import AdaShareModel
 
-    output_dir = Path(args.output_dir)
-    seed = getattr(args, "seed", None) if getattr(args, "seed", None) is not None else recipe.seed
+    seed = options.seed_or(recipe.seed)
     # data errors (a missing folder, a missing file) surface before anything is written
-    train_set, test_set = load_datasets(recipe, getattr(args, "data_dir", None))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    train_set, test_set = load_datasets(recipe, options.data_dir)
     split = split_ids(train_set, recipe.val_fraction, seed)
     train1, train2, val = split.select(train_set)
-    from datasets import concatenate_datasets
-
+    train_all = concatenate_datasets([train1, train2])
     config = recipe.model_config()
     tasks = config.task_names
-    train_collate, eval_collate = make_collator(recipe, tasks, True), make_collator(recipe, tasks, False)
+    collate_fns = (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False))
 
     torch.manual_seed(seed)
     model = AdaShareModel(config)
     initial_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
-    arguments = _training_arguments(recipe, args, output_dir)
-    phases = build_policy_phases(recipe, model, len(train1), len(train2))
-    phases[1].on_phase_start = _snapshot_warmup(output_dir / WARMUP_DIR)
-    trainer = PhasedTrainer(model, phases, {"train": concatenate_datasets([train1, train2]), "train1": train1,
-                                            "train2": train2}, arguments, collate_fn=train_collate,
-                            initial_state={"temperature": recipe.gumbel_tau_init, "policy_epoch": 0})
-    if trainer.is_main_process:
-        atomic_write_json(output_dir / SPLITS_FILE, {"train1": list(split.train1), "train2": list(split.train2),
-                                                 "val": list(split.val), "val_fraction": split.val_fraction,
-                                                 "seed": split.seed})
-        initial_weights = output_dir / INITIAL_WEIGHTS_FILE
-        initial_weights.parent.mkdir(parents=True, exist_ok=True)
-        save_file(initial_state, str(initial_weights.with_name(f".{initial_weights.name}.tmp")))
-        os.replace(initial_weights.with_name(f".{initial_weights.name}.tmp"), initial_weights)
-    model = trainer.train()
-    # the hard-sharing baseline the demo and the card compare with: the warm-up model, every block executed
-    warmup = AdaShareModel.from_pretrained(output_dir / WARMUP_DIR).eval()
-    warmup_test = scores_from_statistics(config, trainer.evaluate(
-        test_set, lambda _, batch: _statistics(warmup, batch, "shared"), recipe.eval_batch_size,
-        collate_fn=eval_collate, reduce="sum"))
-    logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
-    trainer.save_pretrained(output_dir / POLICY_LEARNING_DIR)
-    trainer.end(final=False)  # re-training (and references) run in the same process group
+    with Run(options, method="adashare", seed=seed, recipe=recipe_to_dict(recipe)) as run:
+        layout = run.layout
+        if run.is_main_process:
+            atomic_write_json(layout.artifact(SPLITS_FILE), split.to_dict())
+            atomic_save_safetensors(initial_state, layout.private(INITIAL_WEIGHTS_FILE))
 
-    # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
-    generator = torch.Generator().manual_seed(seed)
-    candidates = []
-    best = None
-    for index in range(recipe.retrain_samples):
-        policy = model.sample_policy(generator)
-        candidate = AdaShareModel(config)
-        candidate.load_state_dict(initial_state)
-        with torch.no_grad():
-            for task, values in logits.items():
-                candidate.policy[task].copy_(torch.tensor(values))
-        candidate.set_policy(policy)
-        run_dir = output_dir / STAGES_DIR / f"retrain-{index}"
-        retrainer = PhasedTrainer(candidate, [build_retrain_phase(recipe, candidate)],
-                                  {"train": concatenate_datasets([train1, train2])},
-                                  _training_arguments(recipe, args, run_dir), collate_fn=train_collate)
-        candidate = retrainer.train()
-        scores = evaluate_model(retrainer, candidate, val, eval_collate, recipe.eval_batch_size)
-        score = selection_score(scores)  # selection looks at validation only; test is reported, never used
-        test_scores = evaluate_model(retrainer, candidate, test_set, eval_collate, recipe.eval_batch_size)
-        candidates.append({"index": index, "policy": policy, "val": scores, "score": score, "test": test_scores})
-        retrainer.save_pretrained(run_dir / "model")
-        if best is None or score > best["score"]:
-            best = candidates[-1]
-            best_trainer_dir = run_dir / "model"
-        retrainer.end(final=False)
+        # phases 1 + 2: warm-up (every block: the hard-sharing model the card compares with) and policy learning
+        phases = build_policy_phases(recipe, model, len(train1), len(train2))
+        warmup_weights: dict = {}
+        phases[1].on_phase_start = _keep_warmup_weights(layout.stage_path(POLICY_STAGE, WARMUP_WEIGHTS_FILE),
+                                                        warmup_weights)
 
-    references = None
-    if recipe.single_task_references:
-        references = train_single_task_references(recipe, args, output_dir, concatenate_datasets([train1, train2]),
-                                                  test_set)
-        if PartialState().is_main_process:
-            atomic_write_json(output_dir / SINGLE_TASK_FILE, references)
+        def policy_outputs(trained):
+            warmup = AdaShareModel(config)
+            warmup.load_state_dict(warmup_weights)
+            scores = evaluate_model(run, warmup, test_set, collate_fns[1], recipe.eval_batch_size, "shared")
+            return {"warmup_test": scores}
 
-    import numpy as np
+        policy_stage = run.train_stage(POLICY_STAGE, model, phases,
+                                       {"train": train_all, "train1": train1, "train2": train2},
+                                       collate_fn=collate_fns[0],
+                                       initial_state={"temperature": recipe.gumbel_tau_init, "policy_epoch": 0},
+                                       outputs=policy_outputs)
+        model = policy_stage.model
+        warmup_test = policy_stage.outputs["warmup_test"]
+        logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
 
-    if PartialState().is_main_process:  # every rank holds the same result; one writes it
-        final = AdaShareModel.from_pretrained(best_trainer_dir)
-        final.save_pretrained(output_dir)
-        image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
-        make_processor(recipe, image_size).save_pretrained(output_dir)
-        atomic_write_json(output_dir / "retrain_candidates.json", {"candidates": candidates, "best": best["index"]})
-        fractions = executed_fractions(final, image_size)
-        extra = {"warmup_hard_sharing": warmup_test, "executed_fraction": fractions,
-                 "selected_candidate": best["index"], "validation": best["val"]}
-        if references is not None:
-            ours, hard = delta_t(config, best["test"], references), delta_t(config, warmup_test, references)
-            extra.update(single_task=references, delta_t=ours["delta_t"], delta_t_per_task=ours["per_task"],
-                         delta_t_warmup_hard_sharing=hard["delta_t"],
-                         delta_t_warmup_hard_sharing_per_task=hard["per_task"])
-        eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra=extra)
-        write_adashare_card(output_dir, final, recipe, eval_results, image_size)
-    finish_distributed()
-    return output_dir
+        # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
+        generator = torch.Generator().manual_seed(seed)
+        candidates, best, best_model = [], None, None
+        for index in range(recipe.retrain_samples):
+            policy = model.sample_policy(generator)
+            result = train_fixed_architecture(run, recipe, seed, f"retrain-{index}", config, policy, initial_state,
+                                              {"train": train_all, "val": val}, test_set, collate_fns,
+                                              policy_logits=logits)
+            score = selection_score(result.outputs["val"])
+            candidates.append({"index": index, "policy": policy, "val": result.outputs["val"], "score": score,
+                               "test": result.outputs["test"]})
+            if best is None or score > best["score"]:
+                best, best_model = candidates[-1], result.model
+
+        references = None
+        if recipe.single_task_references:
+            references = train_single_task_references(run, recipe, seed, train_all, test_set)
+            if run.is_main_process:
+                atomic_write_json(layout.artifact(SINGLE_TASK_FILE), references)
+
+        run.save_pretrained(best_model)
+        if run.is_main_process:  # every rank holds the same result; one writes it
+            import numpy as np
+
+            image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
+            make_processor(recipe, image_size).save_pretrained(layout.root)
+            atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"]})
+            fractions = executed_fractions(best_model, image_size)
+            extra = {"warmup_hard_sharing": warmup_test, "executed_fraction": fractions,
+                     "selected_candidate": best["index"], "validation": best["val"]}
+            if references is not None:
+                ours, hard = delta_t(config, best["test"], references), delta_t(config, warmup_test, references)
+                extra.update(single_task=references, delta_t=ours["delta_t"], delta_t_per_task=ours["per_task"],
+                             delta_t_warmup_hard_sharing=hard["delta_t"],
+                             delta_t_warmup_hard_sharing_per_task=hard["per_task"])
+            eval_results = eval_results_from_scores(config, recipe.dataset, best["test"], extra=extra)
+            write_adashare_card(layout.root, best_model, recipe, eval_results, image_size)
+    return layout.root
 
 
-def evaluate_run(run_dir, args) -> dict:
-    """Evaluate a trained run folder on the test split (`--split`); writes `eval_results.json` in the run."""
-    from ...hub.cards import rewrite_card, write_eval_results
+def evaluate_run(run_dir, options=None) -> dict:
+    """Evaluate a trained run folder on its recipe's test split; rewrites `eval_results.json` (and the card).
+
+    Args:
+        run_dir (`str` or `Path`): a folder written by `effhub train adashare`.
+        options (`effhub.training.EvalOptions`, *optional*): the data folder of real-data recipes, the split name.
+    """
+    from ...hub.cards import read_eval_results, rewrite_card, write_eval_results
     from ...recipes import build_dataclass
-    from ...training import PhasedTrainer, TrainingArguments
+    from ...training import EvalOptions, RunLayout
+    from ...training.layout import CARD_SPEC_FILE
     from .modeling_adashare import AdaShareModel
 
-    run_dir = Path(run_dir)
-    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
+    options = options or EvalOptions()
+    layout = RunLayout(run_dir)
+    info = layout.read_run_info()
     if not info.get("recipe"):
         raise ConfigError(f"'{run_dir}' has no recipe in run_info.json", "pass a run folder written by effhub train")
     recipe = build_dataclass(AdaShareRecipe, info["recipe"])
-    model = AdaShareModel.from_pretrained(run_dir)
-    _, test_set = load_datasets(recipe, getattr(args, "data_dir", None))
-    trainer = PhasedTrainer(model, [build_retrain_phase(recipe, model, "eval")], {"train": test_set},
-                            TrainingArguments(output_dir=run_dir / "eval", method="adashare", progress=False))
-    scores = evaluate_model(trainer, model, test_set, make_collator(recipe, model.config.task_names, False),
+    model = AdaShareModel.from_pretrained(layout.root)
+    _, test_set = load_datasets(recipe, options.data_dir)
+    scores = evaluate_model(None, model, test_set, make_collator(recipe, model.config.task_names, False),
                             recipe.eval_batch_size)
-    trainer.end()
-    split = getattr(args, "split", None) or "test"
-    previous = {}
-    if (run_dir / METRICS_FILE).is_file():
-        from ...hub.cards import read_eval_results
-
-        previous = read_eval_results(run_dir)["extra"]
-    write_eval_results(run_dir, **eval_results_from_scores(model.config, recipe.dataset, scores, split,
-                                                          extra={k: v for k, v in previous.items() if k != "scores"}))
-    if (run_dir / "card_spec.json").is_file():
-        rewrite_card(run_dir)
+    previous = read_eval_results(layout.root)["extra"] if layout.eval_results.is_file() else {}
+    write_eval_results(layout.root, **eval_results_from_scores(
+        model.config, recipe.dataset, scores, options.split,
+        extra={k: v for k, v in previous.items() if k != "scores"}))
+    if (layout.root / CARD_SPEC_FILE).is_file():
+        rewrite_card(layout.root)
     return scores
 
 

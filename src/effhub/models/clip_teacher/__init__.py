@@ -10,6 +10,7 @@ from ...registry import MethodEntry, register_method
 register_method(
     MethodEntry(
         name="clip-teacher",
+        kind="model",
         description="a small CLIP (transformers CLIPModel) trained on the generated caption world: the offline teacher",
         recipe_class="effhub.models.clip_teacher.training_clip_teacher:CLIPTeacherRecipe",
         train="effhub.models.clip_teacher.training_clip_teacher:train",

@@ -78,6 +78,9 @@ class ClipModelRecipe:
     vision_hidden_size: int = 96
     vision_layers: int = 3
     vision_heads: int = 4
+    # "sincos": start the vision tower's learned position table from 2-D sine-cosine codes (still learned);
+    # "random": transformers' default initialisation
+    vision_position_init: str = "random"
 
 
 @dataclass
@@ -222,20 +225,40 @@ def build_model(tokenizer, image_size: int, recipe: CLIPTeacherRecipe):
         text_layers=m.text_layers, text_heads=m.text_heads, vision_hidden_size=m.vision_hidden_size,
         vision_layers=m.vision_layers, vision_heads=m.vision_heads,
     )
-    return CLIPModel(config)
+    model = CLIPModel(config)
+    if m.vision_position_init == "sincos":
+        init_sincos_positions(model)
+    elif m.vision_position_init != "random":
+        raise ConfigError(f"model.vision_position_init is {m.vision_position_init!r}", "use 'random' or 'sincos'")
+    return model
+
+
+def sincos_position_table(grid: int, width: int, scale: float = 0.5):
+    """2-D sine-cosine position codes `(grid * grid, width)`, x and y each taking half the channels."""
+    import torch
+
+    if width % 4:
+        raise ConfigError(f"vision width {width} is not a multiple of 4", "pick a width divisible by 4")
+    quarter = width // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                            indexing="ij")
+    x, y = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1) * scale
+
+
+def init_sincos_positions(model, scale: float = 0.5) -> None:
+    """Set the vision position table of a `CLIPModel` to 2-D sine-cosine codes (class position: zeros)."""
+    import torch
+
+    table = model.vision_model.embeddings.position_embedding.weight
+    grid = int(round(math.sqrt(table.shape[0] - 1)))
+    with torch.no_grad():
+        table[0].zero_()
+        table[1:].copy_(sincos_position_table(grid, table.shape[1], scale))
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def training_arguments(recipe: CLIPTeacherRecipe, args):
-    """The shared `TrainingArguments` from the recipe and the common CLI flags."""
-    from ...recipes import recipe_to_dict
-    from ...training import TrainingArguments
-
-    return TrainingArguments.from_cli_args(
-        args, output_dir=args.output_dir, seed=recipe.seed, method=METHOD_NAME, recipe=recipe_to_dict(recipe)
-    )
-
-
 def contrastive_loss(logits_per_image):
     """CLIP's symmetric InfoNCE over `[B, B + K]` image-text logits whose first B texts are the images' partners.
 
@@ -314,22 +337,28 @@ def _scheduler(optimizer, total_steps: int, warmup_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train(recipe: CLIPTeacherRecipe, args):
-    """Train the CLIP teacher; the run folder becomes a transformers model folder with its evaluation and card."""
+def train(recipe: CLIPTeacherRecipe, options):
+    """Train the CLIP teacher; the run folder becomes a transformers model folder with its evaluation and card.
+
+    Args:
+        recipe (`CLIPTeacherRecipe`): the recipe.
+        options (`effhub.training.RunOptions`): output folder, seed, resume, precision, ...
+    """
     import torch
 
     from ...data.captions import SPLIT_NAMES
-    from ...training import Phase, PhasedTrainer, Update
+    from ...recipes import recipe_to_dict
+    from ...training import Phase, Run, Update
     from .evaluation import evaluate_clip, images_to_uint8
     from .processing import build_clip_processor, save_clip_processor
 
-    training_args = training_arguments(recipe, args)
+    seed = options.seed_or(recipe.seed)
     world = build_world(recipe)
     # build the cached splits on the main process first, so that ranks do not generate them twice
     pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES[METHOD_NAME]["train"])
     build_eval_splits(world, recipe)
     tokenizer = build_tokenizer(world, recipe, pairs["caption"])
-    torch.manual_seed(training_args.seed)
+    torch.manual_seed(seed)
     model = build_model(tokenizer, world.config.image_size, recipe)
     processor = build_clip_processor(tokenizer, world.config.image_size)
     train_split = ClipPairs(images_to_uint8(pairs["image"]), pairs["caption"])
@@ -351,20 +380,17 @@ def train(recipe: CLIPTeacherRecipe, args):
             )
         ],
     )
-    trainer = PhasedTrainer(model, [phase], {"pairs": train_split}, training_args, collate_fn=ClipCollator(
-        tokenizer, world.shape_swapped if recipe.train.shape_negatives else None, recipe.seed))
-    try:
-        trainer.train()
-        trainer.save_pretrained()
-        if trainer.is_main_process:
-            trained = trainer.unwrapped_model
+    with Run(options, method=METHOD_NAME, seed=seed, recipe=recipe_to_dict(recipe)) as run:
+        trained = run.train_stage("contrastive", model, [phase], {"pairs": train_split},
+                                  collate_fn=ClipCollator(
+        tokenizer, world.shape_swapped if recipe.train.shape_negatives else None, recipe.seed)).model
+        run.save_pretrained(trained)
+        if run.is_main_process:
             metrics = evaluate_clip(trained, tokenizer, world, recipe)
-            save_clip_processor(processor, training_args.output_dir)
-            write_results_and_card(training_args.output_dir, recipe, metrics, trained, world)
-        trainer.accelerator.wait_for_everyone()
-    finally:
-        trainer.end()
-    return training_args.output_dir
+            save_clip_processor(processor, run.layout.root)
+            write_results_and_card(run.layout.root, recipe, metrics, trained, world)
+        run.wait_for_everyone()
+    return run.layout.root
 
 
 # ---------------------------------------------------------------------------------------------------- card

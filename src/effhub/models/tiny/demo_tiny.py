@@ -7,25 +7,25 @@ reloaded model's outputs differ.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 DEMO_REPO_ID = "effhub/tiny-demo"
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the tiny demo into `args.output_dir`; returns the process exit status."""
-    from ...hub.reload import publish_and_reload
+def run_demo(options) -> int:
+    """Run the tiny demo into `options.output_dir` (`effhub.training.DemoOptions`); returns the exit status."""
     from ...recipes import load_recipe
+    from ...training import RunOptions
+    from ...training.reload import publish_and_reload
     from .modeling_tiny import EffhubTinyForImageClassification
     from .training_tiny import build_datasets, train
 
-    output_dir = Path(args.output_dir) / "tiny"
+    output_dir = Path(options.output_dir) / "tiny"
     run_dir = output_dir / "run"
-    recipe = load_recipe("tiny", "demo", getattr(args, "overrides", None))
+    recipe = load_recipe("tiny", "demo", options.overrides)
     print(f"[1/4] training the tiny classifier ({recipe.train.steps} steps) into {run_dir}")
-    train(recipe, argparse.Namespace(output_dir=run_dir, seed=None, no_progress=False))
+    train(recipe, RunOptions(output_dir=run_dir))
     evaluation = json.loads((run_dir / "eval_results.json").read_text())
     accuracy = evaluation["results"][0]["metric_value"]
     print(f"      test accuracy {accuracy:.3f} (chance {1 / 4:.2f}); card: {run_dir / 'README.md'}")

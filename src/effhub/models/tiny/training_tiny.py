@@ -84,24 +84,20 @@ def _classification_step(model, batch):
     return classification_statistics(logits, batch["label"], per_sample=True)
 
 
-def training_arguments(recipe: TinyRecipe, args) -> "TrainingArguments":
-    """The shared `TrainingArguments` from the recipe and the common CLI flags."""
-    from ...recipes import recipe_to_dict
-    from ...training import TrainingArguments
+def train(recipe: TinyRecipe, options):
+    """Train the tiny classifier, evaluate it on the test split, and write model, evaluation and card to the run.
 
-    return TrainingArguments.from_cli_args(
-        args, output_dir=args.output_dir, seed=recipe.seed, method="tiny", recipe=recipe_to_dict(recipe)
-    )
-
-
-def train(recipe: TinyRecipe, args):
-    """Train the tiny classifier, evaluate it on the test split, and write model, evaluation and card to the run."""
+    Args:
+        recipe (`TinyRecipe`): the recipe.
+        options (`effhub.training.RunOptions`): output folder, seed, resume, precision, ...
+    """
     import torch
 
-    from ...training import Phase, PhasedTrainer, Update
+    from ...recipes import recipe_to_dict
+    from ...training import Phase, Run, Update
 
-    training_args = training_arguments(recipe, args)
-    torch.manual_seed(training_args.seed)
+    seed = options.seed_or(recipe.seed)
+    torch.manual_seed(seed)
     train_split, test_split = build_datasets(recipe)
     model = build_model(recipe)
     phase = Phase(
@@ -121,17 +117,14 @@ def train(recipe: TinyRecipe, args):
             )
         ],
     )
-    trainer = PhasedTrainer(model, [phase], {"train": train_split}, training_args)
-    try:
-        trainer.train()
-        statistics = trainer.evaluate(test_split, _classification_step, batch_size=128, reduce="sum")
-        trainer.save_pretrained()
-        if trainer.is_main_process:
-            write_results_and_card(training_args.output_dir, recipe, statistics, trainer.unwrapped_model)
-        trainer.accelerator.wait_for_everyone()
-    finally:
-        trainer.end()
-    return training_args.output_dir
+    with Run(options, method="tiny", seed=seed, recipe=recipe_to_dict(recipe)) as run:
+        model = run.train_stage("train", model, [phase], {"train": train_split}).model
+        statistics = run.evaluate(model, test_split, _classification_step, batch_size=128)
+        run.save_pretrained(model)
+        if run.is_main_process:
+            write_results_and_card(run.layout.root, recipe, statistics, model)
+        run.wait_for_everyone()
+    return run.layout.root
 
 
 def write_results_and_card(run_dir, recipe: TinyRecipe, statistics, model):
@@ -182,27 +175,16 @@ def write_results_and_card(run_dir, recipe: TinyRecipe, statistics, model):
     return write_model_card(run_dir, card_spec, eval_results)
 
 
-def evaluate_run(run_dir, args) -> dict:
+def evaluate_run(run_dir, options=None) -> dict:
     """`effhub eval <run>`: accuracy of a saved tiny model on the test split of its recipe."""
-    import json
-    from pathlib import Path
-
-    import torch
-
     from ...metrics import classification_scores
     from ...recipes import build_dataclass
-    from ...training import RUN_INFO_FILE
+    from ...training import RunLayout, evaluate
     from .modeling_tiny import EffhubTinyForImageClassification
 
-    run_dir = Path(run_dir)
-    recipe = build_dataclass(TinyRecipe, json.loads((run_dir / RUN_INFO_FILE).read_text())["recipe"])
-    model = EffhubTinyForImageClassification.from_pretrained(run_dir).eval()
+    layout = RunLayout(run_dir)
+    recipe = build_dataclass(TinyRecipe, layout.read_run_info()["recipe"])
+    model = EffhubTinyForImageClassification.from_pretrained(layout.root)
     _, test_split = build_datasets(recipe)
-    totals = None
-    with torch.no_grad():
-        for start in range(0, len(test_split), 128):
-            batch = test_split[start : start + 128]
-            statistics = _classification_step(model, batch)
-            summed = {key: value.sum(0) for key, value in statistics.items()}
-            totals = summed if totals is None else {key: totals[key] + summed[key] for key in totals}
-    return {"split": "test", **classification_scores(totals)}
+    totals = evaluate(model, test_split, _classification_step, batch_size=128)
+    return {"split": "test", **classification_scores({key: value.cpu() for key, value in totals.items()})}

@@ -85,9 +85,9 @@ def publish_and_reload(run_dir, repo_id: str, hub_root, model, pixel_values) -> 
 
     import torch
 
-    from .browse import browse_models, format_table
-    from .publish import push_folder
-    from .server import LocalHubServer
+    from ..hub.browse import browse_models, format_table
+    from ..hub.publish import push_folder
+    from ..hub.server import LocalHubServer
 
     with torch.no_grad():
         expected = output_tensors(model(pixel_values=pixel_values).logits)

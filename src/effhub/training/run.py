@@ -1,0 +1,346 @@
+"""A training run: a sequence of named stages in one run folder, on one `Accelerator` from the first to the last.
+
+A stage is a model trained through its phases on its datasets (`PhasedTrainer`). The run owns what stages share:
+the folder and its file names (`RunLayout`), the accelerator and its process group, the trackers and
+`logs/metrics.jsonl` (steps count on across stages), `run_info.json`, and the record of finished stages: a finished
+stage keeps its final weights and the outputs the method recorded (e.g. its validation scores), so `resume=True`
+skips it and loads them, and continues the interrupted stage from its latest checkpoint.
+
+```python
+from effhub.training import Phase, Run, RunOptions, Update
+
+with Run(RunOptions(output_dir="runs/x"), method="mine", seed=0) as run:
+    teacher = run.train_stage("teacher", teacher, [Phase(...)], {"train": data}).model
+    student = run.train_stage("student", student, [Phase(...)], {"train": data},
+                              outputs=lambda model: {"val": score(model)})
+    run.save_pretrained(student.model)
+```
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ..atomic import atomic_save_safetensors, atomic_write_json
+from ..errors import CheckpointError, ConfigError
+from .checkpoints import latest_checkpoint
+from .layout import RunLayout, check_stage_name
+from .options import RunOptions
+from .phases import Phase
+from .run_info import collect_run_info
+from .tracking import build_trackers, truncate_metrics_log
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What a stage leaves: the trained model, the trainer state, and the outputs recorded with it.
+
+    Attributes:
+        model (`nn.Module`): the trained (unwrapped) model.
+        state (`dict`): the trainer state at the end (e.g. a temperature).
+        outputs (`dict`): what the stage's `outputs` function returned (read from the record when skipped).
+        skipped (`bool`): the stage had finished in an earlier, interrupted attempt of this run.
+    """
+
+    model: nn.Module
+    state: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+
+class Run:
+    """One training run (see the module docstring); use it as a context manager, or call `close()` at the end.
+
+    Args:
+        options (`RunOptions`): where and how to run.
+        method (`str`): the method name, recorded in `run_info.json` (`effhub eval` reads it).
+        seed (`int`): the run's seed (`options.seed_or(recipe.seed)`); every stage starts by seeding with it.
+        recipe (`dict`, *optional*): the recipe snapshot recorded in `run_info.json`.
+        find_unused_parameters (`bool`): let DDP tolerate parameters that get no gradient in a pass.
+    """
+
+    def __init__(self, options: RunOptions, method: str, seed: int, recipe: dict | None = None,
+                 find_unused_parameters: bool = True):
+        if not isinstance(options, RunOptions):
+            raise ConfigError(f"options is a {type(options).__name__}", "pass effhub.training.RunOptions(...)")
+        if recipe is not None and not isinstance(recipe, dict):
+            raise ConfigError(f"the run's recipe is a {type(recipe).__name__}, not a dict",
+                              "pass the recipe as a plain dict (effhub.recipes.recipe_to_dict)")
+        self.options = options
+        self.method = method
+        self.seed = seed
+        self.recipe = recipe
+        self.find_unused_parameters = find_unused_parameters
+        self.layout = RunLayout(options.output_dir)
+        self._accelerator = None
+        self._started = False
+        self._closed = False
+        self._stages: dict[str, Any] = self.layout.read_stages() if options.resume else {}
+        self._stage_names: list[str] = []
+        self.global_step = 0
+
+    # ---------------------------------------------------------------------------------------------- process group
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("this run has been closed", "start a new Run for another run")
+
+    @property
+    def accelerator(self):
+        """The run's `Accelerator` (created on first use; its process group lives until `close()`)."""
+        if self._accelerator is None:
+            from accelerate import Accelerator
+            from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+
+            self._accelerator = Accelerator(
+                cpu=self.options.cpu,
+                mixed_precision=self.options.mixed_precision,
+                # accumulation is done by the trainer (several data streams, several optimisers): Accelerate sees 1
+                gradient_accumulation_steps=1,
+                log_with=build_trackers(self.options.log_with, self.layout.logs),
+                project_config=ProjectConfiguration(project_dir=str(self.layout.root),
+                                                    logging_dir=str(self.layout.logs)),
+                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=self.find_unused_parameters)],
+                # one scheduler step per optimizer step, whatever the number of processes
+                step_scheduler_with_optimizer=False,
+            )
+        return self._accelerator
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def wait_for_everyone(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+    def _start(self, stage: str, phases: list[Phase], resume_from: Path | None) -> None:
+        """Write `run_info.json` (stage by stage: each stage's phases, each resume's checkpoint) and start the
+        trackers when the first stage trains."""
+        if self._started:
+            if self.is_main_process:
+                info = self.layout.read_run_info()
+                info.setdefault("stages", {})[stage] = [phase.fingerprint() for phase in phases]
+                if resume_from is not None and info.get("resumes"):
+                    info["resumes"][-1].setdefault("checkpoints", {})[stage] = resume_from.name
+                atomic_write_json(self.layout.run_info, info)
+            self.wait_for_everyone()
+            return
+        self._started = True
+        accelerator = self.accelerator
+        resuming = self.options.resume and self.layout.run_info.is_file()
+        if accelerator.is_main_process:
+            self.layout.root.mkdir(parents=True, exist_ok=True)
+            info = collect_run_info(method=self.method, seed=self.seed, recipe=self.recipe,
+                                    world_size=accelerator.num_processes,
+                                    mixed_precision=self.options.mixed_precision,
+                                    grad_accum=self.options.grad_accum,
+                                    stages={stage: [phase.fingerprint() for phase in phases]},
+                                    device=str(accelerator.device))
+            if resuming:
+                previous = self.layout.read_run_info()
+                resume = {"time": info["start_time"], "world_size": info["world_size"], "versions": info["versions"],
+                          "git_sha": info["git_sha"]}
+                if resume_from is not None:
+                    resume["checkpoints"] = {stage: resume_from.name}
+                previous.setdefault("resumes", []).append(resume)
+                previous.setdefault("stages", {})[stage] = info["stages"][stage]
+                info = previous
+            atomic_write_json(self.layout.run_info, info)
+        accelerator.wait_for_everyone()
+        accelerator.init_trackers(self.method or "effhub",
+                                  config={"method": self.method, "seed": self.seed,
+                                          "mixed_precision": self.options.mixed_precision,
+                                          "grad_accum": self.options.grad_accum,
+                                          "world_size": accelerator.num_processes, "resumed": resuming})
+        logger.info("rank %d of world size %d on %s", accelerator.process_index, accelerator.num_processes,
+                    accelerator.device)
+
+    # ---------------------------------------------------------------------------------------------- stages
+    def stage_finished(self, name: str) -> bool:
+        """Whether stage `name` finished in an earlier attempt of this run (only known with `resume=True`)."""
+        return name in self._stages
+
+    def train_stage(self, name: str, model: nn.Module, phases: list[Phase], datasets: dict[str, Any],
+                    collate_fn: Callable | dict[str, Callable] | None = None, initial_state: dict | None = None,
+                    outputs: Callable[[nn.Module], dict] | None = None,
+                    phase_end_checkpoints: bool = True) -> StageResult:
+        """Train `model` through `phases` as the stage `name`, or skip it when it finished in an earlier attempt.
+
+        The stage starts by seeding every process with the run's seed. A finished stage's weights are saved to its
+        folder and its record written last, so a kill at any point leaves either an unfinished stage (resumed from
+        its latest checkpoint, or started afresh when it has none) or a finished one.
+
+        Args:
+            name (`str`): unique within the run; names the stage's folder under `checkpoints/`.
+            model (`nn.Module`): the model, built by the method (weights loaded from the record when skipped).
+            phases (`list[Phase]`), datasets (`dict`), collate_fn, initial_state: see `PhasedTrainer`.
+            outputs (`Callable`, *optional*): `outputs(model)` after training returns a JSON-able dict recorded with
+                the stage (e.g. its validation scores), so that a resumed run does not compute it again.
+            phase_end_checkpoints (`bool`): checkpoint at every phase end (off for many short trainings).
+        """
+        from accelerate.utils import set_seed
+
+        from .trainer import PhasedTrainer
+
+        self._check_open()
+        check_stage_name(name)
+        if name in self._stage_names:
+            raise ConfigError(f"two stages of the run are named '{name}'", "give every stage a unique name")
+        self._stage_names.append(name)
+        if name in self._stages:
+            return self._skip_stage(name, model)
+        stage_dir = self.layout.stage_dir(name)
+        resume_from = latest_checkpoint(stage_dir) if self.options.resume else None
+        self._start(name, phases, resume_from)
+        set_seed(self.seed)
+        trainer = PhasedTrainer(model, phases, datasets, accelerator=self.accelerator, options=self.options,
+                                seed=self.seed, checkpoint_dir=stage_dir, collate_fn=collate_fn,
+                                initial_state=initial_state, step_offset=self.global_step,
+                                phase_end_checkpoints=phase_end_checkpoints)
+        if self.is_main_process:
+            # a resumed run re-logs the steps after its checkpoint (or after the last finished stage)
+            resumed_step = self.global_step
+            if resume_from is not None:
+                from .checkpoints import read_trainer_state
+
+                resumed_step = read_trainer_state(resume_from)["global_step"]
+            if self.options.resume:
+                truncate_metrics_log(self.layout.metrics_log, resumed_step)
+        try:
+            trained = trainer.train(resume_from=resume_from)
+            self.global_step = trainer.global_step
+            state = dict(trainer.state)
+        finally:
+            trainer.release()
+        recorded = outputs(trained) if outputs is not None else {}
+        self._check_json(recorded, f"the outputs of stage '{name}'")
+        self._stages[name] = {"steps": trainer.total_steps, "global_step": self.global_step, "state": state,
+                              "outputs": recorded}
+        if self.is_main_process:  # weights first, record last: a kill in between leaves the stage unfinished
+            self._save_weights(trained, self.layout.stage_weights(name))
+            self.layout.write_stages(self._stages)
+        self.wait_for_everyone()
+        return StageResult(model=trained, state=state, outputs=recorded)
+
+    def _skip_stage(self, name: str, model: nn.Module) -> StageResult:
+        from safetensors.torch import load_file
+
+        record = self._stages[name]
+        path = self.layout.stage_weights(name)
+        if not path.is_file():
+            raise CheckpointError(f"stage '{name}' is recorded as finished but '{path}' is missing",
+                                  f"delete '{self.layout.stages_file}' to train every stage again")
+        state_dict = load_file(str(path))
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        if unexpected or [key for key in missing if key in dict(model.named_parameters())]:
+            raise CheckpointError(f"'{path}' does not fit the model of stage '{name}' (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})",
+                                  "resume with the recipe that started the run, or train into a fresh --output-dir")
+        self.global_step = int(record.get("global_step", self.global_step + record.get("steps", 0)))
+        logger.info("stage '%s' finished in an earlier attempt: skipped", name)
+        return StageResult(model=model, state=dict(record.get("state") or {}),
+                           outputs=dict(record.get("outputs") or {}), skipped=True)
+
+    @staticmethod
+    def _check_json(value: dict, what: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{what} is a {type(value).__name__}, not a dict", "return a dict of plain values")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{what} hold a value that JSON cannot store ({error})",
+                              "keep only plain numbers, strings, lists and dicts") from None
+
+    @staticmethod
+    def _save_weights(model: nn.Module, path: Path) -> None:
+        from .trainer import untie_tensors
+
+        atomic_save_safetensors(untie_tensors(dict(model.state_dict())), path)
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, model: nn.Module, dataset, step_fn, batch_size: int, collate_fn=None, reduce: str | None = "sum"):
+        """`effhub.training.evaluate` on this run's processes (see there)."""
+        from .evaluation import evaluate
+
+        self._check_open()
+        return evaluate(model, dataset, step_fn, batch_size, collate_fn=collate_fn, accelerator=self.accelerator,
+                        reduce=reduce, num_workers=self.options.dataloader_workers)
+
+    # ---------------------------------------------------------------------------------------------- saving, end
+    def save_pretrained(self, model: nn.Module, directory: str | Path | None = None, **kwargs) -> Path:
+        """Save `model` into `directory` (default: the run folder) on the main process; every process calls it.
+
+        Files are written into a temp folder beside them and moved into place one by one with `os.replace`, so a
+        crash never leaves a half-written weight file.
+        """
+        self._check_open()
+        directory = Path(directory) if directory is not None else self.layout.root
+        self.wait_for_everyone()
+        if self.is_main_process:
+            save_model_atomically(model, directory, **kwargs)
+        self.wait_for_everyone()
+        return directory
+
+    def close(self) -> None:
+        """End the run on every process: release the accelerator's objects, finish trackers, end the process group.
+
+        Without this sequence (references dropped, garbage collected, then `end_training()`), 2-process CPU runs
+        abort with SIGABRT at exit in a fraction of runs. Safe to call twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        accelerator = self._accelerator
+        if accelerator is None:
+            return
+        accelerator.wait_for_everyone()
+        accelerator.free_memory()
+        gc.collect()
+        accelerator.end_training()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+def save_model_atomically(model: nn.Module, directory: str | Path, **kwargs) -> Path:
+    """`save_pretrained` (or safetensors for a plain module) through a temp folder and `os.replace` per file."""
+    from .trainer import untie_tensors
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".tmp-save-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(temporary, **kwargs)
+        else:
+            from safetensors.torch import save_file
+
+            tensors = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+            save_file(untie_tensors(tensors), str(temporary / "model.safetensors"), metadata={"format": "pt"})
+        for source in sorted(temporary.rglob("*")):
+            if source.is_file():
+                target = directory / source.relative_to(temporary)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return directory
+
+
+__all__ = ["Run", "StageResult", "save_model_atomically"]
