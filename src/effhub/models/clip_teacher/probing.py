@@ -170,20 +170,27 @@ def dense_localisation(world, patch_features, class_text_embeddings, objects_per
         min_cover (`float`): a patch lies on an object when the object's silhouette covers at least this fraction
             of it.
 
-    Returns: the hit rate with its standard error, and chance: the expected hit rate of a patch picked at random.
+    Returns: the hit rate with its standard error; `chance`: the expected hit rate of a patch picked at random
+    from the image; `chance_object_patch`: the same for a patch picked at random among the patches that lie on
+    some object (a feature that finds objects but not which one); `on_other_object`: how often the best patch
+    lies on another object only.
     """
     grid = int(round(math.sqrt(patch_features.shape[1])))
-    hits, chance = [], []
+    hits, chance, chance_objects, other = [], [], [], []
     for features, objects in zip(patch_features, objects_per_image):
         cover = patch_coverage(world, objects, grid) >= min_cover
+        any_object = cover.any(axis=0)
         for record, on_object in zip(objects, cover):
             text = class_text_embeddings[world.class_index(record["class_name"])]
             best = int((features @ text).argmax())
             hits.append(bool(on_object[best]))
+            other.append(bool(any_object[best] and not on_object[best]))
             chance.append(float(on_object.mean()))
+            chance_objects.append(float(on_object.sum() / max(any_object.sum(), 1)))
     result = proportion(hits)
     return {"accuracy": result["value"], "accuracy_se": result["se"], "num_objects": result["n"],
-            "chance": float(np.mean(chance)), "grid": f"{grid}x{grid}", "min_cover": min_cover}
+            "chance": float(np.mean(chance)), "chance_object_patch": float(np.mean(chance_objects)),
+            "on_other_object": float(np.mean(other)), "grid": f"{grid}x{grid}", "min_cover": min_cover}
 
 
 __all__ = [
