@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import EffhubError
+from .errors import EffhubError, TrainingInterrupted
 from .training.options import ConvertOptions, DemoOptions, EvalOptions, RunOptions
 
 # commands that load or train models: they need the Auto-class registrations
@@ -33,7 +34,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps")
     parser.add_argument("--log-with", nargs="*", default=None, help="trackers, e.g. tensorboard (jsonl always on)")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="save a resumable checkpoint every N steps")
-    parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --output-dir")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output-dir: finished stages are skipped, the interrupted one "
+                             "continues from its latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run that --output-dir holds (its files only; nothing else is touched)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value (repeatable; dotted keys for sections)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="push the trained model when done")
@@ -59,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="effhub", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"effhub {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also EFFHUB_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     methods = list_methods()
 
@@ -142,6 +149,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     """`RunOptions` from the flags of `effhub train <method>`."""
     output_dir = args.output_dir or Path("runs") / f"{args.method}-{Path(str(args.recipe)).stem}"
     values = {"output_dir": output_dir, "seed": args.seed, "data_dir": args.data_dir, "resume": args.resume,
+              "overwrite": args.overwrite,
               "progress": not args.no_progress, "push_to_hub": args.push_to_hub, "hub_endpoint": args.hub_endpoint}
     for name in ("mixed_precision", "grad_accum", "log_with", "checkpoint_every"):
         if getattr(args, name) is not None:
@@ -169,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"effhub: pushed to {push_folder(output_dir, options.push_to_hub, endpoint=options.hub_endpoint)}")
         return 0
     if args.command == "eval":
-        method = args.method or _method_of_run(args.run_dir)
+        method = _method_of_run(args.run_dir, args.method)
         options = EvalOptions(data_dir=args.data_dir, split=args.split, zero_shot=args.zero_shot)
         metrics = get_method(method).load("evaluate")(args.run_dir, options)
         text = json.dumps(metrics, indent=2, sort_keys=True)
@@ -250,19 +258,47 @@ def _flagship_demo() -> str:
     return sorted(with_demo)[0]
 
 
-def _method_of_run(run_dir: Path) -> str:
+def _method_of_run(run_dir: Path, asked: str | None = None) -> str:
+    """The method that wrote `run_dir` (checked against `--method` when given)."""
+    from .errors import CheckpointError, ConfigError
     from .training.layout import RunLayout
 
-    return RunLayout(run_dir).read_run_info()["method"]
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run folder '{run_dir}' does not exist", "pass the --output-dir of an effhub train run")
+    info = RunLayout(run_dir).read_run_info()
+    recorded = info.get("method") if isinstance(info, dict) else None
+    if not recorded:
+        if asked:
+            return asked
+        raise CheckpointError(f"'{run_dir}/run_info.json' names no method",
+                              "pass --method, or evaluate a folder written by `effhub train`")
+    if asked and asked != recorded:
+        raise ConfigError(f"'{run_dir}' is a '{recorded}' run, not a '{asked}' run",
+                          f"drop --method (or pass --method {recorded})")
+    return recorded
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; effhub errors print one clear line (the problem and the fix) and exit with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("EFFHUB_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         return _run(args)
+    except TrainingInterrupted as error:
+        if debug:
+            raise
+        words = [word for word in argv if word != "--overwrite"] + ["--resume"] * ("--resume" not in argv)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch: the same launch, -m effhub.train
+            resume = "accelerate launch <the same launch options> -m effhub.train " + shlex.join(words[1:])
+        else:
+            resume = "effhub " + shlex.join(words)
+        if _is_main_rank():
+            print(f"effhub: {error.problem}.\neffhub: resume with: {resume}", file=sys.stderr)
+        return 130
     except EffhubError as error:
+        if debug:
+            raise
         print(f"effhub: error: {error}", file=sys.stderr)
         return 2
 

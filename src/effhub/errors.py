@@ -48,6 +48,10 @@ class CheckpointError(EffhubError, OSError):
     """A checkpoint or weight file is missing, truncated, corrupt, or belongs to another run."""
 
 
+class TrainingInterrupted(EffhubError, KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM; the fix says how to resume."""
+
+
 class HubError(EffhubError, OSError):
     """A Hub operation failed: repository missing, endpoint unreachable, or a conflicting write."""
 
@@ -72,6 +76,7 @@ __all__ = [
     "TaskError",
     "DatasetError",
     "CheckpointError",
+    "TrainingInterrupted",
     "HubError",
     "OfflineError",
     "DistributedError",

@@ -36,6 +36,9 @@ class RunOptions:
         data_dir (`str` or `Path`, *optional*): the data set's root for recipes that read a real data set.
         resume (`bool`): continue an interrupted run: finished stages are skipped, the interrupted one continues
             from its latest checkpoint.
+        overwrite (`bool`): replace the run that `output_dir` holds (another method, recipe or a finished run):
+            its files are removed first; files the run did not write are left alone. Without it such a folder is
+            refused.
         mixed_precision (`str`): `"no"`, `"fp16"` (GPU) or `"bf16"` (GPU or CPU).
         grad_accum (`int`): micro-batches accumulated into each optimizer step.
         log_with (`list[str]`): extra Accelerate trackers such as `["tensorboard"]`; `logs/metrics.jsonl` is always
@@ -53,6 +56,7 @@ class RunOptions:
     seed: int | None = None
     data_dir: str | Path | None = None
     resume: bool = False
+    overwrite: bool = False
     mixed_precision: str = "no"
     grad_accum: int = 1
     log_with: list[str] = field(default_factory=list)
@@ -88,6 +92,9 @@ class RunOptions:
             self.log_with = [self.log_with]
         self.log_with = [str(name) for name in self.log_with]
         self.cpu = bool(self.cpu) or _env_flag("ACCELERATE_USE_CPU")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite were both asked", "pass --resume to continue the run in the "
+                              "folder, or --overwrite to replace it, not both")
 
     def seed_or(self, recipe_seed: int) -> int:
         """The run's seed: this option when set, else the recipe's."""

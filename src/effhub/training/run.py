@@ -31,7 +31,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..atomic import atomic_save_safetensors, atomic_write_json
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from .checkpoints import latest_checkpoint
 from .layout import RunLayout, check_stage_name
 from .options import RunOptions
@@ -86,9 +86,58 @@ class Run:
         self._accelerator = None
         self._started = False
         self._closed = False
-        self._stages: dict[str, Any] = self.layout.read_stages() if options.resume else {}
         self._stage_names: list[str] = []
         self.global_step = 0
+        self._interrupted: str | None = None
+        self._foreign = self._claim_folder()
+        self._stages: dict[str, Any] = self.layout.read_stages() if options.resume else {}
+
+    # ---------------------------------------------------------------------------------------------- the folder
+    def _claim_folder(self) -> set[str]:
+        """Refuse a folder that holds another run (unless resuming it, or asked to overwrite it); returns the
+        entries that were there and are not this run's (never touched)."""
+        root = self.layout.root
+        if not root.exists():
+            return set()
+        if not root.is_dir():
+            raise ConfigError(f"output folder '{root}' is a file", "pass a folder path as --output-dir")
+        present = {entry.name for entry in root.iterdir()}
+        if not present:
+            return set()
+        previous = self.layout.read_run_info() if self.layout.run_info.is_file() else None
+        if previous is None:
+            if self.options.resume:
+                raise CheckpointError(f"'{root}' holds no effhub run to resume (no {self.layout.run_info.name})",
+                                      "start without --resume, or point --output-dir at the interrupted run")
+            if not self.options.overwrite:
+                raise CheckpointError(f"output folder '{root}' is not empty and holds no effhub run",
+                                      "pass a new or empty --output-dir (or --overwrite to write beside its files)")
+            return present
+        what = (f"a {'finished' if previous.get('finished') else 'unfinished'} '{previous.get('method')}' run "
+                f"(recipe {(previous.get('recipe') or {}).get('description') or 'unnamed'!s:.60})")
+        if self.options.resume:
+            if previous.get("method") != self.method:
+                raise CheckpointError(f"'{root}' holds {what}, not a '{self.method}' run",
+                                      f"resume it with `effhub train {previous.get('method')} --resume`, or train "
+                                      "into another --output-dir")
+            return present - set(previous.get("files") or present)
+        if not self.options.overwrite:
+            raise CheckpointError(f"output folder '{root}' already holds {what}",
+                                  "pass --resume to continue it, --overwrite to replace it, or another --output-dir")
+        owned = set(previous.get("files") or ()) | {self.layout.run_info.name, self.layout.checkpoints.name,
+                                                   self.layout.logs.name}
+        if self.accelerator.is_main_process:
+            for name in sorted(owned & present):
+                path = root / name
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            logger.warning("--overwrite: removed the previous run's %d entries from %s", len(owned & present), root)
+        self.accelerator.wait_for_everyone()
+        return present - owned
+
+    def _owned_entries(self) -> list[str]:
+        root = self.layout.root
+        return sorted(entry.name for entry in root.iterdir() if entry.name not in self._foreign) if root.is_dir() \
+            else []
 
     # ---------------------------------------------------------------------------------------------- process group
     def _check_open(self) -> None:
@@ -155,6 +204,9 @@ class Run:
                 previous.setdefault("resumes", []).append(resume)
                 previous.setdefault("stages", {})[stage] = info["stages"][stage]
                 info = previous
+            info["finished"] = False
+            info["files"] = sorted(set(info.get("files") or ()) | set(self._owned_entries()) | {
+                self.layout.run_info.name, self.layout.checkpoints.name, self.layout.logs.name})
             atomic_write_json(self.layout.run_info, info)
         accelerator.wait_for_everyone()
         accelerator.init_trackers(self.method or "effhub",
@@ -217,7 +269,13 @@ class Run:
             if self.options.resume:
                 truncate_metrics_log(self.layout.metrics_log, resumed_step)
         try:
-            trained = trainer.train(resume_from=resume_from)
+            with _StopOnSignals() as signals:
+                trained = trainer.train(resume_from=resume_from, should_stop=signals.received)
+            if signals.stopped_at is not None:
+                raise TrainingInterrupted(
+                    f"training stopped on {signals.stopped_at} in stage '{name}' at step {trainer.global_step}; "
+                    f"checkpoint {signals.checkpoint or 'none (no step had finished)'} holds it",
+                    "run the same command again with --resume (RunOptions(resume=True)) to continue from there")
             self.global_step = trainer.global_step
             state = dict(trainer.state)
         finally:
@@ -291,11 +349,15 @@ class Run:
         self.wait_for_everyone()
         return directory
 
-    def close(self) -> None:
-        """End the run on every process: release the accelerator's objects, finish trackers, end the process group.
+    def close(self, finished: bool = True) -> None:
+        """End the run on every process: record its files (and whether it finished) in `run_info.json`, release
+        the accelerator's objects, finish trackers, end the process group.
 
         Without this sequence (references dropped, garbage collected, then `end_training()`), 2-process CPU runs
         abort with SIGABRT at exit in a fraction of runs. Safe to call twice.
+
+        Args:
+            finished (`bool`): the run completed (False when it ends on an error or an interruption).
         """
         if self._closed:
             return
@@ -303,6 +365,11 @@ class Run:
         accelerator = self._accelerator
         if accelerator is None:
             return
+        if self._started and accelerator.is_main_process and self.layout.run_info.is_file():
+            info = self.layout.read_run_info()
+            info["files"] = sorted(set(info.get("files") or ()) | set(self._owned_entries()))
+            info["finished"] = bool(finished)
+            atomic_write_json(self.layout.run_info, info)
         accelerator.wait_for_everyone()
         accelerator.free_memory()
         gc.collect()
@@ -311,8 +378,53 @@ class Run:
     def __enter__(self) -> "Run":
         return self
 
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        self.close(finished=exc_type is None)
+        return False
+
+
+class _StopOnSignals:
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a request to stop after the current step, with a checkpoint;
+    a second one interrupts at once. Only in the main thread (signals cannot be caught elsewhere)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.stopped_at: str | None = None
+        self.checkpoint: str | None = None
+        self._requested: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopOnSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame) -> None:
+        import signal
+
+        self._requested = signal.Signals(number).name
+        for known, handler in self._previous.items():  # a second signal acts at once
+            signal.signal(known, handler)
+
+    def received(self, checkpoint=None) -> bool:
+        """Whether a signal asked to stop (the trainer asks after each step); called with the checkpoint it saved,
+        it records that training stopped (on every process, also those that got no signal themselves)."""
+        if checkpoint is not None:
+            self.checkpoint = str(checkpoint)
+            self.stopped_at = self._requested or "a signal to another process"
+        return self._requested is not None
+
     def __exit__(self, *exc) -> bool:
-        self.close()
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
         return False
 
 

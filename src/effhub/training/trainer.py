@@ -143,6 +143,7 @@ class PhasedTrainer:
         self._streams: dict[str, DataStream] = {}
         self.step_offset = step_offset
         self.global_step = step_offset
+        self._should_stop: Callable[..., bool] | None = None
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _select_parameters(self, model: nn.Module) -> None:
@@ -248,8 +249,16 @@ class PhasedTrainer:
                               "keep only plain numbers, strings, lists and dicts in the state") from None
 
     # ------------------------------------------------------------------------------------------------ training
-    def train(self, resume_from: Path | None = None) -> nn.Module:
-        """Run every phase, or continue from the checkpoint `resume_from`; returns the unwrapped model."""
+    def train(self, resume_from: Path | None = None, should_stop: Callable[..., bool] | None = None) -> nn.Module:
+        """Run every phase, or continue from the checkpoint `resume_from`; returns the unwrapped model.
+
+        Args:
+            resume_from (`Path`, *optional*): a checkpoint of this stage to continue from.
+            should_stop (`Callable`, *optional*): asked after every step (on every process: any process asking
+                stops all); when it says so, a checkpoint of that step is saved, `should_stop(checkpoint=path)` is
+                told where, and training returns early.
+        """
+        self._should_stop = should_stop
         start_phase, start_step = 0, 0
         if resume_from is not None:
             saved = self._check_resumable(resume_from)
@@ -272,8 +281,10 @@ class PhasedTrainer:
                 self._restore(resume_from, streams=True)
             first_step = start_step if mid_phase else 0
             mid_phase = False
-            self._run_phase(phase_index, first_step)
+            stopped = self._run_phase(phase_index, first_step)
             self._close_streams()
+            if stopped:
+                break
         self.accelerator.wait_for_everyone()
         return self._unwrapped
 
@@ -307,7 +318,7 @@ class PhasedTrainer:
             )
         return saved
 
-    def _run_phase(self, phase_index: int, first_step: int) -> None:
+    def _run_phase(self, phase_index: int, first_step: int) -> bool:
         from tqdm.auto import tqdm
 
         phase = self.phases[phase_index]
@@ -344,10 +355,27 @@ class PhasedTrainer:
                     bar.set_postfix({key.rsplit("/", 2)[-2]: f"{record[key]:.4g}" for key in loss_keys})
                 last = step + 1 == phase.steps
                 every = self.options.checkpoint_every
+                saved = None
                 if (last and self.phase_end_checkpoints) or (every and self.global_step % every == 0):
-                    self.save_checkpoint(phase_index, step + 1)
+                    saved = self.save_checkpoint(phase_index, step + 1)
+                if self._stop_requested():
+                    if saved is None:
+                        saved = self.save_checkpoint(phase_index, step + 1)
+                    self._should_stop(checkpoint=saved)
+                    return True
         finally:
             bar.close()
+        return False
+
+    def _stop_requested(self) -> bool:
+        """Whether any process was asked to stop (one collective per step only under several processes)."""
+        if self._should_stop is None:
+            return False
+        local = bool(self._should_stop())
+        if self.accelerator.num_processes == 1:
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     def _set_trainable(self, params: list[nn.Parameter]) -> None:
         active = {id(p) for p in params}
