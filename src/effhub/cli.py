@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
             method_parser.add_argument("source", type=Path, help="the authors' checkpoint file")
             method_parser.add_argument("--recipe", required=True)
             method_parser.add_argument("--output", type=Path, required=True)
+            method_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                                       help="override a value of the recipe (repeatable)")
 
     demo = commands.add_parser("demo", help="run a method's end-to-end demo on the embedded defaults")
     demo.add_argument("method", nargs="?", default=None, help="method (default: the flagship demo)")

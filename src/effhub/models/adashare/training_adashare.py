@@ -16,6 +16,7 @@ looks at the test split.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -300,7 +301,7 @@ def train_fixed_architecture(run, recipe: AdaShareRecipe, seed: int, stage: str,
     from .modeling_adashare import AdaShareModel
 
     torch.manual_seed(seed)
-    model = AdaShareModel(config)
+    model = AdaShareModel(copy.deepcopy(config))  # its own config: set_policy writes the policy into it
     if initial_state is not None:
         model.load_state_dict({k: v for k, v in initial_state.items() if k in model.state_dict()}, strict=False)
     if policy_logits is not None:
