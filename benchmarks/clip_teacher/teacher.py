@@ -44,7 +44,7 @@ def train_teacher(recipe, output_dir, log_every: int = 50, threads: int | None =
     scheduler = _scheduler(optimizer, recipe.train.steps, recipe.train.warmup_steps)
     rng = np.random.default_rng(recipe.seed)
     order, cursor = rng.permutation(len(dataset)), 0
-    initial_scale = float(model.logit_scale.exp())
+    initial_scale = float(model.logit_scale.detach().exp())
     log = []
     model.train()
     train_started = time.time()
