@@ -16,15 +16,22 @@ looks at the test split.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 
-from ...atomic import atomic_save_safetensors, atomic_write_json
-from ...errors import ConfigError
+from ...atomic import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from ...data.dense.schema import dataset_ids
+from ...errors import ConfigError, DatasetError
 from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
@@ -43,36 +50,152 @@ SELECTION_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", T
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitIds:
+    """The image ids of AdaShare's three training subsets, carved from one training set.
+
+    Weights are trained on `train1`, the policy on `train2` (Sun et al., NeurIPS 2020, Sec. 3.3), and `val` serves
+    model selection, so that no decision looks at the test split. Saved with a run as JSON.
+
+    Args:
+        train1 (`tuple[str, ...]`): ids of the weight-update subset.
+        train2 (`tuple[str, ...]`): ids of the policy-update subset (disjoint from `train1`).
+        val (`tuple[str, ...]`): ids of the validation subset (disjoint from both).
+        val_fraction (`float`): the fraction of the training set carved out for validation.
+        seed (`int`): the seed of the permutation.
+    """
+
+    train1: tuple[str, ...]
+    train2: tuple[str, ...]
+    val: tuple[str, ...]
+    val_fraction: float
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train1": list(self.train1),
+            "train2": list(self.train2),
+            "val": list(self.val),
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> SplitIds:
+        missing = {"train1", "train2", "val", "val_fraction", "seed"} - set(mapping)
+        if missing:
+            raise DatasetError(f"Split record lacks {sorted(missing)}", "save it with `SplitIds.save`")
+        return cls(
+            train1=tuple(mapping["train1"]),
+            train2=tuple(mapping["train2"]),
+            val=tuple(mapping["val"]),
+            val_fraction=float(mapping["val_fraction"]),
+            seed=int(mapping["seed"]),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the split as JSON, atomically (temporary file in the same folder, then `os.replace`)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SplitIds:
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"Split file '{path}' does not exist", "pass the split.json saved with the run")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except ValueError as error:
+            raise DatasetError(f"Split file '{path}' is not valid JSON ({error})", "re-create it") from error
+
+    def select(self, dataset) -> tuple[Any, Any, Any]:
+        """Return the (train1, train2, val) subsets of `dataset` (which must hold every id of this split)."""
+        position = {identifier: index for index, identifier in enumerate(dataset_ids(dataset))}
+        subsets = []
+        for name in ("train1", "train2", "val"):
+            wanted = getattr(self, name)
+            missing = [identifier for identifier in wanted if identifier not in position]
+            if missing:
+                raise DatasetError(
+                    f"The data set lacks {len(missing)} id(s) of the saved '{name}' split (e.g. {missing[:3]})",
+                    "select from the same training set the split was made from",
+                )
+            subsets.append(dataset.select([position[identifier] for identifier in wanted]))
+        return subsets[0], subsets[1], subsets[2]
+
+
+def split_ids(dataset_or_ids, val_fraction: float = 0.1, seed: int = 0) -> SplitIds:
+    """Carve a seeded validation set out of a training set and halve the rest into disjoint `train1` / `train2`.
+
+    The ids are sorted before the seeded permutation, so the split depends on the set of ids and the seed only, not on
+    the order of the rows. The AdaShare authors do not say how their train1/train2 were cut (their issues #7 and #15);
+    a random disjoint halving is the natural reading of the paper.
+
+    Args:
+        dataset_or_ids: a data set with an `id` column, or a sequence of ids.
+        val_fraction (`float`, defaults to 0.1): share of the ids kept for validation, in [0, 1).
+        seed (`int`, defaults to 0): seed of the permutation.
+    """
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ConfigError(f"val_fraction={val_fraction} is outside [0, 1)", "pass a fraction such as 0.1")
+    ids = sorted(dataset_ids(dataset_or_ids))
+    if len(set(ids)) != len(ids):
+        raise DatasetError("The data set's ids are not unique", "give every sample a distinct id")
+    if len(ids) < 2 + (val_fraction > 0):
+        raise DatasetError(
+            f"Cannot split {len(ids)} sample(s) into train1/train2" + ("/val" if val_fraction > 0 else ""),
+            "use a training set with at least 3 samples",
+        )
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[index] for index in order]
+    num_val = int(round(val_fraction * len(ids)))
+    if val_fraction > 0:
+        num_val = min(max(num_val, 1), len(ids) - 2)
+    rest = shuffled[num_val:]
+    half = (len(rest) + 1) // 2
+    return SplitIds(
+        train1=tuple(rest[:half]),
+        train2=tuple(rest[half:]),
+        val=tuple(shuffled[:num_val]),
+        val_fraction=float(val_fraction),
+        seed=int(seed),
+    )
+
+
+def split_train(dataset, val_fraction: float = 0.1, seed: int = 0):
+    """The (train1, train2, val) subsets of `dataset`: `split_ids(dataset, val_fraction, seed).select(dataset)`."""
+    return split_ids(dataset, val_fraction, seed).select(dataset)
+
+
 def load_datasets(recipe: AdaShareRecipe, data_dir=None):
     """(train, test) `datasets.Dataset`s of the recipe's data set."""
-    from ...data.dense import load_dense_dataset
+    from ...data import load_dataset
 
     options = dict(recipe.dataset_options)
-    if recipe.dataset == "scenes":
-        return (load_dense_dataset("scenes", "train", **options), load_dense_dataset("scenes", "test", **options))
-    test_split = "test"
-    return (load_dense_dataset(recipe.dataset, "train", root=data_dir, **options),
-            load_dense_dataset(recipe.dataset, test_split, root=data_dir, **options))
+    return (load_dataset(recipe.dataset, "train", root=data_dir, kind="dense", **options),
+            load_dataset(recipe.dataset, "test", root=data_dir, kind="dense", **options))
 
 
 def make_collator(recipe: AdaShareRecipe, tasks, train: bool):
-    from ...data.dense import DenseAugmentation, DenseCollator
+    """The dense collator of `tasks`, normalising pixels with the run's image processor (random scale/flip/crop when
+    `train` and the recipe augments)."""
+    from ...data.dense.augmentation import DenseAugmentation
+    from ...data.dense.collator import DenseCollator
 
     augmentation = None
     if train and recipe.augment and recipe.crop_size:
         augmentation = DenseAugmentation(crop_size=tuple(recipe.crop_size))
-    if recipe.input_convention == "caffe_bgr":
-        return DenseCollator.adashare_caffe(list(tasks), augmentation=augmentation)
-    return DenseCollator(list(tasks), augmentation=augmentation)
+    return DenseCollator(list(tasks), normalize=make_processor(recipe).normalize_pixels, augmentation=augmentation)
 
 
-def make_processor(recipe: AdaShareRecipe, image_size):
+def make_processor(recipe: AdaShareRecipe, image_size=None):
+    """The run's image processor: the one place pixels are normalised (`image_size` (height, width) sets its resize
+    size; the processor's default otherwise)."""
     from .image_processing_pil_adashare import AdaShareImageProcessorPil
 
-    size = {"height": int(image_size[0]), "width": int(image_size[1])}
+    size = None if image_size is None else {"height": int(image_size[0]), "width": int(image_size[1])}
     if recipe.input_convention == "caffe_bgr":
         return AdaShareImageProcessorPil.for_authors_checkpoint(size=size)
-    return AdaShareImageProcessorPil(size=size)
+    return AdaShareImageProcessorPil(**({} if size is None else {"size": size}))
 
 
 # -- parameter groups and optimisers ---------------------------------------------------------------------------------
@@ -380,7 +503,6 @@ def train(recipe: AdaShareRecipe, options) -> Path:
     """
     from datasets import concatenate_datasets
 
-    from ...data.dense import split_ids
     from ...recipes import recipe_to_dict
     from ...training import Run
     from .card_adashare import write_adashare_card
@@ -449,8 +571,6 @@ def train(recipe: AdaShareRecipe, options) -> Path:
 
         run.save_pretrained(best_model)
         if run.is_main_process:  # every rank holds the same result; one writes it
-            import numpy as np
-
             image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
             make_processor(recipe, image_size).save_pretrained(layout.root)
             atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"]})

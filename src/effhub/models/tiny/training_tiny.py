@@ -54,7 +54,7 @@ DATASET_TYPE = "effhub/blobs"
 
 def build_datasets(recipe: TinyRecipe):
     """The train and test splits of the generated blobs (different seeds, so no image is shared)."""
-    from ...data.blobs import BlobsConfig, build_blobs_dataset
+    from ...data.classification.blobs import BlobsConfig, build_blobs_dataset
 
     blobs = BlobsConfig(size=recipe.data.image_size, noise=recipe.data.noise)
     train_split = build_blobs_dataset(recipe.data.train_samples, seed=recipe.seed * 2 + 1, config=blobs)
@@ -64,7 +64,7 @@ def build_datasets(recipe: TinyRecipe):
 
 def build_model(recipe: TinyRecipe):
     """A freshly initialised tiny classifier for the recipe."""
-    from ...data.blobs import BLOB_CLASSES
+    from ...data.classification.blobs import BLOB_CLASSES
     from .configuration_tiny import EffhubTinyConfig
     from .modeling_tiny import EffhubTinyForImageClassification
 
