@@ -33,7 +33,7 @@ INVALID_VALUES: dict[str, float] = {
     "segmentation": IGNORE_INDEX,
     "depth": 0.0,
     "normals": 0.0,
-    # Taskonomy's keypoints and edges lie in [-1, 1]; the authors' code marks padding with 255, which no real value reaches
+    # Taskonomy's keypoints and edges lie in [-1, 1]; the authors' code marks padding with 255, which no value reaches
     "keypoints": 255.0,
     "edges": 255.0,
 }

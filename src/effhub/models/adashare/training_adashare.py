@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 import torch
-import torch.nn.functional as F
 
 from ...atomic import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from ...data.dense.schema import dataset_ids
+from ... import multitask
 from ...errors import ConfigError, DatasetError
+from ...multitask import scores_from_statistics, selection_score, task_statistics
 from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
@@ -44,9 +45,7 @@ INITIAL_WEIGHTS_FILE = "initial_weights.safetensors"
 WARMUP_WEIGHTS_FILE = "warmup.safetensors"
 # the run's stages
 POLICY_STAGE = "policy"
-# the metric of each task type used for model selection and Delta_T (and its direction)
-SELECTION_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
-                     "regression": ("abs_err", True)}
+
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
@@ -333,50 +332,17 @@ def build_retrain_phase(recipe: AdaShareRecipe, model, name: str = "retrain"):
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
+def task_types(config) -> dict[str, str]:
+    """`{task: task type}` of an `AdaShareConfig`, in its task order (what `effhub.multitask` takes)."""
+    return {task: config.task_types[task] for task in config.task_names}
+
+
 def _statistics(model, batch, policy_mode=None):
     """Per-sample sufficient statistics of every task, keyed `task/statistic` (for gather + sum)."""
-    from ...metrics import depth_statistics, normals_statistics, segmentation_statistics
-
     config = model.config
     output = model(batch["pixel_values"], policy_mode=policy_mode)
-    stats = {}
-    for task, prediction in output.logits.items():
-        reference = batch["labels"][task]
-        size = tuple(reference.shape[-2:])
-        prediction = F.interpolate(prediction.float(), size=size, mode="bilinear", align_corners=False)
-        kind = config.task_types[task]
-        mask = batch["label_mask"][:, config.task_names.index(task)] if "label_mask" in batch else None
-        if kind == "segmentation":
-            reference = reference.clone()
-            if mask is not None:
-                reference[~mask] = config.ignore_index
-            values = segmentation_statistics(prediction, reference, config.tasks[task], config.ignore_index,
-                                             per_sample=True)
-        elif kind == "normals":
-            pixel_mask = None if mask is None else mask.view(-1, 1, 1).expand(-1, *size)
-            values = normals_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
-        else:
-            pixel_mask = None if mask is None else mask.view(-1, 1, 1, 1).expand_as(reference)
-            values = depth_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
-        stats.update({f"{task}/{key}": value for key, value in values.items()})
-    return stats
-
-
-def scores_from_statistics(config, totals) -> dict[str, dict[str, float]]:
-    """`{task: {metric: value}}` from summed statistics."""
-    from ...metrics import depth_scores, normals_scores, segmentation_scores
-
-    results = {}
-    for task in config.task_names:
-        stats = {key.split("/", 1)[1]: value.cpu().numpy() for key, value in totals.items()
-                 if key.startswith(task + "/")}
-        if not stats:
-            continue
-        kind = config.task_types[task]
-        scorer = {"segmentation": segmentation_scores, "normals": normals_scores}.get(kind, depth_scores)
-        scores = scorer(stats)
-        results[task] = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
-    return results
+    return task_statistics(output.logits, batch["labels"], task_types(config), config.tasks, batch.get("label_mask"),
+                           config.ignore_index)
 
 
 def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None):
@@ -388,21 +354,7 @@ def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None
         totals = run.evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
     else:
         totals = evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
-    return scores_from_statistics(model.config, totals)
-
-
-def selection_score(results: dict[str, dict[str, float]], references: dict[str, dict[str, float]] | None = None):
-    """Mean over tasks of the (signed) selection metric: higher is better; relative to references when given."""
-    values = []
-    for task, metrics in results.items():
-        for kind_metric, lower in SELECTION_METRICS.values():
-            if kind_metric in metrics:
-                value = metrics[kind_metric]
-                if references and task in references and references[task].get(kind_metric):
-                    value = value / references[task][kind_metric]
-                values.append(-value if lower else value)
-                break
-    return sum(values) / max(len(values), 1)
+    return scores_from_statistics(task_types(model.config), totals)
 
 
 # -- entry points ----------------------------------------------------------------------------------------------------
@@ -459,18 +411,9 @@ def train_single_task_references(run, recipe: AdaShareRecipe, seed: int, train_d
 
 
 def delta_t(config, scores: dict, references: dict) -> dict:
-    """Delta_T (%) of `scores` against the single-task `references` over the card's metrics of every task
-    (`effhub.metrics.multitask_delta`: `{"delta_t", "per_task", "per_metric"}`). A metric whose single-task value is 0
-    (possible after very short runs) is left out: its relative change is undefined."""
-    from ...metrics import multitask_delta
-
-    from .card_adashare import CARD_METRICS
-
-    chosen = {task: {metric: scores[task][metric] for metric in CARD_METRICS[config.task_types[task]][1]
-                     if metric in scores[task] and references.get(task, {}).get(metric)}
-              for task in config.task_names}
-    result = multitask_delta({task: metrics for task, metrics in chosen.items() if metrics}, references)
-    return {"delta_t": float(result["delta_t"]), "per_task": {k: float(v) for k, v in result["per_task"].items()}}
+    """Delta_T (%) of `scores` against the single-task `references` (`effhub.multitask.delta_t` with the tasks of
+    `config`): `{"delta_t", "per_task"}`."""
+    return multitask.delta_t(task_types(config), scores, references)
 
 
 def _keep_warmup_weights(path: Path, kept: dict):

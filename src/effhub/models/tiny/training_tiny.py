@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...citations import bibtex
+
 
 @dataclass
 class TinyModelRecipe:
@@ -43,11 +45,6 @@ class TinyRecipe:
     train: TinyTrainRecipe = field(default_factory=TinyTrainRecipe)
 
 
-TINY_CITATION = """@software{effhub,
-  title = {effhub: efficient image and video understanding methods, packaged the Hugging Face way},
-  year = {2026},
-  note = {The tiny reference method has no paper of its own}
-}"""
 DATASET_NAME = "effhub generated colour blobs"
 DATASET_TYPE = "effhub/blobs"
 
@@ -170,7 +167,7 @@ def write_results_and_card(run_dir, recipe: TinyRecipe, statistics, model):
         "model = AutoModel.from_pretrained(\"<repo or folder>\")\n"
         "logits = model(pixel_values).logits",
         "training": recipe_to_dict(recipe),
-        "citation": TINY_CITATION,
+        "citation": bibtex("effhub"),  # the tiny reference method has no paper of its own
     }
     return write_model_card(run_dir, card_spec, eval_results)
 
