@@ -102,7 +102,7 @@ class ClipEvalRecipe:
 
 @dataclass
 class CLIPTeacherRecipe:
-    """A recipe of the `clip-teacher` method (`effhub/recipes/clip-teacher/<name>.yaml`)."""
+    """A recipe of the `clip-teacher` method (`effhub/models/clip_teacher/recipes/<name>.yaml`)."""
 
     description: str = ""
     seed: int = 0

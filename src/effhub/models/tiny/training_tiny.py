@@ -36,7 +36,7 @@ class TinyTrainRecipe:
 
 @dataclass
 class TinyRecipe:
-    """A recipe of the tiny method (`effhub/recipes/tiny/<name>.yaml`)."""
+    """A recipe of the tiny method (`effhub/models/tiny/recipes/<name>.yaml`)."""
 
     description: str = ""
     seed: int = 0
