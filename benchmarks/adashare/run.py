@@ -91,8 +91,7 @@ def hard_sharing_scores(recipe, run_dir: Path) -> dict:
     from safetensors.torch import load_file
 
     from effhub.models.adashare.training_adashare import (
-        INITIAL_WEIGHTS_FILE, SPLITS_FILE, load_datasets, make_collator, train_fixed_architecture)
-    from effhub.data.dense import SplitIds
+        INITIAL_WEIGHTS_FILE, SPLITS_FILE, SplitIds, load_datasets, make_collator, train_fixed_architecture)
     from effhub.training import Run, RunLayout, RunOptions
 
     train_set, test_set = load_datasets(recipe)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from effhub.data.cityscapes import CITYSCAPES_19_CLASSES, cityscapes_label_ids_to_train_ids, load_cityscapes
+from effhub.data.dense.cityscapes import CITYSCAPES_19_CLASSES, cityscapes_label_ids_to_train_ids, load_cityscapes
 from effhub.errors import ConfigError, DatasetError
 
 

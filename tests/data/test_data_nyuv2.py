@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from effhub.data.dense import dataset_ids
-from effhub.data.nyuv2 import load_nyuv2
+from effhub.data.dense.schema import dataset_ids
+from effhub.data.dense.nyuv2 import load_nyuv2
 from effhub.errors import ConfigError, DatasetError
 
 

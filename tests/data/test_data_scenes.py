@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from effhub.data.scenes import (
+from effhub.data.dense.scenes import (
     OBJECT_TYPES,
     SCENES_V1,
     SceneConfig,

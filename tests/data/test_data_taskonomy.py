@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from effhub.data.taskonomy import load_taskonomy, load_taskonomy_class_weights
+from effhub.data.dense.taskonomy import load_taskonomy, load_taskonomy_class_weights
 from effhub.errors import ConfigError, DatasetError
 
 

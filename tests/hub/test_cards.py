@@ -127,9 +127,15 @@ def test_rewrite_card_needs_a_card_spec(tmp_path):
 
 
 def _template_files():
-    folder = resources.files("effhub").joinpath("model_cards")
-    entries = [entry for entry in folder.iterdir() if entry.name.endswith(".md")]
-    return sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in entries)
+    """The shared templates and every method's `card_template.md`."""
+    shared = resources.files("effhub").joinpath("hub", "templates")
+    entries = [(entry.name, entry) for entry in shared.iterdir() if entry.name.endswith(".md")]
+    for kind in ("models", "adapters"):
+        for folder in resources.files("effhub").joinpath(kind).iterdir():
+            template = folder.joinpath("card_template.md")
+            if template.is_file():
+                entries.append((f"{kind}/{folder.name}/card_template.md", template))
+    return sorted((name, entry.read_text(encoding="utf-8")) for name, entry in entries)
 
 
 def test_templates_hold_no_metric_literals():

@@ -1,34 +1,94 @@
-"""Data sets: readers of the real on-disk formats and generators of the embedded offline data.
+"""Data sets: readers of the real on-disk formats and generators of the embedded offline data, by kind.
+
+`effhub.data.dense` holds the dense multi-task data (one sample schema, collator, augmentation, the generated scenes
+and the NYU-v2, CityScapes and Taskonomy readers), `effhub.data.captions` the generated image-caption world and
+`effhub.data.classification` the generated classification images. :data:`DATASETS` names every data set that
+:func:`load_dataset` reads by name.
 
 Kept light: importing `effhub.data` loads nothing heavy; each name below is imported from its module on first use.
-Dense multi-task data (AdaShare, label budget allocation) share one sample schema, described in `effhub.data.dense`.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+from dataclasses import dataclass
+
+from ..errors import ConfigError, DatasetError
 from ..lazy import lazy_attributes
 
 _LAZY = {
     # dense multi-task data
-    "IGNORE_INDEX": "dense",
-    "DENSE_TASKS": "dense",
-    "SplitIds": "dense",
-    "split_ids": "dense",
-    "split_train": "dense",
-    "DenseAugmentation": "dense",
-    "DenseCollator": "dense",
+    "IGNORE_INDEX": "dense.schema",
+    "DENSE_TASKS": "dense.schema",
+    "dataset_ids": "dense.schema",
+    "DenseAugmentation": "dense.augmentation",
+    "DenseCollator": "dense.collator",
+    "SceneConfig": "dense.scenes",
+    "SCENES_V1": "dense.scenes",
+    "load_scenes": "dense.scenes",
+    "render_scene": "dense.scenes",
+    "load_nyuv2": "dense.nyuv2",
+    "load_cityscapes": "dense.cityscapes",
+    "load_taskonomy": "dense.taskonomy",
+    "load_taskonomy_class_weights": "dense.taskonomy",
     "load_dense_dataset": "dense",
-    "SceneConfig": "scenes",
-    "SCENES_V1": "scenes",
-    "load_scenes": "scenes",
-    "render_scene": "scenes",
-    "load_nyuv2": "nyuv2",
-    "load_cityscapes": "cityscapes",
-    "load_taskonomy": "taskonomy",
-    "load_taskonomy_class_weights": "taskonomy",
+    # classification images
+    "BlobsConfig": "classification.blobs",
+    "build_blobs_dataset": "classification.blobs",
 }
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """Where a named data set is read from.
+
+    Args:
+        kind (`str`): the sample schema it follows (`"dense"`, `"captions"`, `"classification"`).
+        loader (`str`): `"module:function"` of its reader, called as `loader(root, split=..., **kwargs)`, or
+            `loader(split=..., **kwargs)` when `generated`.
+        generated (`bool`, defaults to `False`): generated offline by effhub (no folder to read).
+    """
+
+    kind: str
+    loader: str
+    generated: bool = False
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "scenes": DatasetEntry("dense", "effhub.data.dense.scenes:load_scenes", generated=True),
+    "nyuv2": DatasetEntry("dense", "effhub.data.dense.nyuv2:load_nyuv2"),
+    "cityscapes": DatasetEntry("dense", "effhub.data.dense.cityscapes:load_cityscapes"),
+    "taskonomy": DatasetEntry("dense", "effhub.data.dense.taskonomy:load_taskonomy"),
+}
+"""Every data set :func:`load_dataset` reads by name: name -> kind and reader."""
+
+
+def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None, kind: str | None = None,
+                 **kwargs):
+    """Load a data set by name (a key of :data:`DATASETS`) as a `datasets.Dataset`.
+
+    Args:
+        name (`str`): the data set, e.g. `"scenes"` or `"nyuv2"`.
+        split (`str`, defaults to `"train"`): the split (a key of the authors' split JSON for real data).
+        root (`str`, *optional*): the data folder; required by every real data set, ignored by generated ones.
+        kind (`str`, *optional*): the kind the caller expects (`"dense"`, ...); another kind is an error.
+        kwargs: passed to the reader (e.g. `tasks`, `num_classes`, `config`).
+    """
+    known = sorted(name for name, entry in DATASETS.items() if kind is None or entry.kind == kind)
+    if name not in known:
+        what = f"{kind} data set" if kind else "data set"
+        raise ConfigError(f"Unknown {what} '{name}' (known: {known})", f"pass one of {known}")
+    entry = DATASETS[name]
+    module_name, _, function_name = entry.loader.partition(":")
+    loader = getattr(importlib.import_module(module_name), function_name)
+    if entry.generated:
+        return loader(split=split, **kwargs)
+    if root is None:
+        raise DatasetError(f"Data set '{name}' needs its folder", "pass `root` (the CLI's --data-dir)")
+    return loader(root, split=split, **kwargs)
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
-__all__ = list(_LAZY)
+__all__ = [*_LAZY, "DATASETS", "DatasetEntry", "load_dataset"]

@@ -2,7 +2,7 @@
 
 A run folder (which is a model folder) holds `eval_results.json`, written by the trainer after evaluation:
 
-    {"model_name": "adashare-nyuv2",
+    {"model_name": "my-model-nyuv2",
      "results": [{"task_type": "semantic-segmentation", "task_name": "Semantic segmentation",
                   "dataset_type": "nyu_v2", "dataset_name": "NYU-v2", "dataset_split": "test",
                   "metric_type": "mean_iou", "metric_name": "mIoU", "metric_value": 0.41}],
@@ -13,8 +13,10 @@ and `card_spec.json`, the arguments of :func:`build_model_card` other than the r
 always the measured ones: templates hold no literal metric values. `effhub card <run_dir>` re-renders README.md from
 those two files (:func:`rewrite_card`).
 
-Templates live in `effhub/model_cards/`: `base.md` defines the sections as Jinja blocks; a method template
-(`<method>.md`) starts with `{% extends "base.md" %}` and overrides blocks; `default.md` serves methods without one.
+The shared templates live in `effhub/hub/templates/`: `base.md` defines the sections as Jinja blocks and `default.md`
+serves methods without a template of their own. A method's template lives beside its code and is named as
+`"package:file.md"` (e.g. `"effhub.models.<method>:card_template.md"`); it starts with `{% extends "base.md" %}` and
+overrides blocks.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ CARD_SPEC_FILE = "card_spec.json"
 CARD_FILE = "README.md"
 IMAGES_FOLDER = "images"
 DEFAULT_TEMPLATE = "default"
+TEMPLATE_FOLDER = "hub/templates"
 
 REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 OPTIONAL_RESULT_KEYS = tuple(
@@ -170,7 +173,7 @@ def _template_environment(search_paths: Iterable[Path] = ()):
     import jinja2
 
     loaders = [jinja2.FileSystemLoader([str(p) for p in search_paths])] if search_paths else []
-    loaders.append(jinja2.PackageLoader("effhub", "model_cards"))
+    loaders.append(jinja2.PackageLoader("effhub", TEMPLATE_FOLDER))
     environment = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=False,  # Markdown, not HTML
@@ -191,16 +194,30 @@ def format_metric_value(value: Any) -> str:
 
 
 def list_templates() -> list[str]:
-    """Names of the card templates shipped with effhub (`base` is only extended, never used directly)."""
+    """Names of the shared card templates (`base` is only extended, never used directly)."""
     from importlib import resources
 
-    folder = resources.files("effhub").joinpath("model_cards")
+    folder = resources.files("effhub").joinpath(TEMPLATE_FOLDER)
     names = (entry.name for entry in folder.iterdir())
     return sorted(name[:-3] for name in names if name.endswith(".md") and name != "base.md")
 
 
 def _resolve_template(template: str) -> tuple[str, list[Path]]:
-    """(template name for the loader, extra search paths) for a template name or a path to a `.md` file."""
+    """(template name for the loader, extra search paths) for a shared template's name, a `"package:file.md"`
+    resource or a path to a `.md` file."""
+    package, colon, resource = template.partition(":")
+    if colon and resource.endswith(".md"):
+        from importlib import resources
+
+        try:
+            candidate = Path(str(resources.files(package).joinpath(resource)))
+        except ModuleNotFoundError as error:
+            raise ConfigError(f"model card template '{template}' names no importable package ({error})",
+                              "name a template as 'package:file.md' of an installed package") from error
+        if not candidate.is_file():
+            raise ConfigError(f"model card template '{template}' does not exist",
+                              "name a template file that the package ships")
+        return candidate.name, [candidate.parent.resolve()]
     candidate = Path(template)
     if candidate.suffix == ".md" and candidate.is_file():
         return candidate.name, [candidate.parent.resolve()]

@@ -52,7 +52,7 @@ def hub_errors(endpoint: str, action: str):
 
     Args:
         endpoint (`str`): the endpoint the call went to (shown to the user).
-        action (`str`): what was being done, e.g. "push to effhub/tiny".
+        action (`str`): what was being done, e.g. "push to effhub/my-model".
     """
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 

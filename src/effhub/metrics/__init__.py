@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .classification.statistics import classification_scores, classification_statistics
 from .depth_estimation.statistics import depth_scores, depth_statistics
 from .multilabel.statistics import multilabel_scores, multilabel_statistics
-from .multitask_delta.statistics import DEFAULT_LOWER_IS_BETTER, multitask_delta
+from .multitask_delta.statistics import multitask_delta
 from .semantic_segmentation.statistics import segmentation_scores, segmentation_statistics
 from .surface_normals.statistics import normals_scores, normals_statistics
 
@@ -80,7 +80,6 @@ def load_metric(name: str, **config: Any) -> "evaluate.EvaluationModule":
 
 
 __all__ = [
-    "DEFAULT_LOWER_IS_BETTER",
     "classification_scores",
     "classification_statistics",
     "depth_scores",

@@ -23,15 +23,6 @@ from ..errors import ConfigError
 from .tensors import fold_statistics
 
 
-ADASHARE_CITATION = """@inproceedings{sun2020adashare,
-  title={AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author={Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
-"""The multi-task protocol the dense metrics follow (NYU-v2, CityScapes, Taskonomy as AdaShare evaluates them)."""
-
-
 def map_features(value_type: str, channels: bool = False):
     """`datasets.Features` of dense prediction/reference maps: (H, W) per example, or (H, W, C) with `channels`."""
     import datasets

@@ -1,6 +1,8 @@
-"""Recipes: named, typed training set-ups shipped as YAML next to the code (``effhub/recipes/<method>/<name>.yaml``).
+"""Recipes: named, typed training set-ups shipped as YAML beside each method (``<method package>/recipes/<name>.yaml``).
 
-A method declares its recipe as a dataclass (its `MethodEntry.recipe_class`); :func:`load_recipe` reads a shipped
+A method declares its recipe as a dataclass (its `MethodEntry.recipe_class`); the method's package (the one holding
+the recipe class's module, e.g. ``effhub/models/adashare/``) ships its recipes in its ``recipes/`` folder, found
+through the registry without importing the method's heavy modules. :func:`load_recipe` reads a shipped
 recipe by name or any YAML file by path, applies ``key=value`` overrides (dotted keys reach nested dataclasses), and
 checks every key and type against the dataclass, so a typo fails before a run starts, not hours into it.
 """
@@ -19,26 +21,38 @@ import yaml
 from ..errors import RecipeError
 
 RECIPE_SUFFIX = ".yaml"
+RECIPE_FOLDER = "recipes"
 
 
-def _recipe_root():
-    return resources.files(__name__)
+def recipe_folder(method: str):
+    """The folder of `method`'s shipped recipes (a `importlib.resources` traversable): `recipes/` in the package of
+    its recipe class (`effhub.models.adashare.recipe_adashare:AdaShareRecipe` -> `effhub/models/adashare/recipes`)."""
+    from ..registry import get_method
+
+    module_name = get_method(method).recipe_class.partition(":")[0]
+    return resources.files(module_name.rpartition(".")[0]).joinpath(RECIPE_FOLDER)
 
 
 def list_recipes(method: str | None = None) -> dict[str, list[str]]:
     """Shipped recipe names per method (`{method: [name, ...]}`), or for one method."""
-    root = _recipe_root()
+    from ..registry import get_method, list_methods
+
+    methods = [get_method(method)] if method is not None else list_methods()
     found: dict[str, list[str]] = {}
-    for folder in sorted(root.iterdir(), key=lambda p: p.name):
-        if folder.is_dir() and not folder.name.startswith("_") and (method is None or folder.name == method):
-            names = sorted(p.name[: -len(RECIPE_SUFFIX)] for p in folder.iterdir() if p.name.endswith(RECIPE_SUFFIX))
-            if names:
-                found[folder.name] = names
+    for entry in methods:
+        folder = recipe_folder(entry.name)
+        if not folder.is_dir():
+            continue
+        names = sorted(p.name[: -len(RECIPE_SUFFIX)] for p in folder.iterdir() if p.name.endswith(RECIPE_SUFFIX))
+        if names:
+            found[entry.name] = names
     return found
 
 
 def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     """Return the raw mapping of a recipe and a description of where it came from."""
+    from ..registry import get_method
+
     candidate = Path(name_or_path)
     # a path must look like one (a YAML suffix or a folder part): a file that happens to share a recipe's name in the
     # working directory must not shadow the shipped recipe
@@ -47,14 +61,16 @@ def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, A
             raise RecipeError(f"Recipe file '{candidate}' does not exist", "pass a shipped recipe name or a YAML path")
         text, source = candidate.read_text(), str(candidate)
     else:
-        shipped = _recipe_root() / method / f"{name_or_path}{RECIPE_SUFFIX}"
+        shipped = recipe_folder(method).joinpath(f"{name_or_path}{RECIPE_SUFFIX}")
         if not shipped.is_file():
             known = ", ".join(list_recipes(method).get(method, [])) or "none"
             raise RecipeError(
                 f"Unknown recipe '{name_or_path}' for method '{method}' (shipped: {known})",
                 f"run `effhub recipes list {method}` or pass the path of a YAML file",
             )
-        text, source = shipped.read_text(), f"effhub/recipes/{method}/{name_or_path}{RECIPE_SUFFIX}"
+        package = get_method(method).recipe_class.partition(":")[0].rpartition(".")[0]
+        text = shipped.read_text()
+        source = f"{package.replace('.', '/')}/{RECIPE_FOLDER}/{name_or_path}{RECIPE_SUFFIX}"
     try:
         mapping = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
@@ -179,4 +195,4 @@ def recipe_to_dict(recipe) -> dict[str, Any]:
     return plain(dataclasses.asdict(recipe))
 
 
-__all__ = ["list_recipes", "read_recipe_file", "apply_overrides", "build_dataclass", "load_recipe", "recipe_to_dict"]
+__all__ = ["recipe_folder", "list_recipes", "read_recipe_file", "apply_overrides", "build_dataclass", "load_recipe", "recipe_to_dict"]

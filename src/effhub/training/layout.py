@@ -5,7 +5,7 @@
   config.json, model.safetensors, preprocessor_config.json, ...
   README.md                  the model card          card_spec.json   what the card was built from
   eval_results.json          measured results        run_info.json    versions, seed, recipe, world size, resumes
-  <method files>             e.g. AdaShare's splits.json (named by the method, written through `artifact`)
+  <method files>             e.g. a split record (named by the method, written through `artifact`)
   logs/metrics.jsonl         one JSON record per optimizer step over all stages (+ tracker folders)
   checkpoints/               never pushed
     stages.json              finished stages: steps, trainer state, recorded outputs

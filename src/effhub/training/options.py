@@ -132,7 +132,7 @@ class ConvertOptions:
         recipe (`str`): the recipe (name or YAML path) that describes the checkpoint's model.
         output (`str` or `Path`): the model folder to write.
         overrides (`list[str]`): `key=value` recipe overrides.
-        extra (`dict`): method-specific conversion settings (e.g. AdaShare's `policy` file).
+        extra (`dict`): method-specific conversion settings (e.g. a policy file).
     """
 
     recipe: str

@@ -16,7 +16,7 @@ from effhub.models.adashare import (
     AdaShareImageProcessorPil,
     AdaShareModel,
 )
-from effhub.models.adashare.modeling_adashare import task_loss
+from effhub.multitask import task_loss
 from tests.model_tester import EffhubModelTesterMixin
 
 TASKS = {"segmentation": 5, "normals": 3, "depth": 1}

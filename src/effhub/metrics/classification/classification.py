@@ -4,18 +4,14 @@ import datasets
 import evaluate
 import numpy as np
 
+from effhub.citations import bibtex
 from effhub.errors import ConfigError
 from effhub.metrics.classification.statistics import classification_scores, classification_statistics
 from effhub.metrics.running import RunningStatisticsMetric
 
 _DESCRIPTION = """Accuracy and top-k accuracy, accumulated as counts of correct predictions batch by batch."""
 
-_CITATION = """@article{russakovsky2015imagenet,
-  title={ImageNet Large Scale Visual Recognition Challenge},
-  author={Russakovsky, Olga and Deng, Jia and Su, Hao and others},
-  journal={International Journal of Computer Vision},
-  year={2015}
-}"""
+_CITATION = bibtex("russakovsky2015imagenet")
 
 _INPUTS = """
 Args:

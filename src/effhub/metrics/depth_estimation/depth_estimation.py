@@ -3,21 +3,15 @@
 import evaluate
 import numpy as np
 
+from effhub.citations import bibtex
 from effhub.metrics.depth_estimation.statistics import depth_scores, depth_statistics
-from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
+from effhub.metrics.running import RunningStatisticsMetric, map_features
 
 _DESCRIPTION = """Depth estimation errors over valid pixels (reference depth > 0, optionally restricted by a mask),
-accumulated as sums and counts: absolute error, relative error (as in AdaShare's NYU-v2 protocol), RMSE, and the
-fraction of pixels with max(pred/gt, gt/pred) below 1.25, 1.25^2, 1.25^3."""
+accumulated as sums and counts: absolute error, relative error (as in the NYU-v2 protocol of Sun et al., NeurIPS
+2020), RMSE, and the fraction of pixels with max(pred/gt, gt/pred) below 1.25, 1.25^2, 1.25^3."""
 
-_CITATION = """@inproceedings{eigen2014depth,
-  title={Depth Map Prediction from a Single Image using a Multi-Scale Deep Network},
-  author={Eigen, David and Puhrsch, Christian and Fergus, Rob},
-  booktitle={NeurIPS},
-  year={2014}
-}
-"""
-_CITATION += ADASHARE_CITATION
+_CITATION = bibtex("eigen2014depth", "sun2020adashare")
 
 _INPUTS = """
 Args:

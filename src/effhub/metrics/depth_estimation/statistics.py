@@ -1,6 +1,6 @@
 """Depth estimation errors from sums and counts over valid pixels: abs/rel error, RMSE, delta thresholds.
 
-As in AdaShare's NYU-v2 evaluation (Sun et al., NeurIPS 2020): absolute error mean|pred - gt|, relative error
+As in the NYU-v2 evaluation of Sun et al. (NeurIPS 2020): absolute error mean|pred - gt|, relative error
 mean(|pred - gt| / gt), over valid pixels (gt > 0); plus the RMSE and the fraction of pixels with
 max(pred/gt, gt/pred) below 1.25, 1.25^2 and 1.25^3 (Eigen et al., NeurIPS 2014).
 """

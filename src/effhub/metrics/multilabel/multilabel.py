@@ -5,6 +5,7 @@ import datasets
 import evaluate
 import numpy as np
 
+from effhub.citations import bibtex
 from effhub.errors import ConfigError
 from effhub.metrics.multilabel.statistics import DEFAULT_NUM_BINS, multilabel_scores, multilabel_statistics
 from effhub.metrics.running import RunningStatisticsMetric
@@ -14,18 +15,7 @@ _DESCRIPTION = """Multi-label recognition metrics accumulated batch by batch: me
 its distance to the exact mAP), and exact per-class / overall precision, recall and F1 at a score threshold and for
 the top-k labels of each image. Reference entries equal to `ignore_value` (unknown labels) are ignored."""
 
-_CITATION = """@inproceedings{sun2022dualcoop,
-  title={DualCoOp: Fast Adaptation to Multi-Label Recognition with Limited Annotations},
-  author={Sun, Ximeng and Hu, Ping and Saenko, Kate},
-  booktitle={NeurIPS},
-  year={2022}
-}
-@inproceedings{chen2019multi,
-  title={Multi-Label Image Recognition with Graph Convolutional Networks},
-  author={Chen, Zhao-Min and Wei, Xiu-Shen and Wang, Peng and Guo, Yanwen},
-  booktitle={CVPR},
-  year={2019}
-}"""
+_CITATION = bibtex("sun2022dualcoop", "chen2019multi")
 
 _INPUTS = """
 Args:

@@ -11,7 +11,7 @@ n_b negatives inside it, both the exact precision (any order inside the bin) and
 
 which is returned as `map_error_bound` (averaged over classes like the mAP); it is 0 when no bin holds two scores.
 Precision/recall/F1 follow the per-class (CP, CR, CF1) and overall (OP, OR, OF1) definitions used by ML-GCN
-(Chen et al., CVPR 2019), ASL and DualCoOp (Sun et al., NeurIPS 2022). Reference entries equal to `ignore_value`
+(Chen et al., CVPR 2019), ASL and Sun et al. (NeurIPS 2022). Reference entries equal to `ignore_value`
 (unknown labels of partially labelled data) are left out of every statistic.
 """
 

@@ -3,23 +3,16 @@
 import datasets
 import evaluate
 
+from effhub.citations import bibtex
 from effhub.errors import ConfigError
 from effhub.metrics.multitask_delta.statistics import multitask_delta
-from effhub.metrics.running import ADASHARE_CITATION
 
-_DESCRIPTION = """Delta_T (Maninis et al., CVPR 2019; as used by AdaShare): for each task the mean over its metrics
-of (-1)^l (M_mt - M_st) / M_st (l = 1 when lower is better), averaged over tasks, in percent. Positive values mean the
-multi-task model beats the single-task baselines. Each metric's direction must be known (effhub's own metric names
-are) or declared with `lower_is_better`."""
+_DESCRIPTION = """Delta_T (Maninis et al., CVPR 2019; as used by Sun et al., NeurIPS 2020): for each task the mean
+over its metrics of (-1)^l (M_mt - M_st) / M_st (l = 1 when lower is better), averaged over tasks, in percent.
+Positive values mean the multi-task model beats the single-task baselines. Each metric's direction must be known
+(effhub's own metric names are: `effhub.multitask.LOWER_IS_BETTER`) or declared with `lower_is_better`."""
 
-_CITATION = """@inproceedings{maninis2019attentive,
-  title={Attentive Single-Tasking of Multiple Tasks},
-  author={Maninis, Kevis-Kokitsi and Radosavovic, Ilija and Kokkinos, Iasonas},
-  booktitle={CVPR},
-  year={2019}
-}
-"""
-_CITATION += ADASHARE_CITATION
+_CITATION = bibtex("maninis2019attentive", "sun2020adashare")
 
 _INPUTS = """
 Args (to compute):

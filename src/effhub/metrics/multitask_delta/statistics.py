@@ -1,5 +1,5 @@
 """Delta_T: the relative multi-task improvement over single-task baselines (Maninis et al., CVPR 2019; the form
-used by AdaShare, Sun et al., NeurIPS 2020).
+used by Sun et al., NeurIPS 2020).
 
 For task t with metrics j = 1..|M_t|:  Delta_t = 100 / |M_t| * sum_j (-1)^{l_j} (M_mt,j - M_st,j) / M_st,j,
 with l_j = 1 when lower is better; Delta_T is the mean of Delta_t over tasks, in percent (positive = the multi-task
@@ -11,30 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...errors import ConfigError
-
-# directions of the metrics effhub's modules report (True: lower is better)
-DEFAULT_LOWER_IS_BETTER: dict[str, bool] = {
-    "mean_iou": False,
-    "pixel_accuracy": False,
-    "mean_accuracy": False,
-    "accuracy": False,
-    "abs_err": True,
-    "rel_err": True,
-    "rmse": True,
-    "delta_1": False,
-    "delta_2": False,
-    "delta_3": False,
-    "mean_angle": True,
-    "median_angle": True,
-    "rmse_angle": True,
-    "within_11.25": False,
-    "within_22.5": False,
-    "within_30": False,
-    "map": False,
-    "cf1": False,
-    "of1": False,
-}
-
+from ...multitask import LOWER_IS_BETTER
 
 def multitask_delta(
     multi_task: Mapping[str, Mapping[str, float]],
@@ -47,7 +24,7 @@ def multitask_delta(
         multi_task: `{task: {metric: value}}` of the multi-task model; every metric listed is used.
         single_task: the same for the single-task baselines; must hold every (task, metric) of `multi_task`.
         lower_is_better: each metric's direction, `{metric: bool}` or `{task: {metric: bool}}`; metrics not given
-            fall back to `DEFAULT_LOWER_IS_BETTER`; a metric with no declared direction is an error.
+            fall back to `effhub.multitask.LOWER_IS_BETTER`; a metric with no declared direction is an error.
 
     Returns:
         `{"delta_t": percent, "per_task": {task: percent}, "per_metric": {task: {metric: percent}}}`.
@@ -76,8 +53,8 @@ def multitask_delta(
                 lower = task_directions[metric]
             elif isinstance(lower_is_better.get(metric), bool):
                 lower = lower_is_better[metric]
-            elif metric in DEFAULT_LOWER_IS_BETTER:
-                lower = DEFAULT_LOWER_IS_BETTER[metric]
+            elif metric in LOWER_IS_BETTER:
+                lower = LOWER_IS_BETTER[metric]
             else:
                 raise ConfigError(
                     f"the direction of metric '{metric}' (task '{task}') is not declared",
@@ -95,4 +72,4 @@ def multitask_delta(
     return {"delta_t": sum(per_task.values()) / len(per_task), "per_task": per_task, "per_metric": per_metric}
 
 
-__all__ = ["DEFAULT_LOWER_IS_BETTER", "multitask_delta"]
+__all__ = ["multitask_delta"]

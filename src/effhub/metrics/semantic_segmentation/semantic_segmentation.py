@@ -3,22 +3,16 @@
 import evaluate
 import numpy as np
 
+from effhub.citations import bibtex
 from effhub.errors import ConfigError
-from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
+from effhub.metrics.running import RunningStatisticsMetric, map_features
 from effhub.metrics.semantic_segmentation.statistics import segmentation_scores, segmentation_statistics
 
 _DESCRIPTION = """Semantic segmentation metrics computed from a confusion matrix accumulated batch by batch: mean
 intersection-over-union (mIoU), pixel accuracy, mean class accuracy, per-class IoU and accuracy. Memory is one
 num_labels x num_labels matrix whatever the number or resolution of the images."""
 
-_CITATION = """@inproceedings{long2015fully,
-  title={Fully Convolutional Networks for Semantic Segmentation},
-  author={Long, Jonathan and Shelhamer, Evan and Darrell, Trevor},
-  booktitle={CVPR},
-  year={2015}
-}
-"""
-_CITATION += ADASHARE_CITATION
+_CITATION = bibtex("long2015fully", "sun2020adashare")
 
 _INPUTS = """
 Args:

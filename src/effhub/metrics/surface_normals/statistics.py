@@ -1,6 +1,6 @@
 """Surface normal angle errors from sums, counts and a fine histogram of angles.
 
-As in AdaShare's NYU-v2 / Taskonomy evaluation (Sun et al., NeurIPS 2020, following Eigen & Fergus, ICCV 2015): the
+As in the NYU-v2 / Taskonomy evaluation of Sun et al. (NeurIPS 2020, following Eigen & Fergus, ICCV 2015): the
 angle between predicted and reference normals over valid pixels (reference normal non-zero), reported as mean and
 median angle and the fraction of pixels within 11.25, 22.5 and 30 degrees.
 

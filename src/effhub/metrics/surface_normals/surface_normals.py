@@ -4,7 +4,8 @@ sums and a fine angle histogram."""
 import evaluate
 import numpy as np
 
-from effhub.metrics.running import ADASHARE_CITATION, RunningStatisticsMetric, map_features
+from effhub.citations import bibtex
+from effhub.metrics.running import RunningStatisticsMetric, map_features
 from effhub.metrics.surface_normals.statistics import (
     DEFAULT_BIN_WIDTH,
     normals_scores,
@@ -17,14 +18,7 @@ a mask): mean, median and RMS angle in degrees, and the fraction of pixels withi
 median is read from a histogram with `bin_width` degrees per bin (default 0.01): within bin_width (plus half the gap
 between the two middle angles) of the exact median."""
 
-_CITATION = """@inproceedings{eigen2015predicting,
-  title={Predicting Depth, Surface Normals and Semantic Labels with a Common Multi-Scale Convolutional Architecture},
-  author={Eigen, David and Fergus, Rob},
-  booktitle={ICCV},
-  year={2015}
-}
-"""
-_CITATION += ADASHARE_CITATION
+_CITATION = bibtex("eigen2015predicting", "sun2020adashare")
 
 _INPUTS = """
 Args:

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ADASHARE_CITATION = """@inproceedings{sun2020adashare,
-  title = {AdaShare: Learning What To Share For Efficient Deep Multi-Task Learning},
-  author = {Sun, Ximeng and Panda, Rameswar and Feris, Rogerio and Saenko, Kate},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
-  year = {2020},
-  note = {arXiv:1911.12423}
-}"""
+from ...citations import bibtex
+from ...costs import executed_fraction
+from ...multitask import TASK_TYPE_METRICS
+from ...registry import get_method
 
-# task type -> (Hub task type, metrics reported in the model-index with their display names)
-CARD_METRICS = {
-    "segmentation": ("image-segmentation", {"mean_iou": "mIoU", "pixel_accuracy": "Pixel accuracy"}),
-    "depth": ("depth-estimation", {"abs_err": "Abs. error", "rel_err": "Rel. error", "delta_1": "delta < 1.25"}),
-    "normals": ("surface-normal-estimation", {"mean_angle": "Mean angle error", "median_angle": "Median angle error",
-                                              "within_11.25": "Within 11.25 deg"}),
-    "regression": ("image-to-image", {"abs_err": "Abs. error"}),
-}
 DATASET_NAMES = {"scenes": ("effhub/scenes", "effhub generated multi-task scenes"), "nyuv2": ("nyu_v2", "NYU-v2"),
                  "cityscapes": ("cityscapes", "CityScapes"), "taskonomy": ("taskonomy", "Tiny-Taskonomy")}
 
@@ -30,8 +19,9 @@ def eval_results_from_scores(config, dataset: str, scores: dict, split: str = "t
     dataset_type, dataset_name = DATASET_NAMES.get(dataset, (dataset, dataset))
     results = []
     for task in config.task_names:
-        hub_task, metrics = CARD_METRICS[config.task_types[task]]
-        for metric, metric_name in metrics.items():
+        kind = TASK_TYPE_METRICS[config.task_types[task]]
+        hub_task = kind.hub_task
+        for metric, metric_name in kind.card.items():
             if metric in scores.get(task, {}):
                 results.append({"task_type": hub_task, "task_name": task, "dataset_type": dataset_type,
                                 "dataset_name": dataset_name, "dataset_split": split, "metric_type": metric,
@@ -41,12 +31,9 @@ def eval_results_from_scores(config, dataset: str, scores: dict, split: str = "t
 
 def executed_fractions(model, image_size) -> dict[str, float]:
     """Per task, the fraction of the all-blocks multiply-adds (backbone + its head) its policy executes."""
-    fractions = {}
-    for task in model.config.task_names:
-        executed = sum(model.multiply_adds(tuple(image_size), task).values())
-        everything = sum(model.multiply_adds(tuple(image_size), task, policy_mode="shared").values())
-        fractions[task] = executed / everything
-    return fractions
+    return {task: executed_fraction(model.multiply_adds(tuple(image_size), task),
+                                    model.multiply_adds(tuple(image_size), task, policy_mode="shared"))
+            for task in model.config.task_names}
 
 
 def write_adashare_card(run_dir, model, recipe, eval_results: dict, image_size) -> Path:
@@ -66,7 +53,7 @@ def write_adashare_card(run_dir, model, recipe, eval_results: dict, image_size) 
     counts = model.count_parameters()
     fractions = eval_results["extra"].get("executed_fraction") or executed_fractions(model, image_size)
     card_spec = {
-        "template": "adashare",
+        "template": "effhub.models.adashare:card_template.md",
         "model_name": "adashare",
         "license": "mit",
         "tags": ["multi-task-learning", "adashare", "dense-prediction"],
@@ -98,9 +85,9 @@ def write_adashare_card(run_dir, model, recipe, eval_results: dict, image_size) 
         "training": recipe_to_dict(recipe),
         "limitations": ("Measured on the data set and split named in the results only. Multiply-add fractions count "
                         "convolutions (backbone plus the task's head) for one image at the training resolution."),
-        "citation": ADASHARE_CITATION,
+        "citation": bibtex(*get_method("adashare").papers),
     }
     return write_model_card(run_dir, card_spec, eval_results)
 
 
-__all__ = ["eval_results_from_scores", "executed_fractions", "write_adashare_card", "ADASHARE_CITATION"]
+__all__ = ["eval_results_from_scores", "executed_fractions", "write_adashare_card"]

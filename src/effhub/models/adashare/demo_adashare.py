@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...multitask import TASK_TYPE_METRICS
+
 DEMO_REPO_ID = "effhub/adashare-demo"
-# metric shown per task type in the comparison, and whether lower is better
-HEADLINE_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True),
-                    "normals": ("mean_angle", True), "regression": ("abs_err", True)}
 
 
 def comparison_table(config, adashare: dict, warmup: dict, fractions: dict) -> str:
     """Plain-text table: per task, the warm-up (hard sharing) and AdaShare test metric and the executed fraction."""
     rows = [("task", "metric", "hard sharing (warm-up)", "AdaShare (re-trained)", "better", "MACs executed")]
     for task in config.task_names:
-        metric, lower = HEADLINE_METRICS[config.task_types[task]]
+        kind = TASK_TYPE_METRICS[config.task_types[task]]
+        metric, lower = kind.headline, kind.lower_is_better
         ours, theirs = adashare[task][metric], warmup[task][metric]
         better = "AdaShare" if (ours < theirs if lower else ours > theirs) else "hard sharing"
         rows.append((task, metric + (" (lower is better)" if lower else ""), f"{theirs:.4f}", f"{ours:.4f}", better,

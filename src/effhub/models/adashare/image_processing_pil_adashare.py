@@ -82,6 +82,26 @@ class AdaShareImageProcessorPil(PilBackend):
                                    rescale_factor, do_normalize, image_mean, image_std, do_pad, pad_size,
                                    return_tensors, **kwargs)
 
+    def normalize_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalise one image tensor as `__call__` does, without resizing: what the training collator calls.
+
+        Args:
+            pixels (`torch.Tensor` of shape `(3, H, W)`): float32, uint8-valued (0-255), RGB order.
+
+        Returns:
+            `torch.Tensor` of shape `(3, H, W)`: channels reversed when `do_flip_channel_order`, then
+            `(pixels * rescale_factor - image_mean) / image_std` (factor 1 without `do_rescale`, mean 0 and std 1
+            without `do_normalize`), in float32.
+        """
+        if self.do_flip_channel_order:
+            pixels = pixels.flip(0)
+        factor = self.rescale_factor if self.do_rescale else 1.0
+        mean = self.image_mean if self.do_normalize else (0.0, 0.0, 0.0)
+        std = self.image_std if self.do_normalize else (1.0, 1.0, 1.0)
+        mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        return (pixels * factor - mean) / std
+
     # -- post-processing ----------------------------------------------------------------------------------------------
     def _task_logits(self, outputs, task: str) -> torch.Tensor:
         logits = outputs["logits"] if not hasattr(outputs, "logits") else outputs.logits

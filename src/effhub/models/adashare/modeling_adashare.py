@@ -20,7 +20,9 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
+from ...costs import MultiplyAddCounter
 from ...errors import ConfigError, TaskError
+from ...multitask import weighted_task_losses
 from .configuration_adashare import BOTTLENECK_DEPTHS, AdaShareConfig
 
 POLICY_MODES = ("shared", "gumbel", "fixed", "argmax")
@@ -457,45 +459,11 @@ class AdaShareModel(AdaSharePreTrainedModel):
         labels: dict[str, torch.Tensor],
         label_mask: torch.Tensor | dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted sum of the task losses over the tasks that have both predictions and labels."""
-        unknown = sorted(set(labels) - set(self.config.tasks))
-        if unknown:
-            raise TaskError(f"labels hold unknown task(s) {unknown}", f"label only the tasks {self.config.task_names}")
-        task_losses = {}
-        total = None
-        for name, prediction in logits.items():
-            if name not in labels:
-                continue
-            image_mask = self._image_mask(label_mask, name, prediction.shape[0], prediction.device)
-            value = task_loss(prediction, labels[name], self.config.task_types[name], image_mask,
-                              self.config.ignore_index)
-            task_losses[name] = value
-            weighted = self.config.task_loss_weights[name] * value
-            total = weighted if total is None else total + weighted
-        if total is None:
-            raise TaskError(
-                f"labels give none of the tasks run in this pass ({list(logits)})",
-                "pass labels for at least one of the tasks being run",
-            )
-        return total, task_losses
-
-    def _image_mask(self, label_mask, name: str, batch: int, device) -> torch.Tensor | None:
-        if label_mask is None:
-            return None
-        if isinstance(label_mask, dict):
-            mask = label_mask.get(name)
-            if mask is None:
-                return None
-        else:
-            if label_mask.dim() != 2 or label_mask.shape[1] != len(self.config.tasks):
-                raise ConfigError(
-                    f"label_mask has shape {tuple(label_mask.shape)}, expected (batch, {len(self.config.tasks)})",
-                    f"give one column per task in the order {self.config.task_names}",
-                )
-            mask = label_mask[:, self.config.task_names.index(name)]
-        if mask.shape[0] != batch:
-            raise ConfigError(f"label_mask covers {mask.shape[0]} images, the batch has {batch}", "align them")
-        return mask.to(device=device, dtype=torch.bool)
+        """Weighted sum of the task losses over the tasks that have both predictions and labels
+        (`effhub.multitask.weighted_task_losses`)."""
+        task_types = {name: self.config.task_types[name] for name in self.config.task_names}
+        return weighted_task_losses(logits, labels, task_types, self.config.task_loss_weights, label_mask,
+                                    self.config.ignore_index)
 
     # -- accounting -------------------------------------------------------------------------------------------------
     def count_parameters(self) -> dict[str, int]:
@@ -509,32 +477,22 @@ class AdaShareModel(AdaSharePreTrainedModel):
     def multiply_adds(self, image_size: tuple[int, int], task: str, policy_mode: str | None = None) -> dict[str, int]:
         """Multiply-adds of one image through the backbone and the head of `task`, with its execution plan.
 
-        Counted on convolutions (the rest is negligible) by running a zero image with forward hooks.
+        Counted on convolutions (the rest is negligible) by running a zero image under `effhub.costs`'s counter;
+        the blocks the plan skips are not run, so they count nothing.
         """
         self._check_tasks(task)
-        counts = {"backbone": 0, "head": 0}
-        hooks = []
-
-        def counter(part):
-            def hook(module, inputs, output):
-                kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-                counts[part] += int(output[0].numel() * kernel)
-            return hook
-
-        for part, root in (("backbone", self.backbone), ("head", self.heads[task])):
-            hooks += [m.register_forward_hook(counter(part)) for m in root.modules() if isinstance(m, nn.Conv2d)]
         was_training = self.training
         try:
             self.eval()
             probe = torch.zeros(1, self.config.num_channels, *image_size, device=self.device, dtype=self.dtype)
             plan = self.execution_plan(task, policy_mode)
-            features = self.backbone(probe, execute=plan)
-            self.heads[task](features)
+            parts = {"backbone": self.backbone, "head": self.heads[task]}
+            with MultiplyAddCounter(parts, module_types=(nn.Conv2d,)) as counter:
+                features = self.backbone(probe, execute=plan)
+                self.heads[task](features)
         finally:
-            for hook in hooks:
-                hook.remove()
             self.train(was_training)
-        return counts
+        return counter.counts
 
 
 class AdaShareSingleTaskDefault(AdaShareModel):
@@ -564,66 +522,6 @@ class AdaShareForDepthEstimation(AdaShareSingleTaskDefault):
     default_task_kind = "depth"
 
 
-def _resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels
-    squeeze = labels.dim() == 3
-    resized = F.interpolate((labels[:, None] if squeeze else labels).float(), size=size, mode="nearest")
-    resized = resized[:, 0] if squeeze else resized
-    return resized.to(labels.dtype)
-
-
-def task_loss(
-    prediction: torch.Tensor,
-    labels: torch.Tensor,
-    task_type: str,
-    image_mask: torch.Tensor | None = None,
-    ignore_index: int = 255,
-) -> torch.Tensor:
-    """Masked mean of one task's per-pixel loss (AdaShare's task losses; labels resized to the prediction).
-
-    Args:
-        prediction (`torch.Tensor` of shape `(B, C, h, w)`): head output.
-        labels (`torch.Tensor`): segmentation `(B, H, W)`, or `(B, C, H, W)` dense targets.
-        task_type (`str`): `segmentation` (cross-entropy), `depth` (L1 where depth > 0), `normals` (1 - cosine where
-            the target is non-zero), `regression` (L1 where the target is not `ignore_index`).
-        image_mask (`torch.BoolTensor` of shape `(B,)`, *optional*): images whose label counts.
-    """
-    size = tuple(prediction.shape[-2:])
-    if task_type == "segmentation":
-        if labels.dim() == 4 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        target = _resize_nearest(labels.long(), size)
-        valid = target != ignore_index
-        per_pixel = F.cross_entropy(prediction, target.masked_fill(~valid, 0), reduction="none")
-    else:
-        if labels.dim() == 3:
-            labels = labels[:, None]
-        target = _resize_nearest(labels.to(prediction.dtype), size)
-        if target.shape[1] != prediction.shape[1]:
-            raise ConfigError(
-                f"{task_type} labels have {target.shape[1]} channels, predictions {prediction.shape[1]}",
-                "give labels with the task's number of channels",
-            )
-        if task_type == "depth":
-            valid = target[:, 0] > 0
-            per_pixel = (prediction - target).abs().mean(dim=1)
-        elif task_type == "normals":
-            valid = target.norm(dim=1) > 0
-            cosine = F.cosine_similarity(F.normalize(prediction, dim=1), F.normalize(target, dim=1), dim=1)
-            per_pixel = 1 - cosine
-        elif task_type == "regression":
-            valid = (target != ignore_index).all(dim=1)
-            per_pixel = (prediction - target).abs().mean(dim=1)
-        else:
-            raise ConfigError(f"task type '{task_type}' has no loss", "use segmentation, depth, normals or regression")
-    if image_mask is not None:
-        valid = valid & image_mask.view(-1, 1, 1)
-    weight = valid.to(per_pixel.dtype)
-    # a batch without a valid pixel keeps the graph but contributes exactly zero
-    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
-
-
 __all__ = [
     "AdaShareModelOutput",
     "AdaSharePreTrainedModel",
@@ -636,5 +534,4 @@ __all__ = [
     "AdaShareASPPHead",
     "AdaShareLightHead",
     "AdaSharePolicy",
-    "task_loss",
 ]

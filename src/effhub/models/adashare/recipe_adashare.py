@@ -1,5 +1,5 @@
-"""AdaShare's recipe: the typed form of `effhub/recipes/adashare/<name>.yaml` (defaults from the authors' yamls, Sun
-et al., NeurIPS 2020; see each shipped recipe for the per-setting values)."""
+"""AdaShare's recipe: the typed form of `effhub/models/adashare/recipes/<name>.yaml` (defaults from the authors'
+yamls, Sun et al., NeurIPS 2020; see each shipped recipe for the per-setting values)."""
 
 from __future__ import annotations
 

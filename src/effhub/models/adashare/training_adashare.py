@@ -17,15 +17,23 @@ looks at the test split.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import torch
-import torch.nn.functional as F
 
-from ...atomic import atomic_save_safetensors, atomic_write_json
-from ...errors import ConfigError
+from ...atomic import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from ...data.dense.schema import dataset_ids
+from ... import multitask
+from ...errors import ConfigError, DatasetError
+from ...multitask import scores_from_statistics, selection_score, task_statistics
 from .card_adashare import eval_results_from_scores, executed_fractions
 from .recipe_adashare import AdaShareRecipe
 
@@ -38,42 +46,156 @@ INITIAL_WEIGHTS_FILE = "initial_weights.safetensors"
 WARMUP_WEIGHTS_FILE = "warmup.safetensors"
 # the run's stages
 POLICY_STAGE = "policy"
-# the metric of each task type used for model selection and Delta_T (and its direction)
-SELECTION_METRICS = {"segmentation": ("mean_iou", False), "depth": ("abs_err", True), "normals": ("mean_angle", True),
-                     "regression": ("abs_err", True)}
+
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitIds:
+    """The image ids of AdaShare's three training subsets, carved from one training set.
+
+    Weights are trained on `train1`, the policy on `train2` (Sun et al., NeurIPS 2020, Sec. 3.3), and `val` serves
+    model selection, so that no decision looks at the test split. Saved with a run as JSON.
+
+    Args:
+        train1 (`tuple[str, ...]`): ids of the weight-update subset.
+        train2 (`tuple[str, ...]`): ids of the policy-update subset (disjoint from `train1`).
+        val (`tuple[str, ...]`): ids of the validation subset (disjoint from both).
+        val_fraction (`float`): the fraction of the training set carved out for validation.
+        seed (`int`): the seed of the permutation.
+    """
+
+    train1: tuple[str, ...]
+    train2: tuple[str, ...]
+    val: tuple[str, ...]
+    val_fraction: float
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train1": list(self.train1),
+            "train2": list(self.train2),
+            "val": list(self.val),
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> SplitIds:
+        missing = {"train1", "train2", "val", "val_fraction", "seed"} - set(mapping)
+        if missing:
+            raise DatasetError(f"Split record lacks {sorted(missing)}", "save it with `SplitIds.save`")
+        return cls(
+            train1=tuple(mapping["train1"]),
+            train2=tuple(mapping["train2"]),
+            val=tuple(mapping["val"]),
+            val_fraction=float(mapping["val_fraction"]),
+            seed=int(mapping["seed"]),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the split as JSON, atomically (temporary file in the same folder, then `os.replace`)."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SplitIds:
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"Split file '{path}' does not exist", "pass the split.json saved with the run")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except ValueError as error:
+            raise DatasetError(f"Split file '{path}' is not valid JSON ({error})", "re-create it") from error
+
+    def select(self, dataset) -> tuple[Any, Any, Any]:
+        """Return the (train1, train2, val) subsets of `dataset` (which must hold every id of this split)."""
+        position = {identifier: index for index, identifier in enumerate(dataset_ids(dataset))}
+        subsets = []
+        for name in ("train1", "train2", "val"):
+            wanted = getattr(self, name)
+            missing = [identifier for identifier in wanted if identifier not in position]
+            if missing:
+                raise DatasetError(
+                    f"The data set lacks {len(missing)} id(s) of the saved '{name}' split (e.g. {missing[:3]})",
+                    "select from the same training set the split was made from",
+                )
+            subsets.append(dataset.select([position[identifier] for identifier in wanted]))
+        return subsets[0], subsets[1], subsets[2]
+
+
+def split_ids(dataset_or_ids, val_fraction: float = 0.1, seed: int = 0) -> SplitIds:
+    """Carve a seeded validation set out of a training set and halve the rest into disjoint `train1` / `train2`.
+
+    The ids are sorted before the seeded permutation, so the split depends on the set of ids and the seed only, not on
+    the order of the rows. The AdaShare authors do not say how their train1/train2 were cut (their issues #7 and #15);
+    a random disjoint halving is the natural reading of the paper.
+
+    Args:
+        dataset_or_ids: a data set with an `id` column, or a sequence of ids.
+        val_fraction (`float`, defaults to 0.1): share of the ids kept for validation, in [0, 1).
+        seed (`int`, defaults to 0): seed of the permutation.
+    """
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ConfigError(f"val_fraction={val_fraction} is outside [0, 1)", "pass a fraction such as 0.1")
+    ids = sorted(dataset_ids(dataset_or_ids))
+    if len(set(ids)) != len(ids):
+        raise DatasetError("The data set's ids are not unique", "give every sample a distinct id")
+    if len(ids) < 2 + (val_fraction > 0):
+        raise DatasetError(
+            f"Cannot split {len(ids)} sample(s) into train1/train2" + ("/val" if val_fraction > 0 else ""),
+            "use a training set with at least 3 samples",
+        )
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[index] for index in order]
+    num_val = int(round(val_fraction * len(ids)))
+    if val_fraction > 0:
+        num_val = min(max(num_val, 1), len(ids) - 2)
+    rest = shuffled[num_val:]
+    half = (len(rest) + 1) // 2
+    return SplitIds(
+        train1=tuple(rest[:half]),
+        train2=tuple(rest[half:]),
+        val=tuple(shuffled[:num_val]),
+        val_fraction=float(val_fraction),
+        seed=int(seed),
+    )
+
+
+def split_train(dataset, val_fraction: float = 0.1, seed: int = 0):
+    """The (train1, train2, val) subsets of `dataset`: `split_ids(dataset, val_fraction, seed).select(dataset)`."""
+    return split_ids(dataset, val_fraction, seed).select(dataset)
+
+
 def load_datasets(recipe: AdaShareRecipe, data_dir=None):
     """(train, test) `datasets.Dataset`s of the recipe's data set."""
-    from ...data.dense import load_dense_dataset
+    from ...data import load_dataset
 
     options = dict(recipe.dataset_options)
-    if recipe.dataset == "scenes":
-        return (load_dense_dataset("scenes", "train", **options), load_dense_dataset("scenes", "test", **options))
-    test_split = "test"
-    return (load_dense_dataset(recipe.dataset, "train", root=data_dir, **options),
-            load_dense_dataset(recipe.dataset, test_split, root=data_dir, **options))
+    return (load_dataset(recipe.dataset, "train", root=data_dir, kind="dense", **options),
+            load_dataset(recipe.dataset, "test", root=data_dir, kind="dense", **options))
 
 
 def make_collator(recipe: AdaShareRecipe, tasks, train: bool):
-    from ...data.dense import DenseAugmentation, DenseCollator
+    """The dense collator of `tasks`, normalising pixels with the run's image processor (random scale/flip/crop when
+    `train` and the recipe augments)."""
+    from ...data.dense.augmentation import DenseAugmentation
+    from ...data.dense.collator import DenseCollator
 
     augmentation = None
     if train and recipe.augment and recipe.crop_size:
         augmentation = DenseAugmentation(crop_size=tuple(recipe.crop_size))
-    if recipe.input_convention == "caffe_bgr":
-        return DenseCollator.adashare_caffe(list(tasks), augmentation=augmentation)
-    return DenseCollator(list(tasks), augmentation=augmentation)
+    return DenseCollator(list(tasks), normalize=make_processor(recipe).normalize_pixels, augmentation=augmentation)
 
 
-def make_processor(recipe: AdaShareRecipe, image_size):
+def make_processor(recipe: AdaShareRecipe, image_size=None):
+    """The run's image processor: the one place pixels are normalised (`image_size` (height, width) sets its resize
+    size; the processor's default otherwise)."""
     from .image_processing_pil_adashare import AdaShareImageProcessorPil
 
-    size = {"height": int(image_size[0]), "width": int(image_size[1])}
+    size = None if image_size is None else {"height": int(image_size[0]), "width": int(image_size[1])}
     if recipe.input_convention == "caffe_bgr":
         return AdaShareImageProcessorPil.for_authors_checkpoint(size=size)
-    return AdaShareImageProcessorPil(size=size)
+    return AdaShareImageProcessorPil(**({} if size is None else {"size": size}))
 
 
 # -- parameter groups and optimisers ---------------------------------------------------------------------------------
@@ -211,50 +333,17 @@ def build_retrain_phase(recipe: AdaShareRecipe, model, name: str = "retrain"):
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
+def task_types(config) -> dict[str, str]:
+    """`{task: task type}` of an `AdaShareConfig`, in its task order (what `effhub.multitask` takes)."""
+    return {task: config.task_types[task] for task in config.task_names}
+
+
 def _statistics(model, batch, policy_mode=None):
     """Per-sample sufficient statistics of every task, keyed `task/statistic` (for gather + sum)."""
-    from ...metrics import depth_statistics, normals_statistics, segmentation_statistics
-
     config = model.config
     output = model(batch["pixel_values"], policy_mode=policy_mode)
-    stats = {}
-    for task, prediction in output.logits.items():
-        reference = batch["labels"][task]
-        size = tuple(reference.shape[-2:])
-        prediction = F.interpolate(prediction.float(), size=size, mode="bilinear", align_corners=False)
-        kind = config.task_types[task]
-        mask = batch["label_mask"][:, config.task_names.index(task)] if "label_mask" in batch else None
-        if kind == "segmentation":
-            reference = reference.clone()
-            if mask is not None:
-                reference[~mask] = config.ignore_index
-            values = segmentation_statistics(prediction, reference, config.tasks[task], config.ignore_index,
-                                             per_sample=True)
-        elif kind == "normals":
-            pixel_mask = None if mask is None else mask.view(-1, 1, 1).expand(-1, *size)
-            values = normals_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
-        else:
-            pixel_mask = None if mask is None else mask.view(-1, 1, 1, 1).expand_as(reference)
-            values = depth_statistics(prediction, reference, mask=pixel_mask, per_sample=True)
-        stats.update({f"{task}/{key}": value for key, value in values.items()})
-    return stats
-
-
-def scores_from_statistics(config, totals) -> dict[str, dict[str, float]]:
-    """`{task: {metric: value}}` from summed statistics."""
-    from ...metrics import depth_scores, normals_scores, segmentation_scores
-
-    results = {}
-    for task in config.task_names:
-        stats = {key.split("/", 1)[1]: value.cpu().numpy() for key, value in totals.items()
-                 if key.startswith(task + "/")}
-        if not stats:
-            continue
-        kind = config.task_types[task]
-        scorer = {"segmentation": segmentation_scores, "normals": normals_scores}.get(kind, depth_scores)
-        scores = scorer(stats)
-        results[task] = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
-    return results
+    return task_statistics(output.logits, batch["labels"], task_types(config), config.tasks, batch.get("label_mask"),
+                           config.ignore_index)
 
 
 def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None):
@@ -266,21 +355,7 @@ def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None
         totals = run.evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
     else:
         totals = evaluate(model, dataset, step, batch_size, collate_fn=collate_fn)
-    return scores_from_statistics(model.config, totals)
-
-
-def selection_score(results: dict[str, dict[str, float]], references: dict[str, dict[str, float]] | None = None):
-    """Mean over tasks of the (signed) selection metric: higher is better; relative to references when given."""
-    values = []
-    for task, metrics in results.items():
-        for kind_metric, lower in SELECTION_METRICS.values():
-            if kind_metric in metrics:
-                value = metrics[kind_metric]
-                if references and task in references and references[task].get(kind_metric):
-                    value = value / references[task][kind_metric]
-                values.append(-value if lower else value)
-                break
-    return sum(values) / max(len(values), 1)
+    return scores_from_statistics(task_types(model.config), totals)
 
 
 # -- entry points ----------------------------------------------------------------------------------------------------
@@ -337,18 +412,9 @@ def train_single_task_references(run, recipe: AdaShareRecipe, seed: int, train_d
 
 
 def delta_t(config, scores: dict, references: dict) -> dict:
-    """Delta_T (%) of `scores` against the single-task `references` over the card's metrics of every task
-    (`effhub.metrics.multitask_delta`: `{"delta_t", "per_task", "per_metric"}`). A metric whose single-task value is 0
-    (possible after very short runs) is left out: its relative change is undefined."""
-    from ...metrics import multitask_delta
-
-    from .card_adashare import CARD_METRICS
-
-    chosen = {task: {metric: scores[task][metric] for metric in CARD_METRICS[config.task_types[task]][1]
-                     if metric in scores[task] and references.get(task, {}).get(metric)}
-              for task in config.task_names}
-    result = multitask_delta({task: metrics for task, metrics in chosen.items() if metrics}, references)
-    return {"delta_t": float(result["delta_t"]), "per_task": {k: float(v) for k, v in result["per_task"].items()}}
+    """Delta_T (%) of `scores` against the single-task `references` (`effhub.multitask.delta_t` with the tasks of
+    `config`): `{"delta_t", "per_task"}`."""
+    return multitask.delta_t(task_types(config), scores, references)
 
 
 def _keep_warmup_weights(path: Path, kept: dict):
@@ -381,7 +447,6 @@ def train(recipe: AdaShareRecipe, options) -> Path:
     """
     from datasets import concatenate_datasets
 
-    from ...data.dense import split_ids
     from ...recipes import recipe_to_dict
     from ...training import Run
     from .card_adashare import write_adashare_card
@@ -450,8 +515,6 @@ def train(recipe: AdaShareRecipe, options) -> Path:
 
         run.save_pretrained(best_model)
         if run.is_main_process:  # every rank holds the same result; one writes it
-            import numpy as np
-
             image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
             make_processor(recipe, image_size).save_pretrained(layout.root)
             atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"]})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...citations import bibtex
 from ...errors import ConfigError
 
 METHOD_NAME = "clip-teacher"
@@ -27,14 +28,6 @@ DATASET_TYPE = "effhub/caption-world"
 DATASET_NAME = "effhub caption world"
 # CLIP clamps its learned temperature so that logits are scaled by at most 100
 MAX_LOGIT_SCALE = math.log(100.0)
-CLIP_CITATION = """@inproceedings{radford2021clip,
-  title = {Learning Transferable Visual Models From Natural Language Supervision},
-  author = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
-            Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and
-            Krueger, Gretchen and Sutskever, Ilya},
-  booktitle = {International Conference on Machine Learning (ICML)},
-  year = {2021}
-}"""
 
 
 @dataclass
@@ -109,7 +102,7 @@ class ClipEvalRecipe:
 
 @dataclass
 class CLIPTeacherRecipe:
-    """A recipe of the `clip-teacher` method (`effhub/recipes/clip-teacher/<name>.yaml`)."""
+    """A recipe of the `clip-teacher` method (`effhub/models/clip_teacher/recipes/<name>.yaml`)."""
 
     description: str = ""
     seed: int = 0
@@ -477,7 +470,7 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "vocabulary. Zero-shot chance level is 1/64. Every text position was reached by at least "
         f"{recipe.tokenizer.min_trained_fraction:.0%} of the training captions; a DualCoOp prompt with "
         f"{recipe.tokenizer.learned_contexts} learned contexts fits.",
-        "citation": CLIP_CITATION,
+        "citation": bibtex("radford2021clip"),
     }
     return write_model_card(run_dir, card_spec, eval_results)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...citations import bibtex
+
 
 @dataclass
 class TinyModelRecipe:
@@ -34,7 +36,7 @@ class TinyTrainRecipe:
 
 @dataclass
 class TinyRecipe:
-    """A recipe of the tiny method (`effhub/recipes/tiny/<name>.yaml`)."""
+    """A recipe of the tiny method (`effhub/models/tiny/recipes/<name>.yaml`)."""
 
     description: str = ""
     seed: int = 0
@@ -43,18 +45,13 @@ class TinyRecipe:
     train: TinyTrainRecipe = field(default_factory=TinyTrainRecipe)
 
 
-TINY_CITATION = """@software{effhub,
-  title = {effhub: efficient image and video understanding methods, packaged the Hugging Face way},
-  year = {2026},
-  note = {The tiny reference method has no paper of its own}
-}"""
 DATASET_NAME = "effhub generated colour blobs"
 DATASET_TYPE = "effhub/blobs"
 
 
 def build_datasets(recipe: TinyRecipe):
     """The train and test splits of the generated blobs (different seeds, so no image is shared)."""
-    from ...data.blobs import BlobsConfig, build_blobs_dataset
+    from ...data.classification.blobs import BlobsConfig, build_blobs_dataset
 
     blobs = BlobsConfig(size=recipe.data.image_size, noise=recipe.data.noise)
     train_split = build_blobs_dataset(recipe.data.train_samples, seed=recipe.seed * 2 + 1, config=blobs)
@@ -64,7 +61,7 @@ def build_datasets(recipe: TinyRecipe):
 
 def build_model(recipe: TinyRecipe):
     """A freshly initialised tiny classifier for the recipe."""
-    from ...data.blobs import BLOB_CLASSES
+    from ...data.classification.blobs import BLOB_CLASSES
     from .configuration_tiny import EffhubTinyConfig
     from .modeling_tiny import EffhubTinyForImageClassification
 
@@ -170,7 +167,7 @@ def write_results_and_card(run_dir, recipe: TinyRecipe, statistics, model):
         "model = AutoModel.from_pretrained(\"<repo or folder>\")\n"
         "logits = model(pixel_values).logits",
         "training": recipe_to_dict(recipe),
-        "citation": TINY_CITATION,
+        "citation": bibtex("effhub"),  # the tiny reference method has no paper of its own
     }
     return write_model_card(run_dir, card_spec, eval_results)
 

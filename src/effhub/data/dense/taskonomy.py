@@ -31,18 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
-from .dense import (
-    IGNORE_INDEX,
+from ...errors import ConfigError, DatasetError
+from .reading import (
     DenseDecoder,
     check_files_exist,
     check_root,
-    check_tasks,
     lazy_dataset,
     nearest_resize,
     read_split_file,
     unit_normals,
 )
+from .schema import IGNORE_INDEX, check_tasks
 
 TASKONOMY_TASKS = {"segmentation": 17, "normals": 3, "depth": 1, "keypoints": 1, "edges": 1}
 """Task name -> output channels of AdaShare's Taskonomy 5-task setting."""

@@ -27,17 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
-from .dense import (
-    IGNORE_INDEX,
-    DenseDecoder,
-    check_files_exist,
-    check_root,
-    check_tasks,
-    lazy_dataset,
-    read_split_file,
-    unit_normals,
-)
+from ...errors import DatasetError
+from .reading import DenseDecoder, check_files_exist, check_root, lazy_dataset, read_split_file, unit_normals
+from .schema import IGNORE_INDEX, check_tasks
 
 NYUV2_TASKS = {"segmentation": 40, "normals": 3, "depth": 1}
 """Task name -> output channels of AdaShare-formatted NYU-v2."""

@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..atomic import atomic_write_text
-from .dense import IGNORE_INDEX
+from ...errors import ConfigError
+from ...atomic import atomic_write_text
+from .schema import IGNORE_INDEX
 
 GENERATOR_VERSION = 1
 """Bumped whenever the rendering code changes what a given config produces (it is part of the cache key)."""
@@ -428,7 +428,7 @@ def load_scenes(
     """Load a split of the generated scenes, generating and caching it on first use.
 
     Rows come back with `image` uint8 (H, W, 3), `segmentation` uint8 (H, W), `depth` float32 (H, W) and `normals`
-    float32 (H, W, 3) as numpy arrays, plus `id` and `label_mask` (see `effhub.data.dense`).
+    float32 (H, W, 3) as numpy arrays, plus `id` and `label_mask` (see `effhub.data.dense.schema`).
 
     Args:
         config (`SceneConfig` or `dict`, defaults to `SCENES_V1`): the generator's parameters.

@@ -27,16 +27,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
-from .dense import (
-    IGNORE_INDEX,
-    DenseDecoder,
-    check_files_exist,
-    check_root,
-    check_tasks,
-    lazy_dataset,
-    read_split_file,
-)
+from ...errors import ConfigError, DatasetError
+from .reading import DenseDecoder, check_files_exist, check_root, lazy_dataset, read_split_file
+from .schema import IGNORE_INDEX, check_tasks
 
 CITYSCAPES_TASKS = {"segmentation": 19, "depth": 1}
 """Task name -> output channels of the AdaShare CityScapes setting (19-class segmentation)."""

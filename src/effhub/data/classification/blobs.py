@@ -1,4 +1,4 @@
-"""Generated colour-blob images for classification: the tiny demo's data set.
+"""Generated colour-blob images for classification: the smallest demo's data set.
 
 Each image shows one blob on a noisy background; the class is the blob's shape (square or disc) crossed with its
 colour family (warm or cold), so a classifier must look at both. Deterministic by seed, returned as a
