@@ -1,7 +1,7 @@
 """`python -m benchmarks [--quick] clip_teacher`: the CLIP teacher's gates, measured on held-out caption-world data.
 
 Measures a teacher folder (default: the base teacher shipped inside the package) on splits drawn for this benchmark
-only (`SPLIT_NAMES["clip-teacher-benchmark"]`, never seen in training), each figure with its standard error:
+only (`SPLIT_NAMES["teacher-probes"]`, never seen in training), each figure with its standard error:
 
 1. zero-shot top-1 over the 64 colour-shape classes (one object per image, 50 images per class), with colour and
    shape accuracy and how often the colour is right but the shape wrong (and the reverse);
@@ -76,7 +76,7 @@ def measure(model, tokenizer, world, sizes: dict, seed: int = 0) -> dict:
     )
     from effhub.models.clip_teacher.processing import pixel_values_from_uint8
 
-    names = SPLIT_NAMES["clip-teacher-benchmark"]
+    names = SPLIT_NAMES["teacher-probes"]
     classes = len(world.class_names)
     results = {"world_version": world.config.version}
     vision = model.config.vision_config

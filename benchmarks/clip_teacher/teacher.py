@@ -33,7 +33,7 @@ def train_teacher(recipe, output_dir, log_every: int = 50, threads: int | None =
         torch.set_num_threads(threads)
     started = time.time()
     world = build_world(recipe)
-    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES["clip-teacher"]["train"])
+    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES["teacher"]["train"])
     tokenizer = build_tokenizer(world, recipe, pairs["caption"])
     data_seconds = time.time() - started
     torch.manual_seed(recipe.seed)

@@ -81,7 +81,7 @@ def test_image_pool_cannot_be_rederived_with_captions():
 def test_split_names_of_all_consumers_are_distinct():
     names = [name for splits in SPLIT_NAMES.values() for name in splits.values()]
     assert len(names) == len(set(names))
-    assert {"clip-teacher", "dualcoop", "dime-fm"} <= set(SPLIT_NAMES)
+    assert {"teacher", "prompt-learning", "distillation"} <= set(SPLIT_NAMES)
 
 
 def test_class_vocabulary_and_held_out_classes(world):

@@ -5,11 +5,11 @@ is a meaningful teacher (imperfect, with room for students and adapters to be be
 
 - **paired** image-caption data (1 to 4 objects per image) to train a CLIP-style model contrastively;
 - a **class vocabulary** of colour-shape classes ("red circle", ...), split into seen and held-out unseen classes
-  for zero-shot multi-label recognition (DualCoOp, arXiv 2206.09541);
+  for zero-shot multi-label recognition with learned prompts (arXiv 2206.09541);
 - **single-object** splits for zero-shot classification;
 - **multi-label** splits (several objects, a label set per image);
 - a separately seeded **text corpus** and **image pool** with no shared ids, for distillation from unpaired
-  images and texts (DIME-FM, arXiv 2303.18232).
+  images and texts (arXiv 2303.18232).
 
 Every split is deterministic in `(world parameters, split kind, split name, seed)` and is a `datasets.Dataset`;
 split names (:data:`SPLIT_NAMES`) name independent random streams, and a split drawn again with another size is a
@@ -93,15 +93,15 @@ GEOMETRY: dict[int, dict] = {
 }
 # the kinds of split builders; from version 2 on a split's random stream is keyed by kind and name together
 SPLIT_KINDS = ("pairs", "multilabel", "single-object", "text-corpus", "image-pool")
-# the split names each consumer draws (distinct names are independent streams; a test checks they are all distinct)
+# the split names each use draws, by use (distinct names are independent streams; a test checks they are all distinct)
 SPLIT_NAMES: dict[str, dict[str, str]] = {
-    "clip-teacher": {"train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test"},
-    "clip-teacher-benchmark": {
+    "teacher": {"train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test"},
+    "teacher-probes": {
         "probe-train": "probe-single-train", "probe-test": "probe-single-test",
         "multilabel-train": "probe-multilabel-train", "multilabel-test": "probe-multilabel-test",
     },
-    "dualcoop": {"train": "dualcoop-train", "test": "dualcoop-test"},
-    "dime-fm": {"images": "dime-fm-images", "texts": "dime-fm-texts", "test": "dime-fm-test"},
+    "prompt-learning": {"train": "prompt-learning-train", "test": "prompt-learning-test"},
+    "distillation": {"images": "distillation-images", "texts": "distillation-texts", "test": "distillation-test"},
 }
 VERTICAL = ("top", "middle", "bottom")
 HORIZONTAL = ("left", "center", "right")

@@ -133,7 +133,7 @@ def build_eval_splits(world, recipe: CLIPTeacherRecipe):
     """(single-object zero-shot split, held-out retrieval pairs); separately seeded from the training pairs."""
     from ...data.captions import SPLIT_NAMES
 
-    names = SPLIT_NAMES[METHOD_NAME]
+    names = SPLIT_NAMES["teacher"]
     zero_shot = world.single_object(recipe.world.zero_shot_samples, seed=recipe.world.seed, split=names["zero-shot"])
     retrieval = world.pairs(recipe.world.test_pairs, seed=recipe.world.seed, split=names["test"])
     return zero_shot, retrieval
@@ -348,7 +348,7 @@ def train(recipe: CLIPTeacherRecipe, options):
     seed = options.seed_or(recipe.seed)
     world = build_world(recipe)
     # build the cached splits on the main process first, so that ranks do not generate them twice
-    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES[METHOD_NAME]["train"])
+    pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES["teacher"]["train"])
     build_eval_splits(world, recipe)
     tokenizer = build_tokenizer(world, recipe, pairs["caption"])
     torch.manual_seed(seed)
