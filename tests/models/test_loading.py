@@ -128,3 +128,19 @@ def test_effhub_eval_of_a_truncated_model_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "model.safetensors' of EffhubTinyForImageClassification is truncated" in err
     assert _tree(tmp_path) == before
+
+
+def test_a_plain_transformers_model_of_a_method_names_the_file(tmp_path):
+    """The clip-teacher is a plain `CLIPModel`: effhub's loaders (`effhub eval`, the shipped teacher) go through
+    `load_pretrained`, which names the truncated file."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from effhub.models.loading import load_pretrained
+
+    small = {"hidden_size": 8, "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1}
+    CLIPModel(CLIPConfig(text_config=small, vision_config={**small, "image_size": 8, "patch_size": 4},
+                         projection_dim=8)).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:10])
+    with pytest.raises(CheckpointError, match="model.safetensors' of CLIPModel is truncated or corrupt"):
+        load_pretrained(CLIPModel, tmp_path)

@@ -41,6 +41,40 @@ def _weight_file(location: str | os.PathLike, subfolder: str = "") -> str:
     return str(location)
 
 
+def load_pretrained(model_class, pretrained_model_name_or_path, *model_args, **kwargs):
+    """`model_class.from_pretrained(...)` (any transformers class, e.g. `CLIPModel`), with load failures of the
+    weight file turned into a `CheckpointError` naming it (the original error is its `__cause__`).
+
+    Args:
+        model_class (`type`): a `PreTrainedModel` class.
+        pretrained_model_name_or_path (`str` or `os.PathLike`): a model folder or a Hub repository id.
+        model_args, kwargs: passed on to `from_pretrained`.
+    """
+    try:
+        return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+    except Exception as error:
+        raise _load_error(model_class.__name__, error, pretrained_model_name_or_path, kwargs) from error
+
+
+def _load_error(class_name: str, error: Exception, location, kwargs) -> Exception:
+    """The `CheckpointError` of a failed load, or `error` itself when it is no load failure."""
+    if not _is_load_failure(error):
+        return error
+    location = str(location)
+    folder = Path(location) / kwargs.get("subfolder", "")
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, OSError) and folder.is_dir() and not any((folder / n).is_file() for n in WEIGHT_FILES):
+        return CheckpointError(f"model folder '{folder}' has no weight file ({' or '.join(WEIGHT_FILES[:2])})",
+                               "point at a folder written by save_pretrained or `effhub train` "
+                               "(its training may not have finished)")
+    if isinstance(error, OSError) and not folder.exists():
+        return CheckpointError(f"cannot load {class_name} from '{location}' ({detail})",
+                               "pass an existing model folder or a Hub repository id you can read")
+    path = _weight_file(location, kwargs.get("subfolder", ""))
+    return CheckpointError(f"weight file '{path}' of {class_name} is truncated or corrupt ({detail})",
+                           "download or copy it again, or save the model again")
+
+
 class CheckedLoadingMixin:
     """`from_pretrained` raises `CheckpointError` naming the file for a truncated, corrupt or missing weight file."""
 
@@ -55,22 +89,10 @@ class CheckedLoadingMixin:
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except Exception as error:
-            if not _is_load_failure(error):
+            failure = _load_error(cls.__name__, error, pretrained_model_name_or_path, kwargs)
+            if failure is error:
                 raise
-            location = str(pretrained_model_name_or_path)
-            folder = Path(location) / kwargs.get("subfolder", "")
-            if isinstance(error, OSError) and folder.is_dir() and not any((folder / n).is_file() for n in WEIGHT_FILES):
-                raise CheckpointError(f"model folder '{folder}' has no weight file ({' or '.join(WEIGHT_FILES[:2])})",
-                                      "point at a folder written by save_pretrained or `effhub train` "
-                                      "(its training may not have finished)") from error
-            if isinstance(error, OSError) and not folder.exists():
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise CheckpointError(f"cannot load {cls.__name__} from '{location}' ({first_line})",
-                                      "pass an existing model folder or a Hub repository id you can read") from error
-            path = _weight_file(location, kwargs.get("subfolder", ""))
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CheckpointError(f"weight file '{path}' of {cls.__name__} is truncated or corrupt ({detail})",
-                                  "download or copy it again, or save the model again") from error
+            raise failure from error
 
 
 class CheckedConfigMixin:
@@ -183,4 +205,4 @@ def check_list(config_name: str, name: str, value: Any, item_kind: str, minimum:
             for index, item in enumerate(value)]
 
 
-__all__ = ["CheckedLoadingMixin", "CheckedConfigMixin", "check_field", "check_mapping", "check_list"]
+__all__ = ["load_pretrained", "CheckedLoadingMixin", "CheckedConfigMixin", "check_field", "check_mapping", "check_list"]
