@@ -144,3 +144,13 @@ def test_a_plain_transformers_model_of_a_method_names_the_file(tmp_path):
     weights.write_bytes(weights.read_bytes()[:10])
     with pytest.raises(CheckpointError, match="model.safetensors' of CLIPModel is truncated or corrupt"):
         load_pretrained(CLIPModel, tmp_path)
+
+
+@pytest.mark.parametrize("method,other", [("adashare", "tiny"), ("tiny", "adashare")])
+def test_a_folder_of_another_model_type_is_refused(tmp_path, method, other):
+    _saved(tmp_path, other)
+    model_class = MODELS[method][0]
+    other_type = MODELS[other][0].config_class.model_type
+    with pytest.raises(ConfigError, match=f"config.json: the config is of model type '{other_type}'"):
+        model_class.from_pretrained(tmp_path)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), MODELS[other][0])  # the Auto class picks the right one

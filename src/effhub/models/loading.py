@@ -114,6 +114,22 @@ class CheckedConfigMixin:
             raise _in_file(error, where) from error
 
     @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """`PreTrainedConfig.from_dict`, refusing the config of another model type (transformers only warns, then
+        builds a default config and a randomly initialised model).
+
+        Args:
+            config_dict (`dict`): the config's values.
+            kwargs: passed on to `PreTrainedConfig.from_dict`.
+        """
+        given = config_dict.get("model_type") if isinstance(config_dict, dict) else None
+        if given and given != cls.model_type:
+            raise ConfigError(f"the config is of model type '{given}', not '{cls.model_type}' ({cls.__name__})",
+                              "load it with the model class of its type, or with AutoModel.from_pretrained after "
+                              "`import effhub`")
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_json_file(cls, json_file):
         """`PreTrainedConfig.from_json_file`, naming the file in a `ConfigError`.
 
