@@ -86,6 +86,10 @@ def test_cli_refusals_name_the_problem(tmp_path, capsys):
         (["train", "tiny", "--recipe", str(tmp_path / "nope.yaml"), "--output-dir", str(tmp_path / "out")],
          "does not exist"),
         (["train", "tiny", "--recipe", "nope", "--output-dir", str(tmp_path / "out")], "Unknown recipe 'nope'"),
+        (["train", "adashare", "--recipe", "nyuv2-2task", "--data-dir", str(tmp_path / "nodata"), "--output-dir",
+          str(tmp_path / "out")], "NYU-v2 folder"),
+        (["train", "adashare", "--recipe", "nyuv2-2task", "--output-dir", str(tmp_path / "out")], "needs its folder"),
+        (["browse", "--endpoint", "http://127.0.0.1:9"], "is unreachable"),
     ]
     for argv, words in cases:
         assert main(argv) == 2, argv

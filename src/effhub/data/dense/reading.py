@@ -191,5 +191,5 @@ def lazy_dataset(
     return dataset
 
 
-__all__ = ["check_root", "read_split_file", "check_files_exist", "read_image", "read_npy", "nearest_resize", "unit_normals", "DenseDecoder",
-           "lazy_dataset"]
+__all__ = ["check_root", "read_split_file", "check_files_exist", "read_image", "read_npy", "nearest_resize",
+           "unit_normals", "DenseDecoder", "lazy_dataset"]
