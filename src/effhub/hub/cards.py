@@ -373,6 +373,8 @@ def rewrite_card(run_dir: str | os.PathLike) -> Path:
     """Re-render `run_dir/README.md` from `run_dir/card_spec.json` and `run_dir/eval_results.json`."""
     run_dir = Path(run_dir)
     spec_path = run_dir / CARD_SPEC_FILE
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder '{run_dir}' does not exist", "pass the --output-dir of an effhub train run")
     if not spec_path.is_file():
         raise CheckpointError(
             f"{run_dir} has no {CARD_SPEC_FILE}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import sys
 import threading
 from http.server import ThreadingHTTPServer
@@ -96,6 +97,7 @@ class LocalHubServer:
                               "--host 127.0.0.1, or force it with --allow-remote")
         self.disable_xet = disable_xet
         self._secret = os.urandom(32)
+        self._created_root = not Path(root).expanduser().exists()  # removed again when the hub cannot listen
         self.store = LocalHubStore(root)
         self.root = self.store.root
         self.host, self.port, self._sock = host, port, sock
@@ -125,6 +127,8 @@ class LocalHubServer:
             else:
                 httpd = _LocalHubHTTPServer((self.host, self.port), LocalHubRequestHandler)
         except OSError as error:
+            if self._created_root:  # a refused start leaves nothing behind
+                shutil.rmtree(self.root, ignore_errors=True)
             raise ConfigError(f"The local hub cannot listen on {self.host}:{self.port} ({error})",
                               "pick another --port (0 picks a free one) or stop the process using it") from None
         httpd.store = self.store  # type: ignore[attr-defined]

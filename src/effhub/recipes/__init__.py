@@ -154,8 +154,25 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+# count-like recipe keys, by name in every method's recipe: batch sizes at least 1, other counts and rates at least 0
+_AT_LEAST_ONE = ("batch_size",)
+_AT_LEAST_ZERO = ("steps", "epochs", "samples", "per_epoch", "every", "lr", "learning_rate", "weight_decay",
+                  "workers")
+
+
+def _check_range(name: str, value: Any, where: str) -> None:
+    """Refuse a negative count (or a batch size below 1) under a count-like key (see `_AT_LEAST_ONE`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    matches = lambda suffixes: any(name == s or name.endswith(f"_{s}") for s in suffixes)  # noqa: E731
+    minimum = 1 if matches(_AT_LEAST_ONE) else 0 if matches(_AT_LEAST_ZERO) else None
+    if minimum is not None and not value >= minimum:
+        raise RecipeError(f"{where} is {value!r}, below {minimum}", f"set {where} to at least {minimum}")
+
+
 def build_dataclass(cls: type, mapping: dict[str, Any], where: str = "recipe"):
-    """Build dataclass `cls` from `mapping`, refusing unknown keys and values of the wrong type."""
+    """Build dataclass `cls` from `mapping`, refusing unknown keys, values of the wrong type, and negative counts
+    (batch sizes below 1) under count-like keys such as `batch_size`, `*_steps`, `*_samples`, `lr`."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(mapping) - set(fields))
@@ -164,6 +181,8 @@ def build_dataclass(cls: type, mapping: dict[str, Any], where: str = "recipe"):
             f"{where} has unknown key(s) {unknown} (known: {sorted(fields)})", "remove or rename the unknown key(s)"
         )
     kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
+    for name, value in kwargs.items():
+        _check_range(name, value, f"{where}.{name}")
     try:
         return cls(**kwargs)
     except RecipeError:

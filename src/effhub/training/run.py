@@ -35,7 +35,7 @@ from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from .checkpoints import latest_checkpoint
 from .layout import RunLayout, check_stage_name
 from .options import RunOptions
-from .phases import Phase
+from .phases import Phase, validate_phases
 from .run_info import collect_run_info
 from .tracking import build_trackers, truncate_metrics_log
 
@@ -251,6 +251,7 @@ class Run:
         self._stage_names.append(name)
         if name in self._stages:
             return self._skip_stage(name, model)
+        validate_phases(phases, datasets)  # before anything is written to the run folder
         stage_dir = self.layout.stage_dir(name)
         resume_from = latest_checkpoint(stage_dir) if self.options.resume else None
         self._start(name, phases, resume_from)

@@ -84,12 +84,7 @@ class CityScapesDecoder(DenseDecoder):
         self.num_classes = num_classes
 
     def _load(self, relative: str) -> np.ndarray:
-        path = self.path(relative)
-        try:
-            return np.load(path)
-        except (OSError, ValueError) as error:
-            problem = f"CityScapes file '{path}' is not a readable .npy array ({error})"
-            raise DatasetError(problem, "re-extract it") from error
+        return self.read_npy(relative)
 
     def decode_image(self, relative: str) -> np.ndarray:
         image = self._load(relative)

@@ -50,18 +50,12 @@ class NYUv2Decoder(DenseDecoder):
     dataset_name = "NYU-v2"
 
     def decode_image(self, relative: str) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(self.path(relative)) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.asarray(self.read_image(relative, "RGB"), dtype=np.uint8)
 
     def decode_task(self, task: str, relative: str, row: Mapping[str, str]) -> np.ndarray:
-        from PIL import Image
-
         path = self.path(relative)
         if task == "segmentation":
-            with Image.open(path) as image:
-                labels = np.asarray(image.convert("L") if image.mode not in ("L", "P") else image, dtype=np.uint8)
+            labels = np.asarray(self.read_image(relative, "L", keep=("L", "P")), dtype=np.uint8)
             bad = (labels >= NYUV2_TASKS["segmentation"]) & (labels != IGNORE_INDEX)
             if bad.any():
                 raise DatasetError(
@@ -71,11 +65,10 @@ class NYUv2Decoder(DenseDecoder):
                 )
             return labels
         if task == "normals":
-            with Image.open(path) as image:
-                encoded = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            encoded = np.asarray(self.read_image(relative, "RGB"), dtype=np.uint8)
             invalid = (encoded == 255).all(axis=-1)
             return unit_normals(encoded.astype(np.float32) / 255.0 * 2.0 - 1.0, ~invalid)
-        depth = np.load(path)
+        depth = self.read_npy(relative)
         if depth.ndim == 3 and depth.shape[-1] == 1:
             depth = depth[..., 0]
         if depth.ndim != 2:

@@ -56,6 +56,37 @@ def check_files_exist(root: Path, relative_paths: Iterable[str | None], dataset_
             raise DatasetError(f"{dataset_name} file '{root / relative}' listed in the split is missing", how_to)
 
 
+def read_image(path: str | os.PathLike, dataset_name: str, convert: str | None = None,
+               keep: tuple[str, ...] = ()) -> np.ndarray:
+    """Decode an image file into an array, or raise a `DatasetError` naming the file when it is not a readable image.
+
+    Args:
+        path (`str`): the image file.
+        dataset_name (`str`): named in the error.
+        convert (`str`, *optional*): a PIL mode to convert to (e.g. `"RGB"`); `None` keeps the file's mode.
+        keep (`tuple[str, ...]`): modes left as they are instead of converted (e.g. `("L", "P")` for labels).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if convert is not None and image.mode not in keep:
+                image = image.convert(convert)
+            return np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as error:  # PIL.UnidentifiedImageError is an OSError
+        raise DatasetError(f"{dataset_name} file '{path}' is not a readable image ({error})",
+                           "re-download or re-extract it (or remove its entry from the split file)") from error
+
+
+def read_npy(path: str | os.PathLike, dataset_name: str) -> np.ndarray:
+    """Load a `.npy` array (no pickles), or raise a `DatasetError` naming the file when it is not a readable array."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DatasetError(f"{dataset_name} file '{path}' is not a readable .npy array ({error})",
+                           "re-download or re-extract it (or remove its entry from the split file)") from error
+
+
 def nearest_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of the first two axes, sampling source pixel floor(i * source / target) like OpenCV."""
     rows = (np.arange(height) * array.shape[0] // height).clip(0, array.shape[0] - 1)
@@ -101,6 +132,14 @@ class DenseDecoder:
                 "restore the file, or remove its entry from the split file",
             )
         return full
+
+    def read_image(self, relative: str, convert: str | None = None, keep: tuple[str, ...] = ()) -> np.ndarray:
+        """The decoded image at `relative` (see :func:`read_image`); a missing or garbage file is a `DatasetError`."""
+        return read_image(self.path(relative), self.dataset_name, convert, keep)
+
+    def read_npy(self, relative: str) -> np.ndarray:
+        """The array at `relative` (see :func:`read_npy`); a missing or garbage file is a `DatasetError`."""
+        return read_npy(self.path(relative), self.dataset_name)
 
     def decode_image(self, relative: str) -> np.ndarray:
         raise NotImplementedError
@@ -152,5 +191,5 @@ def lazy_dataset(
     return dataset
 
 
-__all__ = ["check_root", "read_split_file", "check_files_exist", "nearest_resize", "unit_normals", "DenseDecoder",
-           "lazy_dataset"]
+__all__ = ["check_root", "read_split_file", "check_files_exist", "read_image", "read_npy", "nearest_resize",
+           "unit_normals", "DenseDecoder", "lazy_dataset"]

@@ -38,6 +38,7 @@ from .reading import (
     check_root,
     lazy_dataset,
     nearest_resize,
+    read_npy,
     read_split_file,
     unit_normals,
 )
@@ -67,7 +68,7 @@ def load_taskonomy_class_weights(root: str | os.PathLike) -> np.ndarray:
             f"Taskonomy class-weight file '{path}' is missing",
             "copy semseg_prior_factor.npy from StanfordVL/taskonomy taskbank/lib/data/ into the data folder",
         )
-    weights = np.load(path).astype(np.float64).reshape(-1)
+    weights = read_npy(path, "Taskonomy").astype(np.float64).reshape(-1)
     if weights.shape != (TASKONOMY_TASKS["segmentation"],):
         raise DatasetError(f"Taskonomy class weights '{path}' have shape {weights.shape}", "use the 17-entry prior")
     return weights
@@ -91,14 +92,7 @@ class TaskonomyDecoder(DenseDecoder):
         self.depth_encoding = depth_encoding
 
     def _read(self, relative: str) -> np.ndarray:
-        from PIL import Image
-
-        path = self.path(relative)
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image)
-        except OSError as error:
-            raise DatasetError(f"Taskonomy file '{path}' is not a readable PNG ({error})", "re-download it") from error
+        array = self.read_image(relative)
         if self.image_size is not None:
             array = nearest_resize(array, self.image_size, self.image_size)
         return array

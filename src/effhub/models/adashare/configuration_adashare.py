@@ -7,6 +7,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ...errors import ConfigError, TaskError
+from ..loading import CheckedConfigMixin, check_field, check_list, check_mapping
 
 # residual blocks per stage of each supported ResNet depth
 RESNET_STAGE_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
@@ -30,7 +31,7 @@ TASK_TYPES = ("segmentation", "normals", "depth", "regression")
 DEFAULT_TASKS = {"segmentation": 40, "normals": 3, "depth": 1}
 
 
-class AdaShareConfig(PreTrainedConfig):
+class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
     r"""Configuration of [`AdaShareModel`]: the backbone, the per-task heads and the policy over residual blocks.
 
     Args:
@@ -97,31 +98,38 @@ class AdaShareConfig(PreTrainedConfig):
         initializer_range: float = 0.01,
         **kwargs,
     ):
-        tasks = dict(tasks or DEFAULT_TASKS)
+        tasks = check_mapping("AdaShareConfig", "tasks", DEFAULT_TASKS if tasks is None else tasks, "int", 1)
         # config.json is written with sorted keys: the saved task order restores the user's order on load
         task_order = kwargs.pop("task_order", None)
         if task_order is not None and sorted(task_order) == sorted(tasks):
             tasks = {name: tasks[name] for name in task_order}
         self.tasks = {str(name): int(channels) for name, channels in tasks.items()}
         self.task_order = list(self.tasks)
-        self.backbone_depth = int(backbone_depth)
-        self.base_width = int(base_width)
-        self.num_channels = int(num_channels)
-        self.head_type = head_type
-        self.aspp_rates = list(aspp_rates) if aspp_rates is not None else [6, 12, 18, 24]
-        self.head_hidden_size = int(head_hidden_size)
-        self.head_dropout = float(head_dropout)
-        self.policy_init = policy_init
-        self.init_neg_logits = float(init_neg_logits)
-        self.gumbel_tau_init = float(gumbel_tau_init)
-        self.gumbel_tau_decay = float(gumbel_tau_decay)
-        self.hard_sampling = bool(hard_sampling)
-        self.curriculum_speed = int(curriculum_speed)
-        self.reg_w_sparsity = float(reg_w_sparsity)
-        self.reg_w_sharing = float(reg_w_sharing)
-        self.sharing_weight_schedule = sharing_weight_schedule
-        self.ignore_index = int(ignore_index)
-        self.initializer_range = float(initializer_range)
+        self.backbone_depth = _field("backbone_depth", backbone_depth, "int", choices=tuple(RESNET_STAGE_BLOCKS))
+        self.base_width = _field("base_width", base_width, "int", 1)
+        self.num_channels = _field("num_channels", num_channels, "int", 1)
+        self.head_type = _field("head_type", head_type, "str", choices=("aspp", "light"))
+        self.aspp_rates = check_list("AdaShareConfig", "aspp_rates", [6, 12, 18, 24] if aspp_rates is None
+                                     else aspp_rates, "int", 1)
+        self.head_hidden_size = _field("head_hidden_size", head_hidden_size, "int", 1)
+        self.head_dropout = _field("head_dropout", head_dropout, "float", 0.0, 1.0)
+        self.policy_init = _field("policy_init", policy_init, "str", choices=("equal", "random", "all_chosen"))
+        self.init_neg_logits = _field("init_neg_logits", init_neg_logits, "float")
+        self.gumbel_tau_init = _field("gumbel_tau_init", gumbel_tau_init, "float", 0.0, exclusive_minimum=True)
+        self.gumbel_tau_decay = _field("gumbel_tau_decay", gumbel_tau_decay, "float", 0.0, 1.0,
+                                       exclusive_minimum=True)
+        self.hard_sampling = _field("hard_sampling", hard_sampling, "bool")
+        self.curriculum_speed = _field("curriculum_speed", curriculum_speed, "int", 1)
+        self.reg_w_sparsity = _field("reg_w_sparsity", reg_w_sparsity, "float", 0.0)
+        self.reg_w_sharing = _field("reg_w_sharing", reg_w_sharing, "float", 0.0)
+        self.sharing_weight_schedule = _field("sharing_weight_schedule", sharing_weight_schedule, "str",
+                                              choices=("code", "paper"))
+        self.ignore_index = _field("ignore_index", ignore_index, "int")
+        self.initializer_range = _field("initializer_range", initializer_range, "float", 0.0)
+        if task_types is not None:
+            check_mapping("AdaShareConfig", "task_types", task_types, "str")
+        if task_loss_weights is not None:
+            check_mapping("AdaShareConfig", "task_loss_weights", task_loss_weights, "float", 0.0)
         self._validate_architecture()
         self.task_types = self._resolve_task_types(task_types or {})
         weights = dict(task_loss_weights or {})
@@ -237,6 +245,10 @@ class AdaShareConfig(PreTrainedConfig):
                 )
             checked[name] = [int(v) for v in values]
         return checked
+
+
+def _field(name: str, value, kind: str, minimum=None, maximum=None, choices=None, exclusive_minimum=False):
+    return check_field("AdaShareConfig", name, value, kind, minimum, maximum, choices, exclusive_minimum)
 
 
 def _shape_of(values) -> list[int]:

@@ -23,6 +23,7 @@ from transformers.utils.generic import can_return_tuple
 from ...costs import MultiplyAddCounter
 from ...errors import ConfigError, TaskError
 from ...multitask import weighted_task_losses
+from ..loading import CheckedLoadingMixin
 from .configuration_adashare import BOTTLENECK_DEPTHS, AdaShareConfig
 
 POLICY_MODES = ("shared", "gumbel", "fixed", "argmax")
@@ -230,7 +231,7 @@ class AdaSharePolicy(nn.ParameterDict):
         super().__init__({task: nn.Parameter(torch.empty(config.num_blocks, 2)) for task in config.task_names})
 
 
-class AdaSharePreTrainedModel(PreTrainedModel):
+class AdaSharePreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
     """Weight initialisation and loading for AdaShare."""
 
     config: AdaShareConfig

@@ -164,6 +164,7 @@ def evaluate_run(run_dir, args=None) -> dict:
 
     from ...recipes import build_dataclass
     from ...training import RUN_INFO_FILE
+    from ..loading import load_pretrained
     from .training_clip_teacher import CLIPTeacherRecipe, build_world
 
     run_dir = Path(run_dir)
@@ -172,7 +173,7 @@ def evaluate_run(run_dir, args=None) -> dict:
         raise CheckpointError(f"'{run_dir}' is not a clip-teacher run folder (no {RUN_INFO_FILE} or config.json)",
                               "pass the --output-dir of `effhub train clip-teacher`")
     recipe = build_dataclass(CLIPTeacherRecipe, json.loads(info_file.read_text())["recipe"])
-    model = CLIPModel.from_pretrained(run_dir).eval()
+    model = load_pretrained(CLIPModel, run_dir).eval()
     processor = AutoProcessor.from_pretrained(run_dir)
     metrics = evaluate_clip(model, processor.tokenizer, build_world(recipe), recipe)
     return {"split": "test", **metrics}

@@ -33,8 +33,10 @@ def load_base_teacher(name: str = BASE_TEACHER):
     """`(CLIPModel, CLIPProcessor)` of a shipped teacher, in eval mode."""
     from transformers import AutoProcessor, CLIPModel
 
+    from ..loading import load_pretrained
+
     folder = base_teacher_path(name)
-    return CLIPModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+    return load_pretrained(CLIPModel, folder).eval(), AutoProcessor.from_pretrained(folder)
 
 
 def recorded_figures(name: str = BASE_TEACHER) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ...errors import ConfigError
+from ..loading import CheckedConfigMixin, check_field, check_list
 
 
-class EffhubTinyConfig(PreTrainedConfig):
+class EffhubTinyConfig(CheckedConfigMixin, PreTrainedConfig):
     r"""Configuration of [`EffhubTinyForImageClassification`], a two-layer convolutional classifier.
 
     It exists to exercise effhub's infrastructure end to end (training, evaluation, cards, the local hub) on a model
@@ -42,12 +43,15 @@ class EffhubTinyConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         **kwargs,
     ):
-        self.num_channels = num_channels
-        self.image_size = image_size
-        self.hidden_size = hidden_size
-        self.logit_scale_init = logit_scale_init
-        self.image_mean = list(image_mean) if image_mean is not None else [0.5] * num_channels
-        self.initializer_range = initializer_range
+        self.num_channels = check_field("EffhubTinyConfig", "num_channels", num_channels, "int", 1)
+        self.image_size = check_field("EffhubTinyConfig", "image_size", image_size, "int", 1)
+        self.hidden_size = check_field("EffhubTinyConfig", "hidden_size", hidden_size, "int", 1)
+        self.logit_scale_init = check_field("EffhubTinyConfig", "logit_scale_init", logit_scale_init, "float")
+        self.image_mean = check_list("EffhubTinyConfig", "image_mean", image_mean, "float") if image_mean is not None \
+            else [0.5] * num_channels
+        self.initializer_range = check_field("EffhubTinyConfig", "initializer_range", initializer_range, "float", 0.0)
+        if num_labels is not None:
+            num_labels = check_field("EffhubTinyConfig", "num_labels", num_labels, "int", 1)
         if len(self.image_mean) != num_channels:
             raise ConfigError(
                 f"image_mean has {len(self.image_mean)} values but num_channels is {num_channels}",

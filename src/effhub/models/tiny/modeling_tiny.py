@@ -13,6 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
+from ..loading import CheckedLoadingMixin
 from .configuration_tiny import EffhubTinyConfig
 
 
@@ -31,7 +32,7 @@ class EffhubTinyOutput(ModelOutput):
     pooled_features: torch.FloatTensor | None = None
 
 
-class EffhubTinyPreTrainedModel(PreTrainedModel):
+class EffhubTinyPreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
     """Weight initialisation and loading for the tiny classifier."""
 
     config: EffhubTinyConfig
