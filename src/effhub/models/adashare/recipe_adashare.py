@@ -24,6 +24,7 @@ class AdaShareModelRecipe:
     policy_init: Literal["equal", "random", "all_chosen"] = "equal"
     init_neg_logits: float = -10.0
     hard_sampling: bool = False
+    task_specific_bn: bool = True
     ignore_index: int = 255
 
 
