@@ -541,7 +541,7 @@ class AdaShareModel(AdaSharePreTrainedModel):
         (`effhub.multitask.weighted_task_losses`)."""
         task_types = {name: self.config.task_types[name] for name in self.config.task_names}
         return weighted_task_losses(logits, labels, task_types, self.config.task_loss_weights, label_mask,
-                                    self.config.ignore_index)
+                                    self.config.ignore_index, self.config.segmentation_class_weights)
 
     # -- accounting -------------------------------------------------------------------------------------------------
     def count_parameters(self) -> dict[str, int]:
