@@ -356,5 +356,6 @@ def delta_t(task_types: Mapping[str, str], scores: Mapping, references: Mapping)
 
 
 __all__ = ["LOWER_IS_BETTER", "TaskTypeMetrics", "TASK_TYPE_METRICS", "resize_nearest", "task_loss",
-           "task_image_mask", "weighted_task_losses", "balanced_class_weights", "task_statistics", "scores_from_statistics", "selection_score",
+           "task_image_mask", "weighted_task_losses", "balanced_class_weights", "task_statistics",
+           "scores_from_statistics", "selection_score",
            "delta_t"]

@@ -159,7 +159,8 @@ def test_resume_runs_the_stages_the_interrupted_run_never_reached(tmp_path, monk
 
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     argv = _train_argv(tmp_path / "run", ["warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1",
-                                          "policy_steps_per_epoch=1", "retrain_steps=2", "retrain_samples=2", "architecture=sample",
+                                          "policy_steps_per_epoch=1", "retrain_steps=2", "retrain_samples=2",
+                                          "architecture=sample",
                                           "batch_size=4", "eval_batch_size=8", "model.base_width=4",
                                           "single_task_references=false"])
     assert main(argv) == 0
@@ -236,7 +237,8 @@ def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
     scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
               "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
     sets = [scenes, "warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
-            "retrain_steps=2", "retrain_samples=2", "architecture=sample", "batch_size=4", "eval_batch_size=8", "model.base_width=4"]
+            "retrain_steps=2", "retrain_samples=2", "architecture=sample", "batch_size=4", "eval_batch_size=8",
+            "model.base_width=4"]
     argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"), "--no-progress"]
     for value in sets:
         argv += ["--set", value]

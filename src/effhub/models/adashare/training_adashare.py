@@ -623,5 +623,6 @@ def evaluate_run(run_dir, options=None) -> dict:
 
 
 __all__ = ["train", "evaluate_run", "build_policy_phases", "build_retrain_phase", "policy_epoch_lengths",
-           "num_train_blocks", "check_curriculum", "segmentation_class_weights", "warmup_loss", "weight_loss", "policy_loss", "retrain_loss", "scores_from_statistics",
+           "num_train_blocks", "check_curriculum", "segmentation_class_weights", "warmup_loss", "weight_loss", "policy_loss",
+           "retrain_loss", "scores_from_statistics",
            "selection_score"]
