@@ -5,12 +5,14 @@
 2. Per-task inference time with the learned policy against all blocks executed, next to the fraction of multiply-adds
    the policy executes (backbone + the task's head). Timed on a full-width (base width 64) model carrying the learned
    policy: at the demo width a forward pass is too short for its time to be dominated by the convolutions.
-3. Multi-task quality on the generated scenes, several seeds: the re-trained AdaShare, a hard-sharing model and one
-   single-task model per task. Each final model is trained from the same initial weights for the same number of
-   weight-update steps (`retrain_steps`, the re-training phase); AdaShare's warm-up and policy-learning phases are
-   spent choosing its architecture and are not counted. Delta_T (`effhub.metrics.multitask_delta`) is against the
-   single-task models of the same seed. The hard-sharing row uses every block from the initial weights; the warm-up
-   model of the AdaShare run (fewer steps) is reported beside it.
+3. Multi-task quality on the generated scenes, several seeds: the re-trained AdaShare (the demo recipe's most likely
+   policy), hard sharing, the paper's random-policy ablation (per task as many executed blocks as AdaShare's, at
+   random positions) and one single-task model per task. Each final model is trained from the same initial weights
+   for the same number of weight-update steps (`retrain_steps`); AdaShare's warm-up and policy-learning phases are
+   spent choosing its architecture and are not counted. Delta_T (full metric set, `effhub.multitask.delta_t`) is
+   against the single-task models of the same seed; paired differences per seed (AdaShare minus hard sharing, minus
+   random). Every model is evaluated with task-specific BN statistics and, for the effect, with the shared ones. The
+   single-task references are checked against constant predictions (majority class, mean depth, mean normal).
 
 Writes a table to stdout and `benchmarks/results/adashare.json`.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "adashare.json"
 # quick: the demo recipe with shortened phases (a few minutes on 2 CPU cores); full: the demo recipe as shipped
-QUICK_OVERRIDES = ["warmup_steps=60", "policy_epochs=6", "weight_steps_per_epoch=8", "policy_steps_per_epoch=8",
+QUICK_OVERRIDES = ["warmup_steps=60", "policy_epochs=10", "weight_steps_per_epoch=4", "policy_steps_per_epoch=4",
                    "retrain_steps=100"]
 TIMING_WIDTH = 64
 
@@ -83,10 +85,35 @@ def inference_times(policy: dict, config, image_size, batch_size: int, repeats: 
     return results
 
 
-def hard_sharing_scores(recipe, run_dir: Path) -> dict:
-    """Test scores of a hard-sharing model trained like the re-trained AdaShare (same initial weights, same steps).
+def random_policy(policy: dict, seed: int) -> dict:
+    """The paper's ablation: per task, as many executed blocks as `policy` executes, at random (seeded) positions."""
+    import torch
 
-    It trains as a run of its own beside the AdaShare run (`<run_dir>-hard-sharing`), on the AdaShare run's split."""
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    result = {}
+    for task, plan in policy.items():
+        order = torch.randperm(len(plan), generator=generator).tolist()
+        chosen = set(order[:sum(plan)])
+        result[task] = [int(index in chosen) for index in range(len(plan))]
+    return result
+
+
+def _scores_both_ways(model, test_set, collate_fn, batch_size) -> dict:
+    """Test scores with task-specific BatchNorm statistics and with the shared ones (tracked over every pass)."""
+    from effhub.models.adashare.training_adashare import evaluate_model
+
+    scores = {}
+    for label, flag in (("task_bn", True), ("shared_bn", False)):
+        model.config.task_specific_bn = flag
+        scores[label] = evaluate_model(None, model, test_set, collate_fn, batch_size)
+    model.config.task_specific_bn = True
+    return scores
+
+
+def baseline_scores(recipe, run_dir: Path, adashare_config) -> dict:
+    """Hard sharing and the random policy, trained like the re-trained AdaShare (same initial weights, same steps,
+    same split, same class weights) as the stages `hard-sharing` and `random-policy` of a run of their own beside the
+    AdaShare run (`<run_dir>-baselines`); test scores with task-specific and with shared BN statistics."""
     from datasets import concatenate_datasets
     from safetensors.torch import load_file
 
@@ -99,36 +126,105 @@ def hard_sharing_scores(recipe, run_dir: Path) -> dict:
     # the run's own (seeded) split: the same train1 + train2 the re-trained AdaShare saw
     train1, train2, _ = SplitIds.load(layout.artifact(SPLITS_FILE)).select(train_set)
     train_data = concatenate_datasets([train1, train2])
-    config = recipe.model_config()
+    config = recipe.model_config(segmentation_class_weights=adashare_config.segmentation_class_weights)
     tasks = config.task_names
-    options = RunOptions(output_dir=f"{run_dir}-hard-sharing", progress=False)
+    initial = load_file(str(layout.private(INITIAL_WEIGHTS_FILE)))
+    collate_fns = (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False))
+    plans = {"hard_sharing": {task: [1] * config.num_blocks for task in tasks},
+             "random_policy": random_policy(adashare_config.policy, recipe.seed)}
+    results = {}
+    options = RunOptions(output_dir=f"{run_dir}-baselines", progress=False)
     with Run(options, method="adashare", seed=recipe.seed) as run:
-        result = train_fixed_architecture(
-            run, recipe, recipe.seed, "hard-sharing", config, {task: [1] * config.num_blocks for task in tasks},
-            load_file(str(layout.private(INITIAL_WEIGHTS_FILE))), {"train": train_data}, test_set,
-            (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False)))
-    return result.outputs["test"]
+        for name, plan in plans.items():
+            result = train_fixed_architecture(run, recipe, recipe.seed, name.replace("_", "-"), config, plan, initial,
+                                              {"train": train_data}, test_set, collate_fns)
+            results[name] = {"policy": plan,
+                             **_scores_both_ways(result.model, test_set, collate_fns[1], recipe.eval_batch_size)}
+    return results
+
+
+def trivial_baselines(recipe) -> dict:
+    """Test scores of constant predictions from the training labels: the majority class (segmentation), the mean
+    depth, the mean normal direction."""
+    import numpy as np
+
+    from effhub.models.adashare.training_adashare import load_datasets
+
+    train_set, test_set = load_datasets(recipe)
+    config = recipe.model_config()
+    result = {}
+    for task, kind in config.task_types.items():
+        train_labels = np.stack([np.asarray(v) for v in train_set[task]]).astype(np.float64)
+        test_labels = np.stack([np.asarray(v) for v in test_set[task]]).astype(np.float64)
+        if kind == "segmentation":
+            valid = train_labels != config.ignore_index
+            majority = int(np.bincount(train_labels[valid].astype(int)).argmax())
+            valid = test_labels != config.ignore_index
+            hit = (test_labels == majority) & valid
+            # IoU of the majority class (every valid pixel predicted as it); every other class scores 0
+            result[task] = {"mean_iou": float(hit.sum() / valid.sum()) / config.tasks[task], "majority_class": majority}
+        elif kind == "depth":
+            train_valid, valid = train_labels > 0, test_labels > 0
+            constant = float(train_labels[train_valid].mean())
+            result[task] = {"abs_err": float(np.abs(test_labels[valid] - constant).mean()), "constant": constant}
+        elif kind == "normals":
+            channel_axis = 1 if train_labels.shape[1] == 3 else -1
+            train_n = np.moveaxis(train_labels, channel_axis, -1).reshape(-1, 3)
+            test_n = np.moveaxis(test_labels, channel_axis, -1).reshape(-1, 3)
+            train_n = train_n[np.linalg.norm(train_n, axis=1) > 0]
+            test_n = test_n[np.linalg.norm(test_n, axis=1) > 0]
+            mean = train_n.mean(axis=0)
+            mean = mean / np.linalg.norm(mean)
+            cosine = np.clip(test_n @ mean / np.linalg.norm(test_n, axis=1), -1, 1)
+            result[task] = {"mean_angle": float(np.degrees(np.arccos(cosine)).mean())}
+    return result
+
+
+def trivial_check(references: dict, trivial: dict, margin: float = 0.1) -> dict:
+    """Per task: the reference's headline, the trivial one, and whether it is better by at least `margin` (relative)."""
+    from effhub.multitask import LOWER_IS_BETTER
+
+    check = {}
+    for task, baseline in trivial.items():
+        metric = next(key for key in ("mean_iou", "abs_err", "mean_angle") if key in baseline)
+        ours, theirs = references[task][metric], baseline[metric]
+        gain = (theirs - ours) / theirs if LOWER_IS_BETTER[metric] else (ours - theirs) / theirs
+        check[task] = {"metric": metric, "reference": ours, "trivial": theirs, "relative_gain": gain,
+                       "clearly_above": gain >= margin}
+    return check
 
 
 def quality_run(recipe, seed: int, workdir: Path) -> dict:
-    """One seed: the AdaShare run (with its single-task references) and a hard-sharing model; Delta_T of each."""
+    """One seed: the AdaShare run (single-task references, policy, re-training), hard sharing and the random policy;
+    Delta_T of each, with task-specific and with shared BN statistics."""
     from effhub.models.adashare import AdaShareModel
-    from effhub.models.adashare.training_adashare import delta_t, train
+    from effhub.models.adashare.training_adashare import (delta_t, load_datasets, make_collator, train)
     from effhub.training import RunOptions
 
+    started = time.perf_counter()
     recipe = dataclasses.replace(recipe, seed=seed, single_task_references=True)
     run_dir = workdir / f"seed-{seed}"
     train(recipe, RunOptions(output_dir=run_dir, progress=False))
     extra = json.loads((run_dir / "eval_results.json").read_text())["extra"]
     model = AdaShareModel.from_pretrained(run_dir)
-    hard = hard_sharing_scores(recipe, run_dir)
-    return {"seed": seed, "policy": model.config.policy, "executed_fraction": extra["executed_fraction"],
-            "scores": {"adashare": extra["scores"], "hard_sharing": hard, "warmup_model": extra["warmup_hard_sharing"],
-                       "single_task": extra["single_task"]},
-            "delta_t": {"adashare": extra["delta_t"],
-                        "hard_sharing": delta_t(model.config, hard, extra["single_task"])["delta_t"],
-                        "warmup_model": extra["delta_t_warmup_hard_sharing"]},
-            "model": model}
+    _, test_set = load_datasets(recipe)
+    ours = _scores_both_ways(model, test_set, make_collator(recipe, model.config.task_names, False),
+                             recipe.eval_batch_size)
+    baselines = baseline_scores(recipe, run_dir, model.config)
+    references = extra["single_task"]
+    scores = {"adashare": ours, "hard_sharing": baselines["hard_sharing"],
+              "random_policy": baselines["random_policy"]}
+    deltas = {name: delta_t(model.config, value["task_bn"], references)["delta_t"] for name, value in scores.items()}
+    deltas_shared_bn = {name: delta_t(model.config, value["shared_bn"], references)["delta_t"]
+                        for name, value in scores.items()}
+    deltas["warmup_model"] = extra["delta_t_warmup_hard_sharing"]
+    return {"seed": seed, "policy": model.config.policy, "random_policy": baselines["random_policy"]["policy"],
+            "executed_fraction": extra["executed_fraction"], "select_probabilities": extra["select_probabilities"],
+            "scores": {**{name: value["task_bn"] for name, value in scores.items()},
+                       "warmup_model": extra["warmup_hard_sharing"], "single_task": references},
+            "scores_shared_bn": {name: value["shared_bn"] for name, value in scores.items()},
+            "delta_t": deltas, "delta_t_shared_bn": deltas_shared_bn,
+            "seconds": time.perf_counter() - started}
 
 
 def _table(rows: list[tuple]) -> str:
@@ -138,10 +234,23 @@ def _table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def _summary(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "std": statistics.pstdev(values), "per_seed": values}
+
+
+def _quality_job(args):
+    recipe, seed, workdir = args
+    import torch
+
+    torch.set_num_threads(1)
+    return quality_run(recipe, seed, Path(workdir))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks adashare", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shortened phases (a few minutes on 2 CPU cores)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra recipe overrides (key=value), applied after --quick's")
@@ -151,40 +260,68 @@ def main(argv=None) -> int:
 
     import torch
 
+    from effhub.models.adashare import AdaShareModel
     from effhub.recipes import load_recipe
 
-    recipe = load_recipe("adashare", "demo", (QUICK_OVERRIDES if args.quick else []) + args.overrides)
+    overrides = (QUICK_OVERRIDES if args.quick else []) + args.overrides
+    recipe = load_recipe("adashare", "demo", overrides)
     started = time.perf_counter()
-    runs = []
     with tempfile.TemporaryDirectory() as workdir:
-        for seed in args.seeds:
-            print(f"-- seed {seed}: AdaShare run with single-task references, then hard sharing", flush=True)
-            runs.append(quality_run(recipe, seed, Path(workdir)))
-    model = runs[0].pop("model")
-    for run in runs[1:]:
-        run.pop("model")
+        print(f"-- seeds {args.seeds}: AdaShare run (single-task references, policy, re-training), hard sharing, "
+              f"random policy; {args.jobs} job(s)", flush=True)
+        jobs = [(recipe, seed, workdir) for seed in args.seeds]
+        if args.jobs > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+                runs = pool.map(_quality_job, jobs)
+        else:
+            runs = [_quality_job(job) for job in jobs]
+        model = AdaShareModel.from_pretrained(Path(workdir) / f"seed-{args.seeds[0]}")
+    trivial = trivial_baselines(recipe)
+    for run in runs:
+        run["trivial_check"] = trivial_check(run["scores"]["single_task"], trivial)
     image_size = (recipe.dataset_options["config"]["height"], recipe.dataset_options["config"]["width"])
     parameters = backbone_parameters(model)
     timing_size = tuple(args.timing_size)
     timing = inference_times(model.config.policy, model.config, timing_size, 4,
                              args.timing_repeats or (5 if args.quick else 15))
 
-    names = {"adashare": "AdaShare (re-trained)", "hard_sharing": "hard sharing (same steps)",
+    names = {"adashare": "AdaShare (re-trained, learned policy)", "hard_sharing": "hard sharing (same steps)",
+             "random_policy": "random policy (same block count)",
              "warmup_model": "hard sharing (warm-up model of the run)"}
-    summary = {name: {"mean": statistics.mean(r["delta_t"][name] for r in runs),
-                      "std": statistics.pstdev(r["delta_t"][name] for r in runs),
-                      "per_seed": [r["delta_t"][name] for r in runs]} for name in names}
-    target_met = summary["adashare"]["mean"] > summary["hard_sharing"]["mean"]
+    summary = {name: _summary([r["delta_t"][name] for r in runs]) for name in names}
+    summary_shared_bn = {name: _summary([r["delta_t_shared_bn"][name] for r in runs])
+                         for name in ("adashare", "hard_sharing", "random_policy")}
+    paired = {}
+    for other in ("hard_sharing", "random_policy"):
+        differences = [r["delta_t"]["adashare"] - r["delta_t"][other] for r in runs]
+        paired[f"adashare_minus_{other}"] = {**_summary(differences), "seeds_won": sum(d > 0 for d in differences),
+                                             "seeds": len(differences)}
+    tasks = model.config.task_names
+    mac_fraction = {task: statistics.mean(r["executed_fraction"][task] for r in runs) for task in tasks}
+    mean_mac_fraction = statistics.mean(mac_fraction.values())
+    trivial_ok = all(check["clearly_above"] for r in runs for check in r["trivial_check"].values())
+    targets = {
+        "adashare_above_hard_sharing_on_mean": paired["adashare_minus_hard_sharing"]["mean"] > 0,
+        "adashare_above_hard_sharing_on_4_of_5_seeds":
+            paired["adashare_minus_hard_sharing"]["seeds_won"] >= 0.8 * len(runs),
+        "adashare_above_random_on_mean": paired["adashare_minus_random_policy"]["mean"] > 0,
+        "mac_fraction_at_most_0.8": mean_mac_fraction <= 0.8,
+        "single_task_references_clearly_above_trivial": trivial_ok,
+    }
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, {platform.system()}",
-        "quick": args.quick, "recipe": "demo",
-        "overrides": (QUICK_OVERRIDES if args.quick else []) + args.overrides,
+        "quick": args.quick, "recipe": "demo", "overrides": overrides, "jobs": args.jobs,
         "counted_steps": {"retrain_steps": recipe.retrain_steps, "batch_size": recipe.batch_size,
                           "not_counted": {"warmup_steps": recipe.warmup_steps,
                                           "policy_epochs": recipe.policy_epochs}},
         "parameters": parameters, "timing_image_size": list(timing_size), "timing_base_width": TIMING_WIDTH,
-        "timing": timing, "quality": runs, "delta_t": summary, "target_adashare_above_hard_sharing": target_met,
+        "timing": timing, "quality": runs, "trivial_baselines": trivial, "delta_t": summary,
+        "delta_t_shared_bn": summary_shared_bn, "paired": paired, "mac_fraction": mac_fraction,
+        "mean_mac_fraction": mean_mac_fraction, "targets": targets,
+        "target_adashare_above_hard_sharing": targets["adashare_above_hard_sharing_on_mean"],
         "seconds": time.perf_counter() - started, "image_size": list(image_size),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -198,17 +335,27 @@ def main(argv=None) -> int:
                                                       f"{parameters['single_task']:,}"),
         ("hard sharing", f"{parameters['hard_sharing']:,}")]))
     print(f"\n(2) inference per task, batch 4 at {timing_size[0]}x{timing_size[1]}, base width {TIMING_WIDTH}, "
-          f"learned policy of seed {args.seeds[0]}")
-    print(_table([("task", "blocks", "policy ms", "all blocks ms", "time ratio", "MAC fraction")] + [
-        (task, f"{t['blocks_executed']}/{t['blocks']}", f"{1000 * t['policy_seconds']:.1f}",
-         f"{1000 * t['all_blocks_seconds']:.1f}", f"{t['time_ratio']:.2f}", f"{t['mac_fraction']:.2f}")
-        for task, t in timing.items()]))
+          f"learned policy of seed {args.seeds[0]}; executed-MAC fraction averaged over seeds")
+    print(_table([("task", "blocks", "policy ms", "all blocks ms", "time ratio", "MAC fraction", "MAC fr. (seeds)")]
+                 + [(task, f"{t['blocks_executed']}/{t['blocks']}", f"{1000 * t['policy_seconds']:.1f}",
+                     f"{1000 * t['all_blocks_seconds']:.1f}", f"{t['time_ratio']:.2f}", f"{t['mac_fraction']:.2f}",
+                     f"{mac_fraction[task]:.2f}") for task, t in timing.items()]))
     print(f"\n(3) Delta_T (%) against single-task models, {len(runs)} seeds, {recipe.retrain_steps} weight-update "
-          f"steps per final model (re-training phase){' [quick]' if args.quick else ''}")
+          f"steps per final model{' [quick]' if args.quick else ''}; task-specific BN (shared BN in brackets)")
     print(_table([("model", "mean", "std", "per seed")] + [
-        (label, f"{summary[name]['mean']:+.2f}", f"{summary[name]['std']:.2f}",
-         " ".join(f"{v:+.2f}" for v in summary[name]["per_seed"])) for name, label in names.items()]))
-    print(f"target (AdaShare's Delta_T above hard sharing's): {'met' if target_met else 'MISSED'}")
+        (label, f"{summary[name]['mean']:+.2f}" + (f" ({summary_shared_bn[name]['mean']:+.2f})"
+                                                   if name in summary_shared_bn else ""),
+         f"{summary[name]['std']:.2f}", " ".join(f"{v:+.2f}" for v in summary[name]["per_seed"]))
+        for name, label in names.items()]))
+    print("\npaired differences (Delta_T points)")
+    print(_table([("difference", "mean", "std", "seeds won", "per seed")] + [
+        (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", f"{d['seeds_won']}/{d['seeds']}",
+         " ".join(f"{v:+.2f}" for v in d["per_seed"])) for name, d in paired.items()]))
+    print("\ntrivial-baseline check (single-task reference vs constant prediction, relative gain)")
+    print(_table([("seed", *tasks)] + [
+        (r["seed"], *(f"{c['reference']:.3f} vs {c['trivial']:.3f} ({c['relative_gain']:+.0%})"
+                      for c in (r["trivial_check"][task] for task in tasks))) for r in runs]))
+    print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))
     print(f"written {args.output} in {result['seconds']:.0f} s")
     return 0
 

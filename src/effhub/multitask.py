@@ -48,12 +48,19 @@ class TaskTypeMetrics:
     Args:
         hub_task (`str`): the Hub's task type in a card's `model-index`.
         headline (`str`): the one metric a comparison table shows and model selection uses.
-        card (`dict[str, str]`): the metrics a card reports (and Delta_T averages), with their display names.
+        card (`dict[str, str]`): the metrics a card reports, with their display names.
+        delta_t (`tuple[str, ...]`): the metrics Delta_T averages (the paper's full set; the card's when empty).
     """
 
     hub_task: str
     headline: str
     card: dict[str, str]
+    delta_t: tuple[str, ...] = ()
+
+    @property
+    def delta_t_metrics(self) -> tuple[str, ...]:
+        """The metrics Delta_T averages over for this task type."""
+        return self.delta_t or tuple(self.card)
 
     @property
     def lower_is_better(self) -> bool:
@@ -65,10 +72,12 @@ TASK_TYPE_METRICS: dict[str, TaskTypeMetrics] = {
     "segmentation": TaskTypeMetrics("image-segmentation", "mean_iou",
                                     {"mean_iou": "mIoU", "pixel_accuracy": "Pixel accuracy"}),
     "depth": TaskTypeMetrics("depth-estimation", "abs_err",
-                             {"abs_err": "Abs. error", "rel_err": "Rel. error", "delta_1": "delta < 1.25"}),
+                             {"abs_err": "Abs. error", "rel_err": "Rel. error", "delta_1": "delta < 1.25"},
+                             ("abs_err", "rel_err", "delta_1", "delta_2", "delta_3")),
     "normals": TaskTypeMetrics("surface-normal-estimation", "mean_angle",
                                {"mean_angle": "Mean angle error", "median_angle": "Median angle error",
-                                "within_11.25": "Within 11.25 deg"}),
+                                "within_11.25": "Within 11.25 deg"},
+                               ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30")),
     "regression": TaskTypeMetrics("image-to-image", "abs_err", {"abs_err": "Abs. error"}),
 }
 """Per task type: the Hub task, the headline (and selection) metric and the card's metrics."""
@@ -87,7 +96,7 @@ def resize_nearest(labels, size: tuple[int, int]):
     return resized.to(labels.dtype)
 
 
-def task_loss(prediction, labels, task_type: str, image_mask=None, ignore_index: int = 255):
+def task_loss(prediction, labels, task_type: str, image_mask=None, ignore_index: int = 255, class_weights=None):
     """Masked mean of one task's per-pixel loss (labels resized to the prediction by nearest neighbour).
 
     Args:
@@ -97,16 +106,22 @@ def task_loss(prediction, labels, task_type: str, image_mask=None, ignore_index:
             the target is non-zero), `regression` (L1 where the target is not `ignore_index`).
         image_mask (`torch.BoolTensor` of shape `(B,)`, *optional*): images whose label counts.
         ignore_index (`int`, defaults to 255): the invalid label value of segmentation and regression targets.
+        class_weights (`torch.Tensor` of shape `(C,)`, *optional*): segmentation: per-class weights; the loss is the
+            weighted mean over valid pixels (weights of their true classes).
     """
     import torch.nn.functional as F
 
     size = tuple(prediction.shape[-2:])
+    pixel_weight = None
     if task_type == "segmentation":
         if labels.dim() == 4 and labels.shape[1] == 1:
             labels = labels[:, 0]
         target = resize_nearest(labels.long(), size)
         valid = target != ignore_index
-        per_pixel = F.cross_entropy(prediction, target.masked_fill(~valid, 0), reduction="none")
+        safe_target = target.masked_fill(~valid, 0)
+        per_pixel = F.cross_entropy(prediction, safe_target, reduction="none")
+        if class_weights is not None:
+            pixel_weight = class_weights.to(prediction.device, per_pixel.dtype)[safe_target]
     else:
         if labels.dim() == 3:
             labels = labels[:, None]
@@ -131,8 +146,10 @@ def task_loss(prediction, labels, task_type: str, image_mask=None, ignore_index:
     if image_mask is not None:
         valid = valid & image_mask.view(-1, 1, 1)
     weight = valid.to(per_pixel.dtype)
+    if pixel_weight is not None:
+        weight = weight * pixel_weight
     # a batch without a valid pixel keeps the graph but contributes exactly zero
-    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0 if pixel_weight is None else 1e-6)
 
 
 def task_image_mask(label_mask, task_names: Sequence[str], task: str, batch: int, device=None):
@@ -167,7 +184,8 @@ def task_image_mask(label_mask, task_names: Sequence[str], task: str, batch: int
 
 
 def weighted_task_losses(logits: Mapping, labels: Mapping, task_types: Mapping[str, str],
-                         task_loss_weights: Mapping[str, float], label_mask=None, ignore_index: int = 255):
+                         task_loss_weights: Mapping[str, float], label_mask=None, ignore_index: int = 255,
+                         class_weights: Mapping | None = None):
     """`(sum over tasks of weight * task loss, {task: unweighted loss})` over the tasks with logits and labels.
 
     Args:
@@ -177,7 +195,10 @@ def weighted_task_losses(logits: Mapping, labels: Mapping, task_types: Mapping[s
         task_loss_weights (`dict[str, float]`): every task's loss weight.
         label_mask (*optional*): see :func:`task_image_mask`.
         ignore_index (`int`, defaults to 255): the invalid label value.
+        class_weights (`dict[str, list[float]]`, *optional*): per segmentation task, the per-class loss weights.
     """
+    import torch
+
     from .errors import TaskError
 
     task_names = list(task_types)
@@ -190,7 +211,9 @@ def weighted_task_losses(logits: Mapping, labels: Mapping, task_types: Mapping[s
         if name not in labels:
             continue
         image_mask = task_image_mask(label_mask, task_names, name, prediction.shape[0], prediction.device)
-        value = task_loss(prediction, labels[name], task_types[name], image_mask, ignore_index)
+        weights = (class_weights or {}).get(name)
+        weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        value = task_loss(prediction, labels[name], task_types[name], image_mask, ignore_index, weights)
         task_losses[name] = value
         weighted = task_loss_weights[name] * value
         total = weighted if total is None else total + weighted
@@ -200,6 +223,30 @@ def weighted_task_losses(logits: Mapping, labels: Mapping, task_types: Mapping[s
             "pass labels for at least one of the tasks being run",
         )
     return total, task_losses
+
+
+def balanced_class_weights(labels, num_classes: int, ignore_index: int = 255, power: float = 0.5) -> list[float]:
+    """Class-balanced segmentation loss weights: `frequency ** -power`, scaled to a pixel-weighted mean of 1.
+
+    Args:
+        labels (iterable of arrays): segmentation label maps (any shape); `ignore_index` pixels are not counted.
+        num_classes (`int`): the number of classes.
+        ignore_index (`int`, defaults to 255): the invalid label value.
+        power (`float`, defaults to 0.5): 1 = inverse frequency, 0.5 = inverse square root (milder), 0 = none.
+    """
+    import numpy as np
+
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for label in labels:
+        values = np.asarray(label).reshape(-1)
+        values = values[(values != ignore_index) & (values >= 0) & (values < num_classes)]
+        counts += np.bincount(values.astype(np.int64), minlength=num_classes)[:num_classes]
+    if counts.sum() == 0:
+        raise ConfigError("no valid segmentation pixel to count classes from", "pass labelled training images")
+    frequency = counts / counts.sum()
+    weights = np.where(frequency > 0, np.power(np.maximum(frequency, 1e-12), -power), 0.0)
+    weights = weights / float((weights * frequency).sum())
+    return [float(w) for w in weights]
 
 
 # -- statistics and scores -------------------------------------------------------------------------------------------
@@ -285,7 +332,8 @@ def selection_score(results: Mapping[str, Mapping[str, float]],
 
 
 def delta_t(task_types: Mapping[str, str], scores: Mapping, references: Mapping) -> dict:
-    """Delta_T (%) of `scores` against the single-task `references` over the card metrics of every task.
+    """Delta_T (%) of `scores` against the single-task `references` over the full metric set of every task (the
+    paper's: mIoU and pixel accuracy; depth errors and delta_1..3; normals angles and the 11.25/22.5/30 degree shares).
 
     Uses `effhub.metrics.multitask_delta`; a metric whose single-task value is 0 (possible after very short runs) is
     left out: its relative change is undefined.
@@ -300,7 +348,7 @@ def delta_t(task_types: Mapping[str, str], scores: Mapping, references: Mapping)
     """
     from .metrics import multitask_delta
 
-    chosen = {task: {metric: scores[task][metric] for metric in TASK_TYPE_METRICS[kind].card
+    chosen = {task: {metric: scores[task][metric] for metric in TASK_TYPE_METRICS[kind].delta_t_metrics
                      if metric in scores[task] and references.get(task, {}).get(metric)}
               for task, kind in task_types.items()}
     result = multitask_delta({task: metrics for task, metrics in chosen.items() if metrics}, references)
@@ -308,5 +356,6 @@ def delta_t(task_types: Mapping[str, str], scores: Mapping, references: Mapping)
 
 
 __all__ = ["LOWER_IS_BETTER", "TaskTypeMetrics", "TASK_TYPE_METRICS", "resize_nearest", "task_loss",
-           "task_image_mask", "weighted_task_losses", "task_statistics", "scores_from_statistics", "selection_score",
+           "task_image_mask", "weighted_task_losses", "balanced_class_weights", "task_statistics",
+           "scores_from_statistics", "selection_score",
            "delta_t"]

@@ -26,7 +26,7 @@ ADASHARE_WRONG = {
     "policy_init": None, "init_neg_logits": "low", "gumbel_tau_init": [5], "gumbel_tau_decay": "fast",
     "hard_sampling": "yes", "curriculum_speed": 2.5, "task_loss_weights": [1, 1, 1], "reg_w_sparsity": "0.05",
     "reg_w_sharing": {"a": 1}, "sharing_weight_schedule": 0, "policy": "all", "ignore_index": "255",
-    "initializer_range": True,
+    "initializer_range": True, "task_specific_bn": "yes", "segmentation_class_weights": [1.0, 2.0],
 }
 ADASHARE_OUT_OF_RANGE = {"backbone_depth": 19, "base_width": 0, "head_dropout": 1.5, "gumbel_tau_init": 0.0,
                          "gumbel_tau_decay": 1.5, "curriculum_speed": 0, "reg_w_sparsity": -1.0,

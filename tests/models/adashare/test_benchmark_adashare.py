@@ -21,7 +21,7 @@ def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
               "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
-    sets = [scenes, "warmup_steps=2", "policy_epochs=2", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+    sets = [scenes, "warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
             "retrain_steps=2", "batch_size=4", "eval_batch_size=8", "model.base_width=4"]
     output = tmp_path / "adashare.json"
     argv = ["--seeds", "0", "1", "--output", str(output), "--timing-repeats", "1", "--timing-size", "32", "32"]
@@ -36,7 +36,12 @@ def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
         assert 0 < timing["mac_fraction"] <= 1 and timing["policy_seconds"] > 0
         assert (timing["mac_fraction"] == 1) == (timing["blocks_executed"] == timing["blocks"])
     assert [run["seed"] for run in result["quality"]] == [0, 1]
-    for name in ("adashare", "hard_sharing", "warmup_model"):
+    for name in ("adashare", "hard_sharing", "random_policy", "warmup_model"):
         assert len(result["delta_t"][name]["per_seed"]) == 2
+    for run in result["quality"]:
+        assert {task: sum(plan) for task, plan in run["random_policy"].items()} == {
+            task: sum(plan) for task, plan in run["policy"].items()}
+        assert set(run["trivial_check"]) == set(run["policy"])
+    assert result["paired"]["adashare_minus_hard_sharing"]["seeds"] == 2
     assert result["target_adashare_above_hard_sharing"] == (
         result["delta_t"]["adashare"]["mean"] > result["delta_t"]["hard_sharing"]["mean"])

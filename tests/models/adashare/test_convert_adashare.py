@@ -83,7 +83,11 @@ def test_convert_maps_every_weight(tmp_path, checkpoint):
     assert model.config.policy["segmentation"] == [row[0] for row in policy["task1_policy"]]
     # every weight of the checkpoint arrived somewhere (the same multiset of values)
     assert sum(v.numel() for k, v in sd.items() if not k.endswith("num_batches_tracked")) == sum(
-        v.numel() for k, v in own.items() if not k.endswith("num_batches_tracked"))
+        v.numel() for k, v in own.items() if not k.endswith("num_batches_tracked") and ".task_" not in k)
+    # the authors' shared BatchNorm statistics are every task's
+    shared = sd["module.backbone.blocks.3.2.bn2.running_mean"]
+    task_means = own["backbone.stages.3.blocks.2.bn2.task_running_mean"]
+    assert task_means.shape == (3, shared.numel()) and all(torch.equal(row, shared) for row in task_means)
     processor = AutoImageProcessor.from_pretrained(output)
     assert processor.do_flip_channel_order and not processor.do_rescale
     # the converted model reproduces a forward written directly on the authors' weights (first block, soft policy)

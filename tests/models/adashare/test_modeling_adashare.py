@@ -304,3 +304,52 @@ def test_pipelines(tmp_path):
     assert {s["label"] for s in segments} <= set(model.config.id2label.values())
     depth = pipeline("depth-estimation", model=str(tmp_path))(image)
     assert depth["predicted_depth"].shape == (24, 40) and depth["depth"].size == (40, 24)
+
+
+def _bn_model(task_specific_bn=True):
+    config = AdaShareConfig(tasks={"segmentation": 3, "depth": 1}, base_width=4, head_type="light",
+                            head_hidden_size=4, task_specific_bn=task_specific_bn)
+    torch.manual_seed(0)
+    model = AdaShareModel(config)
+    model.set_policy({"segmentation": [1, 0, 1, 1, 0, 1, 1, 1], "depth": [1, 1, 1, 0, 1, 1, 0, 1]})
+    return model
+
+
+def test_task_specific_bn_statistics_save_load(tmp_path):
+    model = _bn_model()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32))
+    norm = model.backbone.stages[3].blocks[1].bn2
+    # tasks took different paths: their statistics differ (the shared ones track both passes)
+    assert not torch.allclose(norm.task_running_mean[0], norm.task_running_mean[1])
+    assert int(norm.num_batches_tracked) == 2 and norm.task_num_batches_tracked.tolist() == [1, 1]
+    model.eval()
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+    model.save_pretrained(tmp_path)
+    loaded = AdaShareModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.task_specific_bn is True
+    assert torch.equal(loaded.backbone.stages[3].blocks[1].bn2.task_running_var, norm.task_running_var)
+    with torch.no_grad():
+        got = loaded(pixel_values).logits
+    for task in expected:
+        torch.testing.assert_close(got[task], expected[task])
+
+
+def test_recalibration_changes_only_task_statistics():
+    from effhub.models.adashare import recalibrate_task_batchnorm
+
+    model = _bn_model(task_specific_bn=False)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32))  # shared statistics only
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recalibrate_task_batchnorm(model, [torch.randn(4, 3, 32, 32) for _ in range(2)])
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".task_running_" in k or ".task_num_batches" in k for k in changed)
+    assert model.config.task_specific_bn and not model.training
+    assert all(p.grad is None for p in model.parameters())

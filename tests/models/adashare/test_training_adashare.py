@@ -110,6 +110,26 @@ def test_curriculum_and_epoch_lengths():
     assert policy_epoch_lengths(load_recipe("adashare", "taskonomy-5task"), 10**6, 10**6) == (400, 100)
 
 
+def test_curriculum_guard_refuses_a_curriculum_that_cannot_complete():
+    from effhub.errors import ConfigError
+    from effhub.models.adashare.training_adashare import check_curriculum
+
+    for name, (_, blocks) in PAPER_RECIPES.items():
+        check_curriculum(load_recipe("adashare", name), blocks)  # the paper recipes complete with epochs to spare
+    check_curriculum(load_recipe("adashare", "demo"), 8)
+    # ResNet-18 (8 blocks), one block per epoch: every block is learnable from epoch 7; 8 epochs leave only one
+    with pytest.raises(ConfigError, match="policy_epochs >= 9") as error:
+        check_curriculum(load_recipe("adashare", "demo", ["policy_epochs=8"]), 8)
+    assert "curriculum_speed" in str(error.value)
+    with pytest.raises(ConfigError, match="policy_epochs >= 23"):
+        check_curriculum(load_recipe("adashare", "demo", ["curriculum_speed=3"]), 8)
+
+
+def test_demo_policy_phase_ends_cold():
+    recipe = load_recipe("adashare", "demo")
+    assert recipe.gumbel_tau_init * recipe.gumbel_tau_decay ** recipe.policy_epochs <= 0.5
+
+
 @pytest.mark.parametrize("override,match", [("nonsense_key=1", "unknown key"), ("batch_size=many", "batch_size"),
                                              ("model.head_type=huge", "head_type"),
                                              ("sharing_weight_schedule=both", "sharing_weight_schedule")])
@@ -138,8 +158,9 @@ def test_resume_runs_the_stages_the_interrupted_run_never_reached(tmp_path, monk
     from effhub.cli import main
 
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
-    argv = _train_argv(tmp_path / "run", ["warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1",
+    argv = _train_argv(tmp_path / "run", ["warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1",
                                           "policy_steps_per_epoch=1", "retrain_steps=2", "retrain_samples=2",
+                                          "architecture=sample",
                                           "batch_size=4", "eval_batch_size=8", "model.base_width=4",
                                           "single_task_references=false"])
     assert main(argv) == 0
@@ -173,7 +194,7 @@ def test_sigkill_in_the_middle_of_the_second_stage_resumes_to_the_same_weights(t
     from effhub.cli import main
 
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
-    sets = ["warmup_steps=2", "policy_epochs=1", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+    sets = ["warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
             "retrain_steps=40", "retrain_samples=1", "batch_size=4", "eval_batch_size=8", "model.base_width=4",
             "single_task_references=false"]
     reference = tmp_path / "uninterrupted"
@@ -215,8 +236,9 @@ def test_train_three_phases_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
               "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 24, num_test: 8, seed: 0}")
-    sets = [scenes, "warmup_steps=2", "policy_epochs=2", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
-            "retrain_steps=2", "retrain_samples=2", "batch_size=4", "eval_batch_size=8", "model.base_width=4"]
+    sets = [scenes, "warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+            "retrain_steps=2", "retrain_samples=2", "architecture=sample", "batch_size=4", "eval_batch_size=8",
+            "model.base_width=4"]
     argv = ["train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"), "--no-progress"]
     for value in sets:
         argv += ["--set", value]
@@ -264,7 +286,7 @@ def test_demo_pushes_and_reloads_by_repo_id(tmp_path):
     import subprocess
     import sys
 
-    sets = ["warmup_steps=3", "policy_epochs=2", "weight_steps_per_epoch=2", "policy_steps_per_epoch=2",
+    sets = ["warmup_steps=3", "policy_epochs=9", "weight_steps_per_epoch=2", "policy_steps_per_epoch=2",
             "retrain_steps=3", "model.base_width=4"]
     command = [sys.executable, "-m", "effhub", "demo", "adashare", "--output-dir", str(tmp_path)]
     for value in sets:
@@ -296,7 +318,7 @@ def test_two_process_run_of_the_demo_recipe(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
               "field_of_view: 60.0, max_depth: 20.0, noise_std: 0.02, num_train: 32, num_test: 8, seed: 0}")
-    sets = [scenes, "warmup_steps=2", "policy_epochs=2", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
+    sets = [scenes, "warmup_steps=2", "policy_epochs=9", "weight_steps_per_epoch=1", "policy_steps_per_epoch=1",
             "retrain_steps=2", "retrain_samples=1", "batch_size=2", "eval_batch_size=4", "model.base_width=4",
             "single_task_references=false"]
     arguments = ["-m", "effhub.train", "adashare", "--recipe", "demo", "--output-dir", str(tmp_path / "run"),

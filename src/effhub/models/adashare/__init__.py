@@ -17,6 +17,7 @@ _LAZY = {
     "AdaShareForDepthEstimation": "modeling_adashare",
     "AdaShareModelOutput": "modeling_adashare",
     "AdaSharePreTrainedModel": "modeling_adashare",
+    "recalibrate_task_batchnorm": "modeling_adashare",
     "AdaShareImageProcessorPil": "image_processing_pil_adashare",
 }
 

@@ -65,6 +65,12 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
             (L-l)/L as written in the paper.
         policy (`dict[str, list[int]]`, *optional*): the hard policy fixed after re-training, task -> one 0/1 per
             block (1 = execute). When set, inference runs only the selected blocks of each task.
+        task_specific_bn (`bool`, *optional*, defaults to `True`): with a hard policy (`fixed`/`argmax` modes),
+            every backbone BatchNorm keeps one set of running statistics per task (a block after a task-specific
+            skip sees a different input distribution per task). effhub's deviation from the paper's MTL model; the
+            warm-up (`shared`) and policy (`gumbel`) modes use the shared statistics.
+        segmentation_class_weights (`dict[str, list[float]]`, *optional*): per segmentation task, one cross-entropy
+            weight per class (e.g. from `effhub.multitask.balanced_class_weights`); unweighted when absent.
         ignore_index (`int`, *optional*, defaults to 255): segmentation label ignored by the loss.
         initializer_range (`float`, *optional*, defaults to 0.01): std of the normal init of conv weights (authors'
             value; no ImageNet pre-training is used in the paper's experiments).
@@ -94,6 +100,8 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
         reg_w_sharing: float = 0.05,
         sharing_weight_schedule: str = "code",
         policy: dict[str, list[int]] | None = None,
+        task_specific_bn: bool = True,
+        segmentation_class_weights: dict[str, list[float]] | None = None,
         ignore_index: int = 255,
         initializer_range: float = 0.01,
         **kwargs,
@@ -124,6 +132,7 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
         self.reg_w_sharing = _field("reg_w_sharing", reg_w_sharing, "float", 0.0)
         self.sharing_weight_schedule = _field("sharing_weight_schedule", sharing_weight_schedule, "str",
                                               choices=("code", "paper"))
+        self.task_specific_bn = _field("task_specific_bn", task_specific_bn, "bool")
         self.ignore_index = _field("ignore_index", ignore_index, "int")
         self.initializer_range = _field("initializer_range", initializer_range, "float", 0.0)
         if task_types is not None:
@@ -141,6 +150,7 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
             )
         self.task_loss_weights = {name: float(weights.get(name, 1.0)) for name in self.tasks}
         self.policy = None if policy is None else self.validate_policy(policy)
+        self.segmentation_class_weights = self._check_class_weights(segmentation_class_weights)
         segmentation = self.segmentation_task
         if segmentation is not None and "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["num_labels"] = self.tasks[segmentation]
@@ -200,6 +210,25 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
             raise ConfigError("gumbel_tau_init must be > 0 and gumbel_tau_decay in (0, 1]", "e.g. 5.0 and 0.965")
         if self.curriculum_speed <= 0:
             raise ConfigError(f"curriculum_speed must be >= 1, got {self.curriculum_speed}", "e.g. 3")
+
+    def _check_class_weights(self, weights):
+        if not weights:
+            return None
+        if not isinstance(weights, dict) or any(
+                not isinstance(values, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                             for v in values) for values in weights.values()):
+            raise ConfigError(f"AdaShareConfig field 'segmentation_class_weights' is {weights!r}",
+                              "give {segmentation task: [one weight per class]} (numbers)")
+        checked = {}
+        for name, values in weights.items():
+            if self.task_types.get(name) != "segmentation":
+                raise TaskError(f"segmentation_class_weights names '{name}', not a segmentation task",
+                                f"give weights only for the segmentation tasks of {self.task_names}")
+            if len(values) != self.tasks[name] or any(float(v) < 0 for v in values):
+                raise ConfigError(f"segmentation_class_weights of '{name}' has {len(values)} value(s), expected "
+                                  f"{self.tasks[name]} non-negative ones", "give one weight >= 0 per class")
+            checked[name] = [float(v) for v in values]
+        return checked
 
     def _resolve_task_types(self, given: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(given) - set(self.tasks))

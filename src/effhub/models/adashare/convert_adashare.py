@@ -122,6 +122,12 @@ def convert_state_dict(state_dict, config):
     converted = map_authors_keys(state_dict, config.task_names)
     model = AdaShareModel(config)
     own = model.state_dict()
+    # the authors' MTL model has one set of BatchNorm statistics: every task starts from it
+    for key, value in own.items():
+        if ".task_running_" in key and key not in converted:
+            shared = converted.get(key.replace(".task_running_", ".running_"))
+            if shared is not None:
+                converted[key] = shared.to(value.dtype).unsqueeze(0).expand_as(value).clone()
     missing = sorted(k for k in own if k not in converted and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in converted if k not in own)
     wrong = sorted(k for k in converted if k in own and converted[k].shape != own[k].shape)

@@ -1,6 +1,6 @@
 """`effhub demo adashare` (what `make demo` runs): a small AdaShare end to end on the generated scenes.
 
-Warm-up, policy learning and re-training of one sampled architecture; evaluation on the test split; the card; a
+Warm-up, policy learning and re-training of the most likely architecture; evaluation on the test split; the card; a
 push to the local hub and a reload by repo id in a new process. Prints the re-trained AdaShare against the warm-up
 (hard-sharing) model and the fraction of multiply-adds each task executes; exits non-zero when the reloaded model's
 outputs differ from the trained model's.

@@ -54,17 +54,65 @@ class AdaShareModelOutput(ModelOutput):
     features: dict[str, torch.FloatTensor] | None = None
 
 
+class AdaShareBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm of the shared backbone with one set of running statistics per task (task-specific BN).
+
+    The affine weight and bias are shared; `task_running_mean` / `task_running_var` (`[T, C]`) hold each task's
+    statistics. When the backbone is run for a group of tasks (`active_tasks`, task indices) and
+    `use_task_statistics` is set, training updates the statistics of every task of the group from the batch, and
+    evaluation normalises with the first task's; the shared statistics keep tracking every pass, so a model can be
+    evaluated either way. Otherwise the module is an ordinary `nn.BatchNorm2d`.
+
+    Args:
+        num_features (`int`): channels.
+        num_tasks (`int`): tasks, one statistics row each.
+    """
+
+    def __init__(self, num_features: int, num_tasks: int):
+        super().__init__(num_features)
+        self.register_buffer("task_running_mean", torch.zeros(num_tasks, num_features))
+        self.register_buffer("task_running_var", torch.ones(num_tasks, num_features))
+        self.register_buffer("task_num_batches_tracked", torch.zeros(num_tasks, dtype=torch.long))
+        self.active_tasks: list[int] | None = None
+        self.use_task_statistics = False
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self.use_task_statistics or not self.active_tasks:
+            return super().forward(hidden_states)
+        first = self.active_tasks[0]
+        if not self.training:
+            return F.batch_norm(hidden_states, self.task_running_mean[first], self.task_running_var[first],
+                                self.weight, self.bias, False, 0.0, self.eps)
+        output = F.batch_norm(hidden_states, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        with torch.no_grad():
+            values = hidden_states.detach().transpose(0, 1).flatten(1).float()
+            mean, count = values.mean(dim=1), values.shape[1]
+            var = values.var(dim=1, unbiased=count > 1)
+            # the shared statistics keep tracking every pass (a mix over the tasks' paths, as without task BN)
+            self.num_batches_tracked += 1
+            shared = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), shared)
+            self.running_var.lerp_(var.to(self.running_var.dtype), shared)
+            for task in self.active_tasks:
+                self.task_num_batches_tracked[task] += 1
+                momentum = (1.0 / float(self.task_num_batches_tracked[task]) if self.momentum is None
+                            else self.momentum)
+                self.task_running_mean[task].lerp_(mean.to(self.task_running_mean.dtype), momentum)
+                self.task_running_var[task].lerp_(var.to(self.task_running_var.dtype), momentum)
+        return output
+
+
 class AdaShareBasicBlock(nn.Module):
     """The residual branch of a ResNet BasicBlock (conv3x3-BN-ReLU-conv3x3-BN); the shortcut is added by the stage."""
 
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, dilation: int = 1):
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, dilation: int = 1, num_tasks: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, padding=dilation, dilation=dilation, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = AdaShareBatchNorm2d(channels, num_tasks)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = AdaShareBatchNorm2d(channels, num_tasks)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = F.relu(self.bn1(self.conv1(hidden_states)))
@@ -76,14 +124,14 @@ class AdaShareBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, dilation: int = 1):
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, dilation: int = 1, num_tasks: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 1, stride, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = AdaShareBatchNorm2d(channels, num_tasks)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = AdaShareBatchNorm2d(channels, num_tasks)
         self.conv3 = nn.Conv2d(channels, channels * self.expansion, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(channels * self.expansion)
+        self.bn3 = AdaShareBatchNorm2d(channels * self.expansion, num_tasks)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = F.relu(self.bn1(self.conv1(hidden_states)))
@@ -94,10 +142,10 @@ class AdaShareBottleneck(nn.Module):
 class AdaShareDownsample(nn.Module):
     """1x1 convolution + BN projecting the shortcut of a stage's first block."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, num_tasks: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = AdaShareBatchNorm2d(out_channels, num_tasks)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(hidden_states))
@@ -106,10 +154,10 @@ class AdaShareDownsample(nn.Module):
 class AdaShareStem(nn.Module):
     """conv7x7/2 - BN - ReLU - maxpool3x3/2: the input layer, always executed."""
 
-    def __init__(self, num_channels: int, out_channels: int):
+    def __init__(self, num_channels: int, out_channels: int, num_tasks: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(num_channels, out_channels, 7, 2, padding=3, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = AdaShareBatchNorm2d(out_channels, num_tasks)
         self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -119,14 +167,16 @@ class AdaShareStem(nn.Module):
 class AdaShareStage(nn.Module):
     """The residual blocks of one ResNet stage, with the optional shortcut projection of its first block."""
 
-    def __init__(self, block_class, in_channels: int, channels: int, num_blocks: int, stride: int, dilation: int):
+    def __init__(self, block_class, in_channels: int, channels: int, num_blocks: int, stride: int, dilation: int,
+                 num_tasks: int = 1):
         super().__init__()
         out_channels = channels * block_class.expansion
         # the authors also project when the stage is dilated, so each dilated stage starts with a learned shortcut
         needs_projection = stride != 1 or in_channels != out_channels or dilation in (2, 4)
-        self.downsample = AdaShareDownsample(in_channels, out_channels, stride) if needs_projection else None
+        self.downsample = AdaShareDownsample(in_channels, out_channels, stride, num_tasks) if needs_projection else None
         self.blocks = nn.ModuleList(
-            [block_class(in_channels if i == 0 else out_channels, channels, stride if i == 0 else 1, dilation)
+            [block_class(in_channels if i == 0 else out_channels, channels, stride if i == 0 else 1, dilation,
+                         num_tasks)
              for i in range(num_blocks)]
         )
         self.out_channels = out_channels
@@ -138,21 +188,26 @@ class AdaShareBackbone(nn.Module):
     def __init__(self, config: AdaShareConfig):
         super().__init__()
         block_class = AdaShareBottleneck if config.backbone_depth in BOTTLENECK_DEPTHS else AdaShareBasicBlock
-        self.stem = AdaShareStem(config.num_channels, config.base_width)
+        self.stem = AdaShareStem(config.num_channels, config.base_width, len(config.tasks))
         stages, in_channels = [], config.base_width
         for index, num_blocks in enumerate(config.stage_blocks):
             stage = AdaShareStage(block_class, in_channels, config.base_width * 2**index, num_blocks,
-                                  STAGE_STRIDES[index], STAGE_DILATIONS[index])
+                                  STAGE_STRIDES[index], STAGE_DILATIONS[index], len(config.tasks))
             stages.append(stage)
             in_channels = stage.out_channels
         self.stages = nn.ModuleList(stages)
         self.out_channels = in_channels
+
+    def task_norms(self) -> list[AdaShareBatchNorm2d]:
+        """The backbone's BatchNorm modules that can hold per-task running statistics."""
+        return [module for module in self.modules() if isinstance(module, AdaShareBatchNorm2d)]
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         soft_policy: torch.Tensor | None = None,
         execute: list[bool] | None = None,
+        task_indices: list[int] | None = None,
     ) -> torch.Tensor:
         """Run the backbone.
 
@@ -160,8 +215,22 @@ class AdaShareBackbone(nn.Module):
             soft_policy (`torch.Tensor` of shape `[L, 2]`, *optional*): weights of the block output (column 0) and of
                 the shortcut (column 1); every block is computed.
             execute (`list[bool]`, *optional*): hard plan; blocks marked False are never called.
-        Without either, every block runs (hard parameter sharing).
+            task_indices (`list[int]`, *optional*): the tasks (config order) this pass serves; their own BatchNorm
+                running statistics are used (evaluation: the first's) and updated (training: all of them).
+        Without `soft_policy` or `execute`, every block runs (hard parameter sharing).
         """
+        if task_indices is None:
+            return self._forward(pixel_values, soft_policy, execute)
+        norms = self.task_norms()
+        for norm in norms:
+            norm.active_tasks, norm.use_task_statistics = list(task_indices), True
+        try:
+            return self._forward(pixel_values, soft_policy, execute)
+        finally:
+            for norm in norms:
+                norm.active_tasks, norm.use_task_statistics = None, False
+
+    def _forward(self, pixel_values, soft_policy, execute):
         hidden_states = self.stem(pixel_values)
         index = 0
         for stage in self.stages:
@@ -254,6 +323,10 @@ class AdaSharePreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
+            if isinstance(module, AdaShareBatchNorm2d):
+                init.zeros_(module.task_running_mean)
+                init.ones_(module.task_running_var)
+                init.zeros_(module.task_num_batches_tracked)
         elif isinstance(module, AdaSharePolicy):
             for logits in module.values():
                 if self.config.policy_init == "equal":
@@ -430,11 +503,16 @@ class AdaShareModel(AdaSharePreTrainedModel):
                 features[name] = self.backbone(pixel_values, soft_policy=soft_policy)
         else:
             # tasks with the same plan share one backbone pass (in shared mode: all of them)
+            # (with task-specific BN the pass updates the running statistics of every task of its group)
+            task_bn = self.config.task_specific_bn and mode in ("fixed", "argmax")
+            plans = {name: tuple(self.execution_plan(name, mode)) for name in tasks}
             by_plan: dict[tuple[bool, ...], torch.Tensor] = {}
             for name in tasks:
-                plan = tuple(self.execution_plan(name, mode))
+                plan = plans[name]
                 if plan not in by_plan:
-                    by_plan[plan] = self.backbone(pixel_values, execute=None if all(plan) else list(plan))
+                    group = [self.config.task_names.index(other) for other in tasks if plans[other] == plan]
+                    by_plan[plan] = self.backbone(pixel_values, execute=None if all(plan) else list(plan),
+                                                  task_indices=group if task_bn else None)
                 features[name] = by_plan[plan]
                 one_hot = torch.tensor([[1.0, 0.0] if run else [0.0, 1.0] for run in plan], device=pixel_values.device)
                 used_policy[name] = one_hot
@@ -464,7 +542,7 @@ class AdaShareModel(AdaSharePreTrainedModel):
         (`effhub.multitask.weighted_task_losses`)."""
         task_types = {name: self.config.task_types[name] for name in self.config.task_names}
         return weighted_task_losses(logits, labels, task_types, self.config.task_loss_weights, label_mask,
-                                    self.config.ignore_index)
+                                    self.config.ignore_index, self.config.segmentation_class_weights)
 
     # -- accounting -------------------------------------------------------------------------------------------------
     def count_parameters(self) -> dict[str, int]:
@@ -494,6 +572,49 @@ class AdaShareModel(AdaSharePreTrainedModel):
         finally:
             self.train(was_training)
         return counter.counts
+
+
+@torch.no_grad()
+def recalibrate_task_batchnorm(model: AdaShareModel, batches, policy_mode: str | None = None) -> AdaShareModel:
+    """Recompute every task's BatchNorm running statistics by forward passes (weights untouched); turns
+    `config.task_specific_bn` on. For models trained with shared statistics; returns `model`.
+
+    Args:
+        model (`AdaShareModel`): a model with a hard policy (`config.policy`, else the argmax policy).
+        batches (iterable): batches of `pixel_values` tensors, or mappings holding `pixel_values` (training images).
+        policy_mode (`str`, *optional*): `"fixed"` or `"argmax"` (default: as `forward`).
+    """
+    norms = model.backbone.task_norms()
+    momenta = [norm.momentum for norm in norms]
+    shared = [(norm.running_mean.clone(), norm.running_var.clone(), norm.num_batches_tracked.clone()) for norm in norms]
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        for norm in norms:
+            norm.momentum = None  # cumulative average over the batches
+            norm.task_running_mean.zero_()
+            norm.task_running_var.fill_(1.0)
+            norm.task_num_batches_tracked.zero_()
+            norm.train()
+        plans = {task: model.execution_plan(task, policy_mode) for task in model.config.task_names}
+        for batch in batches:
+            pixel_values = batch["pixel_values"] if isinstance(batch, dict) else batch
+            pixel_values = pixel_values.to(model.device, model.dtype)
+            for index, task in enumerate(model.config.task_names):
+                model.backbone(pixel_values, execute=plans[task], task_indices=[index])
+            seen += 1
+    finally:
+        for norm, momentum, (mean, var, count) in zip(norms, momenta, shared):
+            norm.momentum = momentum
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+            norm.num_batches_tracked.copy_(count)
+        model.train(was_training)
+    if seen == 0:
+        raise ConfigError("recalibrate_task_batchnorm got no batches", "pass at least one batch of training images")
+    model.config.task_specific_bn = True
+    return model
 
 
 class AdaShareSingleTaskDefault(AdaShareModel):
@@ -535,4 +656,6 @@ __all__ = [
     "AdaShareASPPHead",
     "AdaShareLightHead",
     "AdaSharePolicy",
+    "AdaShareBatchNorm2d",
+    "recalibrate_task_batchnorm",
 ]

@@ -24,6 +24,7 @@ class AdaShareModelRecipe:
     policy_init: Literal["equal", "random", "all_chosen"] = "equal"
     init_neg_logits: float = -10.0
     hard_sampling: bool = False
+    task_specific_bn: bool = True
     ignore_index: int = 255
 
 
@@ -60,7 +61,13 @@ class AdaShareRecipe:
         seed: run seed (split, initial weights, sampling).
         eval_batch_size: evaluation batch size.
         single_task_references: also train one single-task model per task with the same recipe (the Delta_T
-            references, saved with the run).
+            references, saved with the run); they are trained before the candidates, whose validation scores are
+            then normalised by theirs for model selection.
+        architecture: `sample` (the paper: `retrain_samples` architectures sampled from the learned logits, each
+            re-trained, the best on validation kept) or `argmax` (the most likely decision per block, re-trained once).
+        segmentation_class_weighting: `none` or `balanced` (per-class cross-entropy weights from the training
+            labels' class frequencies, `frequency ** -class_weight_power`; the authors weight classes on Taskonomy).
+        class_weight_power: the exponent of the balanced weights (1 = inverse frequency, 0.5 = its square root).
     """
 
     description: str = ""
@@ -95,6 +102,9 @@ class AdaShareRecipe:
     seed: int = 0
     eval_batch_size: int = 16
     single_task_references: bool = False
+    architecture: Literal["sample", "argmax"] = "sample"
+    segmentation_class_weighting: Literal["none", "balanced"] = "none"
+    class_weight_power: float = 0.5
 
     def model_config(self, **overrides) -> AdaShareConfig:
         """The [`AdaShareConfig`] this recipe trains."""

@@ -7,8 +7,11 @@ optimisers and losses as in the authors' `train.py` / `re-train.py` / `envs/bloc
    After each policy epoch the Gumbel temperature is multiplied by `gumbel_tau_decay` and the curriculum makes one
    more block (from the deepest up) learnable every `curriculum_speed` epochs. The authors alternate whole passes over
    train1 and train2; here the two updates are interleaved step by step in the same ratio (one pass each per epoch).
-3. **re-training**: `retrain_samples` hard architectures are sampled from the learned logits; each is trained from
-   the saved *initial* weights on train1+train2 (Adam, StepLR) and the best on the validation split is kept.
+3. **re-training**: `retrain_samples` hard architectures are sampled from the learned logits (`architecture:
+   sample`, the paper) or the most likely one is taken (`architecture: argmax`); each is trained from the saved
+   *initial* weights on train1+train2 (Adam, StepLR) and the best on the validation split is kept, by the selection
+   score normalised per task by the single-task references' validation scores (trained first when the recipe has
+   them), else by the warm-up model's.
 
 The validation split is carved (seeded) from the training set and saved with the run (`splits.json`); no decision
 looks at the test split.
@@ -227,6 +230,38 @@ def policy_epoch_lengths(recipe: AdaShareRecipe, len_train1: int, len_train2: in
     return weights, policy
 
 
+# policy epochs the curriculum must leave with every block learnable
+CURRICULUM_SPARE_EPOCHS = 2
+
+
+def check_curriculum(recipe: AdaShareRecipe, num_blocks: int) -> None:
+    """Refuse a recipe whose curriculum does not make every block learnable with `CURRICULUM_SPARE_EPOCHS` epochs to
+    spare (blocks never made learnable would keep their initial logits and be decided by chance)."""
+    complete = (num_blocks - 1) * recipe.curriculum_speed  # the first policy epoch with every block learnable
+    needed = complete + CURRICULUM_SPARE_EPOCHS
+    if recipe.policy_epochs < needed:
+        raise ConfigError(
+            f"the curriculum makes all {num_blocks} blocks learnable only in policy epoch {complete} "
+            f"(curriculum_speed={recipe.curriculum_speed}), but policy_epochs={recipe.policy_epochs} leaves fewer than "
+            f"{CURRICULUM_SPARE_EPOCHS} epochs with every block learnable",
+            f"set policy_epochs >= {needed} or curriculum_speed <= "
+            f"{max(1, (recipe.policy_epochs - CURRICULUM_SPARE_EPOCHS) // max(num_blocks - 1, 1))}",
+        )
+
+
+def segmentation_class_weights(recipe: AdaShareRecipe, config, train_data) -> dict[str, list[float]] | None:
+    """The recipe's class-balanced segmentation weights, counted on `train_data` (None unless `balanced`)."""
+    if recipe.segmentation_class_weighting != "balanced":
+        return None
+    weights = {}
+    for task, kind in config.task_types.items():
+        if kind == "segmentation":
+            weights[task] = multitask.balanced_class_weights(
+                (np.asarray(row) for row in train_data[task]), config.tasks[task], config.ignore_index,
+                recipe.class_weight_power)
+    return weights or None
+
+
 def num_train_blocks(policy_epoch: int, curriculum_speed: int) -> int:
     """Curriculum: blocks (from the deepest) that use the learned policy in policy epoch `policy_epoch`."""
     return policy_epoch // curriculum_speed + 1
@@ -359,12 +394,15 @@ def evaluate_model(run, model, dataset, collate_fn, batch_size, policy_mode=None
 
 
 # -- entry points ----------------------------------------------------------------------------------------------------
-def single_task_config(recipe: AdaShareRecipe, task: str):
-    """The config of the single-task reference for `task`: same backbone and head, that task alone."""
+def single_task_config(recipe: AdaShareRecipe, task: str, class_weights: dict | None = None):
+    """The config of the single-task reference for `task`: same backbone and head, that task alone (with its
+    segmentation class weights, when `class_weights` has them)."""
     model = recipe.model
     task_types = {task: model.task_types[task]} if model.task_types and task in model.task_types else None
     weights = {task: recipe.task_loss_weights[task]} if task in recipe.task_loss_weights else None
-    return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights)
+    classes = {task: class_weights[task]} if class_weights and task in class_weights else None
+    return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights,
+                               segmentation_class_weights=classes)
 
 
 def train_fixed_architecture(run, recipe: AdaShareRecipe, seed: int, stage: str, config, policy, initial_state,
@@ -398,17 +436,22 @@ def train_fixed_architecture(run, recipe: AdaShareRecipe, seed: int, stage: str,
                            collate_fn=train_collate, outputs=outputs)
 
 
-def train_single_task_references(run, recipe: AdaShareRecipe, seed: int, train_data, test_set) -> dict:
-    """One single-task model per task, trained like the re-trained AdaShare (same steps, all blocks); test scores."""
-    references = {}
+def train_single_task_references(run, recipe: AdaShareRecipe, seed: int, train_data, test_set, val=None,
+                                 class_weights=None) -> dict:
+    """One single-task model per task, trained like the re-trained AdaShare (same steps, all blocks).
+
+    Returns `{task: test scores}`, or `({task: test scores}, {task: validation scores})` when `val` is given."""
+    references, validation = {}, {}
     for task in recipe.model.tasks:
-        config = single_task_config(recipe, task)
+        config = single_task_config(recipe, task, class_weights)
         collate_fns = (make_collator(recipe, [task], True), make_collator(recipe, [task], False))
+        datasets = {"train": train_data} if val is None else {"train": train_data, "val": val}
         result = train_fixed_architecture(run, recipe, seed, f"single-{task}", config,
-                                          {task: [1] * config.num_blocks}, None, {"train": train_data}, test_set,
-                                          collate_fns)
+                                          {task: [1] * config.num_blocks}, None, datasets, test_set, collate_fns)
         references[task] = result.outputs["test"][task]
-    return references
+        if val is not None:
+            validation[task] = result.outputs["val"][task]
+    return references if val is None else (references, validation)
 
 
 def delta_t(config, scores: dict, references: dict) -> dict:
@@ -459,6 +502,10 @@ def train(recipe: AdaShareRecipe, options) -> Path:
     train1, train2, val = split.select(train_set)
     train_all = concatenate_datasets([train1, train2])
     config = recipe.model_config()
+    check_curriculum(recipe, config.num_blocks)
+    class_weights = segmentation_class_weights(recipe, config, train_all)
+    if class_weights:
+        config = recipe.model_config(segmentation_class_weights=class_weights)
     tasks = config.task_names
     collate_fns = (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False))
 
@@ -482,7 +529,8 @@ def train(recipe: AdaShareRecipe, options) -> Path:
             warmup = AdaShareModel(config)
             warmup.load_state_dict(warmup_weights)
             scores = evaluate_model(run, warmup, test_set, collate_fns[1], recipe.eval_batch_size, "shared")
-            return {"warmup_test": scores}
+            val_scores = evaluate_model(run, warmup, val, collate_fns[1], recipe.eval_batch_size, "shared")
+            return {"warmup_test": scores, "warmup_val": val_scores}
 
         policy_stage = run.train_stage(POLICY_STAGE, model, phases,
                                        {"train": train_all, "train1": train1, "train2": train2},
@@ -493,34 +541,45 @@ def train(recipe: AdaShareRecipe, options) -> Path:
         warmup_test = policy_stage.outputs["warmup_test"]
         logits = {task: value.detach().cpu().tolist() for task, value in model.policy.items()}
 
-        # phase 3: sample architectures, re-train each from the initial weights, keep the best on validation
+        # single-task references first: model selection normalises each task's validation score by theirs
+        references = None
+        normaliser, normalised_by = policy_stage.outputs.get("warmup_val"), "warm-up model (validation)"
+        if recipe.single_task_references:
+            references, normaliser = train_single_task_references(run, recipe, seed, train_all, test_set, val,
+                                                                  class_weights)
+            normalised_by = "single-task references (validation)"
+            if run.is_main_process:
+                atomic_write_json(layout.artifact(SINGLE_TASK_FILE), references)
+
+        # phase 3: the architecture(s) to re-train from the initial weights; the best on validation is kept
         generator = torch.Generator().manual_seed(seed)
+        if recipe.architecture == "argmax":
+            policies = [model.argmax_policy()]
+        else:
+            policies = [model.sample_policy(generator) for _ in range(recipe.retrain_samples)]
         candidates, best, best_model = [], None, None
-        for index in range(recipe.retrain_samples):
-            policy = model.sample_policy(generator)
+        for index, policy in enumerate(policies):
             result = train_fixed_architecture(run, recipe, seed, f"retrain-{index}", config, policy, initial_state,
                                               {"train": train_all, "val": val}, test_set, collate_fns,
                                               policy_logits=logits)
-            score = selection_score(result.outputs["val"])
+            score = selection_score(result.outputs["val"], normaliser)
             candidates.append({"index": index, "policy": policy, "val": result.outputs["val"], "score": score,
                                "test": result.outputs["test"]})
             if best is None or score > best["score"]:
                 best, best_model = candidates[-1], result.model
 
-        references = None
-        if recipe.single_task_references:
-            references = train_single_task_references(run, recipe, seed, train_all, test_set)
-            if run.is_main_process:
-                atomic_write_json(layout.artifact(SINGLE_TASK_FILE), references)
-
         run.save_pretrained(best_model)
         if run.is_main_process:  # every rank holds the same result; one writes it
             image_size = recipe.crop_size or list(np.asarray(train_set[0]["image"]).shape[:2])
             make_processor(recipe, image_size).save_pretrained(layout.root)
-            atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"]})
+            atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"],
+                                                                 "architecture": recipe.architecture,
+                                                                 "selection_normalised_by": normalised_by})
             fractions = executed_fractions(best_model, image_size)
             extra = {"warmup_hard_sharing": warmup_test, "executed_fraction": fractions,
-                     "selected_candidate": best["index"], "validation": best["val"]}
+                     "selected_candidate": best["index"], "validation": best["val"],
+                     "select_probabilities": {t: v.tolist() for t, v in model.select_probabilities().items()},
+                     "final_temperature": recipe.gumbel_tau_init * recipe.gumbel_tau_decay ** recipe.policy_epochs}
             if references is not None:
                 ours, hard = delta_t(config, best["test"], references), delta_t(config, warmup_test, references)
                 extra.update(single_task=references, delta_t=ours["delta_t"], delta_t_per_task=ours["per_task"],
@@ -564,5 +623,6 @@ def evaluate_run(run_dir, options=None) -> dict:
 
 
 __all__ = ["train", "evaluate_run", "build_policy_phases", "build_retrain_phase", "policy_epoch_lengths",
-           "num_train_blocks", "warmup_loss", "weight_loss", "policy_loss", "retrain_loss", "scores_from_statistics",
+           "num_train_blocks", "check_curriculum", "segmentation_class_weights", "warmup_loss", "weight_loss", "policy_loss",
+           "retrain_loss", "scores_from_statistics",
            "selection_score"]
