@@ -10,7 +10,6 @@ training alone.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 

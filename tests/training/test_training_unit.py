@@ -15,7 +15,6 @@ from _training_fixtures import (
     build_model,
     build_phases,
     make_options,
-    reset_accelerate_state,
     state_dict_of,
     train_one_stage,
 )

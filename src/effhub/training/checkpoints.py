@@ -8,7 +8,6 @@ leaves a temp folder that resume ignores (and the next save removes).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,9 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json
 from ..errors import CheckpointError
-from .layout import TRAINER_STATE_FILE
+from .layout import TRAINER_STATE_FILE, read_json_record
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,10 @@ def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     """The `trainer_state.json` of a checkpoint folder."""
     path = Path(checkpoint) / TRAINER_STATE_FILE
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = read_json_record(path, "delete this checkpoint folder so that resume takes the previous one")
     except FileNotFoundError:
         raise CheckpointError(f"'{checkpoint}' has no {TRAINER_STATE_FILE}",
                               "pick a checkpoint folder written by effhub's PhasedTrainer") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"'{path}' cannot be read ({error})",
-                              "delete this checkpoint folder so that resume takes the previous one") from None
     if not isinstance(state, dict) or state.get("format") != TRAINER_STATE_FORMAT:
         raise CheckpointError(f"'{path}' is not a trainer state of format {TRAINER_STATE_FORMAT}",
                               "resume with the effhub version that wrote it, or start a fresh run")

@@ -38,6 +38,18 @@ STAGES_FORMAT = 1
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def read_json_record(path: Path, fix: str) -> Any:
+    """The JSON in `path`; a `CheckpointError` naming the file (with `fix`) when it cannot be read or parsed.
+
+    A missing file raises `FileNotFoundError`, for the caller to name what is missing."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"'{path}' cannot be read ({error})", fix) from None
+
+
 def check_stage_name(name: str) -> str:
     """Return `name` when it can name a stage folder, else raise `ConfigError`."""
     if not isinstance(name, str) or not _STAGE_NAME.match(name):
@@ -102,24 +114,17 @@ class RunLayout:
     def read_run_info(self) -> dict[str, Any]:
         """`run_info.json` as a dict; `CheckpointError` naming the folder when it is missing or unreadable."""
         try:
-            return json.loads(self.run_info.read_text(encoding="utf-8"))
+            return read_json_record(self.run_info, "restore the file or train the run again")
         except FileNotFoundError:
             raise CheckpointError(f"'{self.root}' has no {RUN_INFO_FILE}",
                                   "pass a run folder written by `effhub train` (or --method)") from None
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"'{self.run_info}' cannot be read ({error})",
-                                  "restore the file or train the run again") from None
 
     def read_stages(self) -> dict[str, Any]:
         """The finished-stage record (`{}` when there is none)."""
         path = self.stages_file
         if not path.is_file():
             return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"'{path}' cannot be read ({error})",
-                                  "delete it to train every stage again, or train into a fresh --output-dir") from None
+        data = read_json_record(path, "delete it to train every stage again, or train into a fresh --output-dir")
         if not isinstance(data, dict) or data.get("format") != STAGES_FORMAT:
             raise CheckpointError(f"'{path}' is not a stage record of format {STAGES_FORMAT}",
                                   "train into a fresh --output-dir")
@@ -131,6 +136,6 @@ class RunLayout:
         atomic_write_json(self.stages_file, {"format": STAGES_FORMAT, "stages": stages})
 
 
-__all__ = ["RunLayout", "check_stage_name", "RUN_INFO_FILE", "EVAL_RESULTS_FILE", "CARD_FILE", "CARD_SPEC_FILE",
+__all__ = ["RunLayout", "check_stage_name", "read_json_record", "RUN_INFO_FILE", "EVAL_RESULTS_FILE", "CARD_FILE", "CARD_SPEC_FILE",
            "LOGS_DIR", "METRICS_LOG_FILE", "CHECKPOINTS_DIR", "STAGES_FILE", "STAGE_WEIGHTS_FILE",
            "TRAINER_STATE_FILE"]

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate import Accelerator
 from accelerate.utils import send_to_device
 from torch import nn
 
+from ..atomic import atomic_write_json
 from ..errors import CheckpointError, ConfigError
 from .checkpoints import (
     TRAINER_STATE_FORMAT,
@@ -30,7 +32,6 @@ from .checkpoints import (
     read_trainer_state,
     temp_checkpoint_dir,
 )
-from ..atomic import atomic_write_json
 from .layout import TRAINER_STATE_FILE
 from .options import RunOptions
 from .phases import Phase, Update, validate_phases

@@ -1,7 +1,6 @@
 """The AdaShare benchmark end to end at a toy size: every section measured and written."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest

@@ -123,7 +123,6 @@ def colour_shape_accuracy(predicted, labels, class_names: Sequence[str]) -> dict
 def retrieval_recalls(model, tokenizer, pixel_values, captions: Sequence[str], ks: Sequence[int] = RETRIEVAL_KS,
                       batch_size: int = 256) -> dict:
     """Recall@k of image→text and text→image retrieval over paired `pixel_values[i]` ↔ `captions[i]`."""
-    import torch
 
     if len(captions) != len(pixel_values):
         raise ConfigError(f"{len(captions)} captions for {len(pixel_values)} images", "pass one caption per image")
