@@ -89,7 +89,11 @@ class Run:
         self._stage_names: list[str] = []
         self.global_step = 0
         self._interrupted: str | None = None
+        # every process looks at the folder before any process writes to it (a rank that looked late would take the
+        # first rank's files for another run's)
+        self.accelerator.wait_for_everyone()
         self._foreign = self._claim_folder()
+        self.accelerator.wait_for_everyone()
         self._stages: dict[str, Any] = self.layout.read_stages() if options.resume else {}
 
     # ---------------------------------------------------------------------------------------------- the folder
