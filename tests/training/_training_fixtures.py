@@ -10,6 +10,11 @@ through the run layer (`Run.train_stage`).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -174,3 +179,12 @@ def train_one_stage(output_dir, phases=None, datasets=None, model=None, *, seed:
 
 def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone().cpu() for key, value in model.state_dict().items()}
+
+
+def run_training_script(script: str, run_dir: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """Run one of this folder's training scripts on one CPU thread (as the in-process references), one process."""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    return subprocess.run([sys.executable, str(here / script), str(run_dir), *arguments],
+                          env=env, capture_output=True, text=True, timeout=180, cwd=here)

@@ -7,14 +7,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+import _stages_script as stages
 import pytest
 import torch
-from safetensors.torch import load_file
-
-import _stages_script as stages
 from _training_fixtures import (
     INITIAL_STATE,
     PAIRED_BATCH_SIZES,
@@ -25,8 +22,11 @@ from _training_fixtures import (
     build_phases,
     make_options,
     reset_accelerate_state,
+    run_training_script,
     state_dict_of,
 )
+from safetensors.torch import load_file
+
 from effhub.errors import CheckpointError, ConfigError, DatasetError, EffhubError
 from effhub.training import (
     Run,
@@ -41,7 +41,6 @@ from effhub.training import (
 )
 from effhub.training.sampling import stream_seed
 
-HERE = Path(__file__).resolve().parent
 
 
 def logged_steps(run_dir: Path) -> list[int]:
@@ -49,10 +48,7 @@ def logged_steps(run_dir: Path) -> list[int]:
 
 
 def run_stages_script(run_dir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ACCELERATE_USE_CPU", None)
-    return subprocess.run([sys.executable, str(HERE / "_stages_script.py"), str(run_dir), *arguments],
-                          env=env, capture_output=True, text=True, timeout=180, cwd=HERE)
+    return run_training_script("_stages_script.py", run_dir, *arguments)
 
 
 # ------------------------------------------------------------------------------------------------ stages

@@ -1,28 +1,28 @@
 """Checkpoint and resume: a run SIGKILLed after checkpoint k and resumed ends where an uninterrupted run ends."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
 from _resume_script import DROPOUT, STAGE, train
-from _training_fixtures import INITIAL_STATE, build_model, reset_accelerate_state, state_dict_of
+from _training_fixtures import (
+    INITIAL_STATE,
+    build_model,
+    reset_accelerate_state,
+    run_training_script,
+    state_dict_of,
+)
+
 from effhub.training import checkpoint_dirs, read_metrics_log, read_trainer_state
 
-HERE = Path(__file__).resolve().parent
 KILL_AT = 6  # mid-way through the alternating phase (3 warm-up steps + 3 of 6), mid-epoch for both datasets
 
 
 def run_script(run_dir: Path, *arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ACCELERATE_USE_CPU", None)
-    return subprocess.run([sys.executable, str(HERE / "_resume_script.py"), str(run_dir), *arguments],
-                          env=env, capture_output=True, text=True, timeout=180, cwd=HERE)
+    return run_training_script("_resume_script.py", run_dir, *arguments)
 
 
 def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path):

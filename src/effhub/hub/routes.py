@@ -107,22 +107,20 @@ class LocalHubRequestHandler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                while size > 0:
-                    chunk = self.rfile.read(min(size, block))
-                    if not chunk:
-                        raise HubHTTPError(400, "The request body ended early")
-                    size -= len(chunk)
-                    yield chunk
+                yield from self._read_exactly(size, block)
                 self.rfile.readline()
         else:
-            length = int(self.headers.get("Content-Length") or 0)
-            while length > 0:
-                chunk = self.rfile.read(min(length, block))
-                if not chunk:
-                    raise HubHTTPError(400, "The request body ended early")
-                length -= len(chunk)
-                yield chunk
+            yield from self._read_exactly(int(self.headers.get("Content-Length") or 0), block)
         self._body_read = True
+
+    def _read_exactly(self, size: int, block: int):
+        """`size` bytes of the request body, in chunks of at most `block`; a body that ends early is refused."""
+        while size > 0:
+            chunk = self.rfile.read(min(size, block))
+            if not chunk:
+                raise HubHTTPError(400, "The request body ended early")
+            size -= len(chunk)
+            yield chunk
 
     def _read_body(self) -> bytes:
         return b"".join(self._iter_body())
