@@ -40,7 +40,9 @@ QUICK = {"per_class_test": 10, "per_class_train": 10, "multilabel_train": 600, "
          "dense_images": 200, "bootstrap": 50}
 # the version-1 demo teacher (the "before" figures): the demo recipe as it was before caption world version 2
 BEFORE_OVERRIDES = ["world.version=1", "model.patch_size=12", "model.vision_position_init=random",
-                    "train.shape_negatives=false", "train.temperature_learning_rate=null"]
+                    "model.vision_pooling=class-token", "pretrain.steps=0", "train.lock_image_tower=false",
+                    "train.shape_negatives=false", "train.temperature_learning_rate=null", "train.steps=400",
+                    "train.batch_size=128", "train.warmup_steps=30"]
 
 
 def load_teacher(folder):

@@ -1,6 +1,7 @@
 """`python -m benchmarks.clip_teacher.ship`: train the `base` recipe and ship it inside the package.
 
-Trains the shipped `base` recipe in this process (`benchmarks.clip_teacher.teacher.train_teacher`), writes the folder
+Trains the shipped `base` recipe in this process with the package's own training code (`effhub train clip-teacher`'s
+run, every stage; `benchmarks.clip_teacher.teacher.train_teacher`), writes the folder
 `effhub/models/clip_teacher/shipped/base/` (model.safetensors, processor and tokenizer files, recipe.json,
 training.json) and records the figures that `tests/models/clip_teacher/test_shipped_teacher.py` re-evaluates
 (`figures.json`: the recipe's own zero-shot and retrieval evaluation). The gates are measured by `run.py`.
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="recipe override (for trials; never shipped)")
     parser.add_argument("--output", help="folder (default: the package's shipped/base)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run-dir", help="keep the training run there (an interrupted one is resumed)")
     args = parser.parse_args(argv)
 
     from effhub.models.clip_teacher.weights import BASE_TEACHER, SHIPPED_DIR
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        train_teacher(recipe, staging, threads=args.threads)
+        train_teacher(recipe, staging, threads=args.threads, run_dir=args.run_dir)
         figures = record_figures(staging)
         if target.exists():
             shutil.rmtree(target)

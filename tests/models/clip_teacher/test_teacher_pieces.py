@@ -139,3 +139,95 @@ def test_patch_embeddings_have_one_row_per_patch(small_model):
         patches = probing.patch_embeddings(small_model, pixels, mode=mode)
         assert patches.shape == (2, 64, 8)
         torch.testing.assert_close(patches.norm(dim=-1), torch.ones(2, 64))
+
+
+def test_mean_pooling_makes_the_last_layer_attend_uniformly(small_model, tmp_path):
+    import copy
+
+    from transformers import CLIPModel
+
+    from effhub.models.clip_teacher.vision_pretraining import fix_mean_pooling, is_mean_pooling
+
+    config = copy.deepcopy(small_model.config)
+    config.vision_config.num_hidden_layers = 2
+    torch.manual_seed(0)
+    model = CLIPModel(config)
+    assert not is_mean_pooling(model)
+    fixed = fix_mean_pooling(model)
+    assert is_mean_pooling(model) and not any(p.requires_grad for p in fixed)
+    pixels = torch.randn(2, 3, 64, 64)
+    model.set_attn_implementation("eager")   # the attention weights are only returned by the eager kernel
+    attentions = model.vision_model(pixel_values=pixels, output_attentions=True).attentions
+    tokens = attentions[-1].shape[-1]
+    assert torch.allclose(attentions[-1], torch.full_like(attentions[-1], 1 / tokens))
+    assert not torch.allclose(attentions[0], torch.full_like(attentions[0], 1 / tokens))
+    # a plain CLIPModel folder: transformers alone reloads the fixed projection and pools the same
+    model.save_pretrained(tmp_path)
+    reloaded = CLIPModel.from_pretrained(tmp_path).eval()
+    assert is_mean_pooling(reloaded)
+    with torch.no_grad():
+        assert torch.allclose(reloaded.get_image_features(pixel_values=pixels).pooler_output,
+                              model.eval().get_image_features(pixel_values=pixels).pooler_output, atol=1e-6)
+
+
+def test_colour_shape_loss_trains_a_colour_head_and_a_shape_head():
+    from effhub.models.clip_teacher.vision_pretraining import class_loss, head_outputs
+
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 5, 7, 11, 3])                      # 3 colours x 4 shapes, colour-major
+    logits = torch.randn(5, head_outputs("colour-shape", 3, 4))
+    assert logits.shape[1] == 7 and head_outputs("classes", 3, 4) == 12
+    colour = torch.nn.functional.cross_entropy(logits[:, :3], torch.tensor([0, 1, 1, 2, 0]))
+    shape = torch.nn.functional.cross_entropy(logits[:, 3:], torch.tensor([0, 1, 3, 3, 3]))
+    assert torch.allclose(class_loss(logits, labels, "colour-shape", 3, 4), colour + shape)
+    classes = torch.randn(5, 12)
+    assert torch.allclose(class_loss(classes, labels, "classes", 3, 4),
+                          torch.nn.functional.cross_entropy(classes, labels))
+
+
+def test_labelled_images_add_mirrored_copies():
+    from effhub.models.clip_teacher.vision_pretraining import ClipLabelledImages, collate_labelled_images
+
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 4, 4, 3), dtype=np.uint8)
+    plain, mirrored = ClipLabelledImages(pixels, [1, 2, 3]), ClipLabelledImages(pixels, [1, 2, 3], flipped_copies=True)
+    assert len(plain) == 3 and len(mirrored) == 6
+    assert np.array_equal(mirrored[4]["pixels"], pixels[1][:, ::-1]) and mirrored[4]["label"] == 2
+    assert np.array_equal(mirrored[1]["pixels"], pixels[1])
+    batch = collate_labelled_images([mirrored[0], mirrored[3]])
+    assert batch["pixel_values"].shape == (2, 3, 4, 4) and batch["labels"].tolist() == [1, 1]
+    assert torch.equal(batch["pixel_values"][1], batch["pixel_values"][0].flip(-1))
+
+
+def test_locked_image_tower_trains_the_text_side_and_projections_only(small_model):
+    import copy
+
+    from effhub.models.clip_teacher.training_clip_teacher import contrastive_phase, trainable_parameters
+    from effhub.models.clip_teacher.vision_pretraining import fix_mean_pooling
+    from effhub.recipes import load_recipe
+
+    model = copy.deepcopy(small_model)
+    recipe = load_recipe("clip-teacher", "demo", ["model.vision_pooling=mean", "train.lock_image_tower=true",
+                                                  "pretrain.steps=5"])
+    fixed = {id(p) for p in fix_mean_pooling(model)}
+    names = {id(p): name for name, p in model.named_parameters()}
+    update = contrastive_phase(recipe, model).updates[0]
+    trained = {names[id(p)] for p in update.parameters(model)}
+    assert trained and not any(name.startswith("vision_model.") for name in trained)
+    assert {"visual_projection.weight", "text_projection.weight", "logit_scale"} <= trained
+    assert any(name.startswith("text_model.") for name in trained)
+    # unlocked: the vision tower too, but never the fixed query projection
+    unlocked = trainable_parameters(model, recipe)
+    assert len(unlocked) == len(list(model.parameters())) - 2 and not fixed & {id(p) for p in unlocked}
+
+
+def test_recipe_checks_name_the_fix():
+    from effhub.errors import ConfigError
+    from effhub.models.clip_teacher.training_clip_teacher import check_recipe
+    from effhub.recipes import load_recipe
+
+    with pytest.raises(ConfigError, match="pretrain.steps"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["train.lock_image_tower=true", "pretrain.steps=0"]))
+    with pytest.raises(ConfigError, match="pretrain.loss"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.loss=hinge"]))
+    with pytest.raises(ConfigError, match="vision_pooling"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["model.vision_pooling=max"]))

@@ -17,6 +17,7 @@ QUICK_OVERRIDES = (
     "train.steps=6", "train.batch_size=16", "train.warmup_steps=2", "world.train_pairs=160", "world.test_pairs=40",
     "world.zero_shot_samples=64", "world.tokenizer_texts=400", "world.cache=false", "model.text_layers=1",
     "model.vision_layers=1", "model.projection_dim=32", "model.text_hidden_size=32", "model.vision_hidden_size=32",
+    "pretrain.steps=4", "pretrain.batch_size=16", "pretrain.warmup_steps=2", "pretrain.single_object_images=64",
 )
 
 
@@ -55,6 +56,24 @@ def test_run_folder_is_a_model_folder(run_dir):
     assert card.data.pipeline_tag == "zero-shot-image-classification"
     assert [r.metric_value for r in card.data.eval_results] == [r["metric_value"] for r in evaluation["results"]]
     assert {r["metric_type"] for r in evaluation["results"]} == {"accuracy", "top5_accuracy", "recall@1", "recall@5"}
+
+
+def test_locked_contrastive_stage_leaves_the_pretrained_vision_tower_as_it_was(run_dir):
+    import math
+
+    from safetensors.torch import load_file
+
+    stages = json.loads((run_dir / "checkpoints" / "stages.json").read_text())
+    assert list(stages["stages"]) == ["vision-pretraining", "contrastive"]
+    pretrained = load_file(run_dir / "checkpoints" / "vision-pretraining" / "model.safetensors")
+    final = load_file(run_dir / "model.safetensors")
+    vision = [key for key in final if key.startswith("vision_model.")]
+    assert vision and all(torch.equal(final[key], pretrained[key]) for key in vision)
+    assert any(key.startswith("head.") for key in pretrained) and not any(key.startswith("head.") for key in final)
+    # mean pooling: the (only, hence last) vision layer's query projection stayed zero through both stages
+    assert not final["vision_model.encoder.layers.0.self_attn.q_proj.weight"].any()
+    # the contrastive stage trained the text side: the temperature left CLIP's initial 1/0.07
+    assert not math.isclose(float(final["logit_scale"]), math.log(1 / 0.07), abs_tol=1e-4)
 
 
 def test_transformers_alone_loads_and_classifies(run_dir):

@@ -95,7 +95,10 @@ GEOMETRY: dict[int, dict] = {
 SPLIT_KINDS = ("pairs", "multilabel", "single-object", "text-corpus", "image-pool")
 # the split names each use draws, by use (distinct names are independent streams; a test checks they are all distinct)
 SPLIT_NAMES: dict[str, dict[str, str]] = {
-    "teacher": {"train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test"},
+    "teacher": {
+        "train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test",
+        "single-train": "single-object-train",
+    },
     "teacher-probes": {
         "probe-train": "probe-single-train", "probe-test": "probe-single-test",
         "multilabel-train": "probe-multilabel-train", "multilabel-test": "probe-multilabel-test",

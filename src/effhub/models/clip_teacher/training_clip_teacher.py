@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -26,6 +27,8 @@ METHOD_NAME = "clip-teacher"
 MODEL_NAME = "effhub-clip-teacher"
 DATASET_TYPE = "effhub/caption-world"
 DATASET_NAME = "effhub caption world"
+PRETRAIN_LOSSES = ("colour-shape", "classes")
+VISION_POOLINGS = ("class-token", "mean")
 # CLIP clamps its learned temperature so that logits are scaled by at most 100
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -74,6 +77,31 @@ class ClipModelRecipe:
     # "sincos": start the vision tower's learned position table from 2-D sine-cosine codes (still learned);
     # "random": transformers' default initialisation
     vision_position_init: str = "random"
+    # "class-token": CLIP's pooling, as initialised by transformers; "mean": the last vision layer's query projection
+    # fixed at zero, so that the pooled class token collects the mean of all tokens' values (`fix_mean_pooling`)
+    vision_pooling: str = "class-token"
+
+
+@dataclass
+class ClipPretrainRecipe:
+    """The optional first stage: the vision tower trained as a classifier of single-object images (LiT's start).
+
+    Args:
+        steps (`int`): optimiser steps; 0 skips the stage (the whole model is then trained contrastively, as CLIP).
+        single_object_images (`int`): single-object training images, classes balanced (horizontally flipped copies
+            are added: twice as many samples).
+        loss (`str`): `"colour-shape"` (a colour head and a shape head, a cross-entropy each) or `"classes"` (one
+            cross-entropy over the colour-shape classes); see `vision_pretraining.class_loss`.
+    """
+
+    steps: int = 0
+    batch_size: int = 96
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    single_object_images: int = 12000
+    loss: str = "colour-shape"
 
 
 @dataclass
@@ -91,6 +119,8 @@ class ClipTrainRecipe:
     # add one shape-swapped caption per image as an extra negative of the image-to-text softmax: captions name
     # colours, sizes and positions too, and without such negatives a batch can be matched without seeing shapes
     shape_negatives: bool = False
+    # LiT: the vision tower (all but its projection into the joint space) is frozen in the contrastive stage
+    lock_image_tower: bool = False
 
 
 @dataclass
@@ -109,6 +139,7 @@ class CLIPTeacherRecipe:
     world: ClipWorldRecipe = field(default_factory=ClipWorldRecipe)
     tokenizer: ClipTokenizerRecipe = field(default_factory=ClipTokenizerRecipe)
     model: ClipModelRecipe = field(default_factory=ClipModelRecipe)
+    pretrain: ClipPretrainRecipe = field(default_factory=ClipPretrainRecipe)
     train: ClipTrainRecipe = field(default_factory=ClipTrainRecipe)
     eval: ClipEvalRecipe = field(default_factory=ClipEvalRecipe)
 
@@ -207,6 +238,7 @@ def build_tokenizer(world, recipe: CLIPTeacherRecipe, captions=None):
 
 def build_model(tokenizer, image_size: int, recipe: CLIPTeacherRecipe):
     """A freshly initialised `CLIPModel` matching `tokenizer` and the recipe's sizes."""
+    check_recipe(recipe)
     from transformers import CLIPModel
 
     from .configuration_clip_teacher import build_clip_teacher_config
@@ -223,32 +255,39 @@ def build_model(tokenizer, image_size: int, recipe: CLIPTeacherRecipe):
         init_sincos_positions(model)
     elif m.vision_position_init != "random":
         raise ConfigError(f"model.vision_position_init is {m.vision_position_init!r}", "use 'random' or 'sincos'")
+    if m.vision_pooling == "mean":
+        from .vision_pretraining import fix_mean_pooling
+
+        fix_mean_pooling(model)
     return model
 
 
-def sincos_position_table(grid: int, width: int, scale: float = 0.5):
-    """2-D sine-cosine position codes `(grid * grid, width)`, x and y each taking half the channels."""
-    import torch
-
-    if width % 4:
-        raise ConfigError(f"vision width {width} is not a multiple of 4", "pick a width divisible by 4")
-    quarter = width // 4
-    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
-    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
-                            indexing="ij")
-    x, y = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
-    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1) * scale
+def check_recipe(recipe: CLIPTeacherRecipe) -> None:
+    """Refuse recipe values that would only fail (or silently do nothing) later in the run."""
+    if recipe.model.vision_pooling not in VISION_POOLINGS:
+        raise ConfigError(f"model.vision_pooling is {recipe.model.vision_pooling!r}",
+                          f"use one of {', '.join(VISION_POOLINGS)}")
+    if recipe.pretrain.loss not in PRETRAIN_LOSSES:
+        raise ConfigError(f"pretrain.loss is {recipe.pretrain.loss!r}", f"use one of {', '.join(PRETRAIN_LOSSES)}")
+    if recipe.train.lock_image_tower and not recipe.pretrain.steps:
+        raise ConfigError("train.lock_image_tower is true but pretrain.steps is 0: the locked tower would stay random",
+                          "set pretrain.steps > 0, or lock_image_tower: false")
 
 
-def init_sincos_positions(model, scale: float = 0.5) -> None:
-    """Set the vision position table of a `CLIPModel` to 2-D sine-cosine codes (class position: zeros)."""
-    import torch
+def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[str] = ()) -> list:
+    """The parameters of `model` (a `CLIPModel` or the first stage's classifier) that a stage of `recipe` trains.
 
-    table = model.vision_model.embeddings.position_embedding.weight
-    grid = int(round(math.sqrt(table.shape[0] - 1)))
-    with torch.no_grad():
-        table[0].zero_()
-        table[1:].copy_(sincos_position_table(grid, table.shape[1], scale))
+    Args:
+        prefixes (`Sequence[str]`): only parameters whose name starts with one of these (all when empty).
+
+    The query projection that `fix_mean_pooling` fixed at zero is never among them.
+    """
+    fixed = set()
+    if recipe.model.vision_pooling == "mean":
+        attention = model.vision_model.encoder.layers[-1].self_attn
+        fixed = {id(attention.q_proj.weight), id(attention.q_proj.bias)}
+    return [p for name, p in model.named_parameters()
+            if id(p) not in fixed and (not prefixes or name.startswith(tuple(prefixes)))]
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -306,18 +345,19 @@ def parameter_groups(model, params=None) -> dict[str, list]:
 
 
 def _optimizer(params, recipe: CLIPTeacherRecipe, model):
+    return _adamw(params, model, recipe.train.learning_rate, recipe.train.weight_decay,
+                  recipe.train.temperature_learning_rate)
+
+
+def _adamw(params, model, learning_rate: float, weight_decay: float, temperature_learning_rate: float | None = None):
+    """AdamW over `params` of `model` in the groups of `parameter_groups` (empty groups left out)."""
     import torch
 
     groups = parameter_groups(model, params)
-    temperature_lr = recipe.train.temperature_learning_rate or recipe.train.learning_rate
-    return torch.optim.AdamW(
-        [
-            {"params": groups["decay"], "weight_decay": recipe.train.weight_decay},
-            {"params": groups["no_decay"], "weight_decay": 0.0},
-            {"params": groups["temperature"], "weight_decay": 0.0, "lr": temperature_lr},
-        ],
-        lr=recipe.train.learning_rate,
-    )
+    settings = {"decay": {"weight_decay": weight_decay}, "no_decay": {"weight_decay": 0.0},
+                "temperature": {"weight_decay": 0.0, "lr": temperature_learning_rate or learning_rate}}
+    return torch.optim.AdamW([{"params": groups[name], **settings[name]} for name in settings if groups[name]],
+                             lr=learning_rate)
 
 
 def _scheduler(optimizer, total_steps: int, warmup_steps: int):
@@ -333,6 +373,11 @@ def _scheduler(optimizer, total_steps: int, warmup_steps: int):
 def train(recipe: CLIPTeacherRecipe, options):
     """Train the CLIP teacher; the run folder becomes a transformers model folder with its evaluation and card.
 
+    Stages of the run: `vision-pretraining` (when `pretrain.steps > 0`: the vision tower as a classifier of
+    single-object images, `vision_pretraining`), then `contrastive` (CLIP's loss; with `train.lock_image_tower`
+    the vision tower stays as the first stage left it and only the text side and the two projections learn, as LiT).
+    A resumed run skips a finished stage.
+
     Args:
         recipe (`CLIPTeacherRecipe`): the recipe.
         options (`effhub.training.RunOptions`): output folder, seed, resume, precision, ...
@@ -341,42 +386,41 @@ def train(recipe: CLIPTeacherRecipe, options):
 
     from ...data.captions import SPLIT_NAMES
     from ...recipes import recipe_to_dict
-    from ...training import Phase, Run, Update
+    from ...training import Run
     from .evaluation import evaluate_clip, images_to_uint8
     from .processing import build_clip_processor, save_clip_processor
 
+    check_recipe(recipe)
     seed = options.seed_or(recipe.seed)
     world = build_world(recipe)
     # build the cached splits on the main process first, so that ranks do not generate them twice
     pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES["teacher"]["train"])
+    singles = None
+    if recipe.pretrain.steps:
+        singles = world.single_object(recipe.pretrain.single_object_images, seed=recipe.world.seed,
+                                      split=SPLIT_NAMES["teacher"]["single-train"])
     build_eval_splits(world, recipe)
     tokenizer = build_tokenizer(world, recipe, pairs["caption"])
     torch.manual_seed(seed)
     model = build_model(tokenizer, world.config.image_size, recipe)
     processor = build_clip_processor(tokenizer, world.config.image_size)
     train_split = ClipPairs(images_to_uint8(pairs["image"]), pairs["caption"])
+    collate = ClipCollator(tokenizer, world.shape_swapped if recipe.train.shape_negatives else None, recipe.seed)
 
-    phase = Phase(
-        name="contrastive",
-        steps=recipe.train.steps,
-        batch_size=recipe.train.batch_size,
-        max_grad_norm=recipe.train.max_grad_norm,
-        on_step_end=_clamp_temperature,
-        updates=[
-            Update(
-                name="clip",
-                dataset="pairs",
-                loss=_contrastive_loss,
-                parameters=lambda model: model.parameters(),
-                optimizer=lambda params: _optimizer(list(params), recipe, model),
-                scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
-            )
-        ],
-    )
     with Run(options, method=METHOD_NAME, seed=seed, recipe=recipe_to_dict(recipe)) as run:
-        trained = run.train_stage("contrastive", model, [phase], {"pairs": train_split},
-                                  collate_fn=ClipCollator(
-        tokenizer, world.shape_swapped if recipe.train.shape_negatives else None, recipe.seed)).model
+        if singles is not None:
+            from .vision_pretraining import (
+                ClipLabelledImages, ClipTeacherVisionClassifier, collate_labelled_images, head_outputs,
+            )
+
+            colours, shapes = colour_and_shape_counts(world)
+            classifier = ClipTeacherVisionClassifier(model.vision_model,
+                                                     head_outputs(recipe.pretrain.loss, colours, shapes))
+            images = ClipLabelledImages(images_to_uint8(singles["image"]), singles["label"], flipped_copies=True)
+            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, world, classifier)], {"images": images},
+                            collate_fn=collate_labelled_images)
+        trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
+                                  collate_fn=collate).model
         run.save_pretrained(trained)
         if run.is_main_process:
             metrics = evaluate_clip(trained, tokenizer, world, recipe)
@@ -384,6 +428,51 @@ def train(recipe: CLIPTeacherRecipe, options):
             write_results_and_card(run.layout.root, recipe, metrics, trained, world)
         run.wait_for_everyone()
     return run.layout.root
+
+
+def pretraining_phase(recipe: CLIPTeacherRecipe, world, classifier):
+    """The first stage's one phase: the vision tower and a class head, AdamW, warm-up and cosine decay."""
+    from ...training import Phase, Update
+    from .vision_pretraining import class_loss
+
+    p = recipe.pretrain
+    colours, shapes = colour_and_shape_counts(world)
+
+    def loss(model, batch, ctx):
+        return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, colours, shapes)
+
+    return Phase(
+        name="supervised", steps=p.steps, batch_size=p.batch_size, max_grad_norm=p.max_grad_norm,
+        updates=[Update(
+            name="classes", dataset="images", loss=loss,
+            parameters=lambda classifier: trainable_parameters(classifier, recipe),
+            optimizer=lambda params: _adamw(list(params), classifier, p.learning_rate, p.weight_decay),
+            scheduler=lambda optimizer, total: _scheduler(optimizer, total, p.warmup_steps),
+        )],
+    )
+
+
+def colour_and_shape_counts(world) -> tuple[int, int]:
+    """Numbers of colours and of shapes of the world's colour-major class list ("<colour> <shape>")."""
+    colours = len({name.split(" ")[0] for name in world.class_names})
+    return colours, len(world.class_names) // colours
+
+
+def contrastive_phase(recipe: CLIPTeacherRecipe, model):
+    """The contrastive stage's one phase (the image tower left out when the recipe locks it)."""
+    from ...training import Phase, Update
+
+    locked = ("text_model.", "text_projection.", "visual_projection.", "logit_scale")
+    return Phase(
+        name="contrastive", steps=recipe.train.steps, batch_size=recipe.train.batch_size,
+        max_grad_norm=recipe.train.max_grad_norm, on_step_end=_clamp_temperature,
+        updates=[Update(
+            name="clip", dataset="pairs", loss=_contrastive_loss,
+            parameters=lambda clip: trainable_parameters(clip, recipe, locked if recipe.train.lock_image_tower else ()),
+            optimizer=lambda params: _optimizer(list(params), recipe, model),
+            scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
+        )],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- card
