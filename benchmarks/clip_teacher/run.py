@@ -177,7 +177,8 @@ def gate_rows(results: dict) -> list[tuple[str, str, str, bool]]:
         ("zero-shot colour accuracy", "(reported)", pct(zs["colour"]), True),
         ("linear probe top-1 (frozen pooled features)", ">= 80%", pct(lp["top1"]),
          lp["top1"]["value"] >= GATES["linear_probe"]),
-        ("multi-label probe mAP, all labels", ">= 60", f"{ml['all_labels']['map']:.1f} ± {ml['all_labels']['map_se']:.1f}",
+        ("multi-label probe mAP, all labels", ">= 60",
+         f"{ml['all_labels']['map']:.1f} ± {ml['all_labels']['map_se']:.1f}",
          ml["all_labels"]["map"] >= GATES["multilabel_probe_map"]),
         ("multi-label probe mAP, 10% of labels", ">= 5 lower",
          f"{ml['labels_10pct']['map']:.1f} ± {ml['labels_10pct']['map_se']:.1f} (drop {ml['drop']:.1f} ± "

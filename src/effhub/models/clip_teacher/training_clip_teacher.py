@@ -290,6 +290,31 @@ def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[st
             if id(p) not in fixed and (not prefixes or name.startswith(tuple(prefixes)))]
 
 
+def sincos_position_table(grid: int, width: int, scale: float = 0.5):
+    """2-D sine-cosine position codes `(grid * grid, width)`, x and y each taking half the channels."""
+    import torch
+
+    if width % 4:
+        raise ConfigError(f"vision width {width} is not a multiple of 4", "pick a width divisible by 4")
+    quarter = width // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                            indexing="ij")
+    x, y = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1) * scale
+
+
+def init_sincos_positions(model, scale: float = 0.5) -> None:
+    """Set the vision position table of a `CLIPModel` to 2-D sine-cosine codes (class position: zeros)."""
+    import torch
+
+    table = model.vision_model.embeddings.position_embedding.weight
+    grid = int(round(math.sqrt(table.shape[0] - 1)))
+    with torch.no_grad():
+        table[0].zero_()
+        table[1:].copy_(sincos_position_table(grid, table.shape[1], scale))
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def contrastive_loss(logits_per_image):
     """CLIP's symmetric InfoNCE over `[B, B + K]` image-text logits whose first B texts are the images' partners.
@@ -417,8 +442,8 @@ def train(recipe: CLIPTeacherRecipe, options):
             classifier = ClipTeacherVisionClassifier(model.vision_model,
                                                      head_outputs(recipe.pretrain.loss, colours, shapes))
             images = ClipLabelledImages(images_to_uint8(singles["image"]), singles["label"], flipped_copies=True)
-            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, world, classifier)], {"images": images},
-                            collate_fn=collate_labelled_images)
+            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, world, classifier)],
+                            {"images": images}, collate_fn=collate_labelled_images)
         trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
                                   collate_fn=collate).model
         run.save_pretrained(trained)

@@ -106,7 +106,8 @@ def class_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, colours: i
     """
     if kind == "classes":
         return F.cross_entropy(logits, labels)
-    return F.cross_entropy(logits[:, :colours], labels // shapes) + F.cross_entropy(logits[:, colours:], labels % shapes)
+    colour_loss = F.cross_entropy(logits[:, :colours], labels // shapes)
+    return colour_loss + F.cross_entropy(logits[:, colours:], labels % shapes)
 
 
 def head_outputs(kind: str, colours: int, shapes: int) -> int:
