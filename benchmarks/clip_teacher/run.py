@@ -217,7 +217,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks clip_teacher", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer held-out images (10 per class)")
     parser.add_argument("--teacher", help="teacher folder (default: the base teacher shipped with effhub)")
-    parser.add_argument("--before", help="folder of the version-1 demo teacher, for the before figures")
+    parser.add_argument("--before", help="folder of the teacher to compare with (default: the version-1 demo teacher)")
+    parser.add_argument("--before-label", default="version-1 demo teacher", help="what the --before teacher is")
     parser.add_argument("--train-before", action="store_true", help="train the version-1 demo teacher first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output", default=str(RESULTS))
@@ -256,12 +257,13 @@ def main(argv=None) -> int:
         train_teacher(load_recipe("clip-teacher", "demo", BEFORE_OVERRIDES), before, threads=args.threads)
     if before:
         model, tokenizer, world = load_teacher(before)
-        report["before"] = {"teacher": "version-1 demo teacher", "overrides": BEFORE_OVERRIDES,
-                            **measure(model, tokenizer, world, sizes)}
+        report["before"] = {"teacher": args.before_label, **measure(model, tokenizer, world, sizes)}
+        if args.train_before and not args.before:
+            report["before"]["overrides"] = BEFORE_OVERRIDES
         if (Path(before) / "training.json").is_file():
             report["before"]["training"] = {k: v for k, v in json.loads((Path(before) / "training.json").read_text())
                                             .items() if k != "log"}
-        print_table(f"before: version-1 demo teacher (caption world v{world.config.version})", report["before"])
+        print_table(f"before: {args.before_label} (caption world v{world.config.version})", report["before"])
     report["seconds"] = round(time.time() - started, 1)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

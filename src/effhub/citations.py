@@ -73,6 +73,11 @@ REFERENCES: dict[str, Reference] = {
          "Sastry, Girish", "Askell, Amanda", "Mishkin, Pamela", "Clark, Jack", "Krueger, Gretchen",
          "Sutskever, Ilya"), 2021,
         "International Conference on Machine Learning (ICML)", "arXiv:2103.00020"),
+    "zhai2022lit": Reference(
+        "inproceedings", "LiT: Zero-Shot Transfer with Locked-image text Tuning",
+        ("Zhai, Xiaohua", "Wang, Xiao", "Mustafa, Basil", "Steiner, Andreas", "Keysers, Daniel",
+         "Kolesnikov, Alexander", "Beyer, Lucas"), 2022,
+        "IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)", "arXiv:2111.07991"),
     "maninis2019attentive": Reference(
         "inproceedings", "Attentive Single-Tasking of Multiple Tasks",
         ("Maninis, Kevis-Kokitsi", "Radosavovic, Ilija", "Kokkinos, Iasonas"), 2019,

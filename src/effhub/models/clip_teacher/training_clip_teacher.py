@@ -562,8 +562,12 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "tags": ["clip", "zero-shot-image-classification", "effhub-clip-teacher", "generated-data"],
         "datasets": [DATASET_TYPE],
         "pipeline_tag": "zero-shot-image-classification",
-        "summary": "A small CLIP model (plain `transformers.CLIPModel`) trained contrastively by effhub on its "
-        f"generated caption world (version {world.config.version}): coloured shapes with varied captions. It is "
+        "summary": "A small CLIP model (plain `transformers.CLIPModel`) trained by effhub on its generated caption "
+        f"world (version {world.config.version}): coloured shapes with varied captions. "
+        + ("Its vision tower first learned to name colours and shapes of single objects, then was locked while the "
+           "text tower learned contrastively (LiT). " if recipe.pretrain.steps and recipe.train.lock_image_tower else
+           "Trained contrastively (CLIP's loss). ")
+        + "It is "
         "the offline teacher for DIME-FM distillation and the base model for DualCoOp adapters; with a network, "
         "any CLIP checkpoint can take its place.",
         "model_details": {
@@ -584,7 +588,7 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "vocabulary. Zero-shot chance level is 1/64. Every text position was reached by at least "
         f"{recipe.tokenizer.min_trained_fraction:.0%} of the training captions; a DualCoOp prompt with "
         f"{recipe.tokenizer.learned_contexts} learned contexts fits.",
-        "citation": bibtex("radford2021clip"),
+        "citation": bibtex("radford2021clip", "zhai2022lit"),
     }
     return write_model_card(run_dir, card_spec, eval_results)
 
