@@ -308,10 +308,12 @@ def main(argv=None) -> int:
     best_baseline = {r: max(v["coop"]["mean"], v["linear_probe"]["mean"], zero_shot["cosine"], zero_shot["softmax"])
                      for r, v in ratio_rows.items()}
     targets_met = {
-        "under_half_percent": size["fraction"] < 0.005,
-        "above_every_baseline_at_every_ratio": all(dualcoop_means[r] > best_baseline[r] for r in dualcoop_means),
-        "at_10pct_above_probe_at_100pct": ("0.1" in dualcoop_means and dualcoop_means["0.1"] > np.mean(probe_full)),
-        "zero_shot_above_clip": zero_shot_unseen["dualcoop"]["mean"] > zero_shot_unseen["zero_shot_clip"],
+        "under_half_percent": bool(size["fraction"] < 0.005),
+        "above_every_baseline_at_every_ratio": bool(all(dualcoop_means[r] > best_baseline[r]
+                                                        for r in dualcoop_means)),
+        "at_10pct_above_probe_at_100pct": bool("0.1" in dualcoop_means
+                                               and dualcoop_means["0.1"] > np.mean(probe_full)),
+        "zero_shot_above_clip": bool(zero_shot_unseen["dualcoop"]["mean"] > zero_shot_unseen["zero_shot_clip"]),
     }
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
