@@ -29,5 +29,17 @@ discover()
 if _os.environ.get(DEFER_INTEGRATION_VARIABLE) != "1":
     integrate_all()
 
-__all__ = ["__version__", "errors", "MethodEntry", "MethodOption", "register_method", "discover", "integrate_all",
-           "get_method", "list_methods"]
+# public classes of method folders, imported on first use (`from effhub import DualCoOpConfig`)
+_PUBLIC = {"DualCoOpConfig": "effhub.adapters.dualcoop", "DualCoOpModel": "effhub.adapters.dualcoop"}
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'effhub' has no attribute '{name}'")
+
+
+__all__ = ["__version__", "errors", "DualCoOpConfig", "DualCoOpModel", "MethodEntry", "MethodOption",
+           "register_method", "discover", "integrate_all", "get_method", "list_methods"]

@@ -152,7 +152,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     output_dir = args.output_dir or Path("runs") / f"{args.method}-{Path(str(args.recipe)).stem}"
     values = {"output_dir": output_dir, "seed": args.seed, "data_dir": args.data_dir, "resume": args.resume,
               "overwrite": args.overwrite,
-              "progress": not args.no_progress, "push_to_hub": args.push_to_hub, "hub_endpoint": args.hub_endpoint}
+              "progress": not args.no_progress, "push_to_hub": args.push_to_hub, "hub_endpoint": args.hub_endpoint,
+              "extra": {key: value for key, value in _extra(args).items() if value is not None}}
     for name in ("mixed_precision", "grad_accum", "log_with", "checkpoint_every"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

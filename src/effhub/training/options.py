@@ -50,6 +50,7 @@ class RunOptions:
         cpu (`bool`): force the CPU (also set by `ACCELERATE_USE_CPU=true`).
         push_to_hub (`str`, *optional*): a repo id to push the finished run to.
         hub_endpoint (`str`, *optional*): the Hub URL for `push_to_hub` (default: `HF_ENDPOINT` or the Hub).
+        extra (`dict`): values of the method's own training options (`MethodOption`s of `effhub train <method>`).
     """
 
     output_dir: str | Path
@@ -67,6 +68,7 @@ class RunOptions:
     cpu: bool = False
     push_to_hub: str | None = None
     hub_endpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.output_dir is None or str(self.output_dir) == "":

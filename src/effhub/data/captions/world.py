@@ -533,8 +533,11 @@ class CaptionWorld:
         if classes not in pools:
             raise ConfigError(f"classes is {classes!r}", f"use one of {sorted(pools)}")
         split = split or f"multilabel-{classes}"
-        return self._cached(split, size, seed, lambda: self._build_scenes("multilabel", split, size, seed,
-                                                                           1, self.config.max_objects, pools[classes]))
+        # the class pool changes what a stream draws, so it is part of the cache key (the stream keeps the name)
+        cache_name = split if classes == "all" else f"{split}@{classes}"
+        return self._cached(cache_name, size, seed, lambda: self._build_scenes("multilabel", split, size, seed,
+                                                                                1, self.config.max_objects,
+                                                                                pools[classes]))
 
     def single_object(self, size: int, seed: int = 0, split: str = "single-object"):
         """One object per image, classes balanced: `id`, `image`, `label` (a `ClassLabel`), `caption`."""
