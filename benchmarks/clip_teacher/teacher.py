@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 # run-folder files that are not part of a shipped model folder
-RUN_ONLY = {"run_info.json", "eval_results.json", "README.md"}
+RUN_ONLY = {"run_info.json", "eval_results.json", "README.md", "card_spec.json"}
 
 
 def stage_times(metrics: list[dict]) -> dict:
