@@ -64,7 +64,9 @@ class AdaShareRecipe:
             references, saved with the run); they are trained before the candidates, whose validation scores are
             then normalised by theirs for model selection.
         architecture: `sample` (the paper: `retrain_samples` architectures sampled from the learned logits, each
-            re-trained, the best on validation kept) or `argmax` (the most likely decision per block, re-trained once).
+            re-trained, the best on validation kept), `argmax` (the most likely decision per block, re-trained once)
+            or `argmax_and_samples` (the most likely policy and `retrain_samples - 1` distinct sampled ones, the best
+            on validation kept).
         segmentation_class_weighting: `none` or `balanced` (per-class cross-entropy weights from the training
             labels' class frequencies, `frequency ** -class_weight_power`; the authors weight classes on Taskonomy).
         class_weight_power: the exponent of the balanced weights (1 = inverse frequency, 0.5 = its square root).
@@ -102,7 +104,7 @@ class AdaShareRecipe:
     seed: int = 0
     eval_batch_size: int = 16
     single_task_references: bool = False
-    architecture: Literal["sample", "argmax"] = "sample"
+    architecture: Literal["sample", "argmax", "argmax_and_samples"] = "sample"
     segmentation_class_weighting: Literal["none", "balanced"] = "none"
     class_weight_power: float = 0.5
 
