@@ -402,7 +402,9 @@ def single_task_config(recipe: AdaShareRecipe, task: str, class_weights: dict | 
     task_types = {task: model.task_types[task]} if model.task_types and task in model.task_types else None
     weights = {task: recipe.task_loss_weights[task]} if task in recipe.task_loss_weights else None
     classes = {task: class_weights[task]} if class_weights and task in class_weights else None
+    sparsity = ({task: recipe.task_sparsity_weights[task]} if task in recipe.task_sparsity_weights else None)
     return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights,
+                               task_sparsity_weights=sparsity,
                                segmentation_class_weights=classes)
 
 
