@@ -16,6 +16,7 @@ def benchmark_module(monkeypatch):
     return run
 
 
+@pytest.mark.timeout(900)  # 2 seeds x (3 single-task + 2 x 3 multi-task trainings): ~90 s unloaded, slower on a busy CPU
 def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     scenes = ("dataset_options.config={height: 32, width: 32, num_classes: 7, min_objects: 2, max_objects: 3, "
