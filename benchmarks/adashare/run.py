@@ -20,6 +20,7 @@ Writes a table to stdout and `benchmarks/results/adashare.json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -111,7 +112,7 @@ def _scores_both_ways(model, test_set, collate_fn, batch_size) -> dict:
     return scores
 
 
-def baseline_scores(recipe, run_dir: Path, adashare_config, candidates: int = 1) -> dict:
+def baseline_scores(recipe, run_dir: Path, adashare_config, candidates: int = 1, resume: bool = False) -> dict:
     """Hard sharing and the random policy, trained like the re-trained AdaShare (same initial weights, same steps,
     same split, same class weights) in runs of their own beside the AdaShare run (`<run_dir>-baselines-<stage>`).
 
@@ -150,7 +151,7 @@ def baseline_scores(recipe, run_dir: Path, adashare_config, candidates: int = 1)
         kept, kept_model, tried = None, None, []
         for draw, (plan, run_seed) in enumerate(tries):
             stage = name.replace("_", "-") + (f"-{draw}" if draw else "")
-            options = RunOptions(output_dir=f"{run_dir}-baselines-{stage}", progress=False)
+            options = RunOptions(output_dir=f"{run_dir}-baselines-{stage}", progress=False, resume=resume)
             with Run(options, method="adashare", seed=run_seed) as run:
                 result = train_fixed_architecture(run, recipe, recipe.seed, stage, config, plan, initial, datasets,
                                                   test_set, collate_fns)
@@ -215,9 +216,10 @@ def trivial_check(references: dict, trivial: dict, margin: float = 0.1) -> dict:
     return check
 
 
-def quality_run(recipe, seed: int, workdir: Path) -> dict:
+def quality_run(recipe, seed: int, workdir: Path, resume: bool = False) -> dict:
     """One seed: the AdaShare run (single-task references, policy, re-training), hard sharing and the random policy;
-    Delta_T of each, with task-specific and with shared BN statistics."""
+    Delta_T of each, with task-specific and with shared BN statistics. `resume`: skip the stages an earlier,
+    interrupted benchmark finished in `workdir` (`--workdir`)."""
     from effhub.models.adashare import AdaShareModel
     from effhub.models.adashare.training_adashare import (delta_t, load_datasets, make_collator, train)
     from effhub.training import RunOptions
@@ -225,7 +227,7 @@ def quality_run(recipe, seed: int, workdir: Path) -> dict:
     started = time.perf_counter()
     recipe = dataclasses.replace(recipe, seed=seed, single_task_references=True)
     run_dir = workdir / f"seed-{seed}"
-    train(recipe, RunOptions(output_dir=run_dir, progress=False))
+    train(recipe, RunOptions(output_dir=run_dir, progress=False, resume=resume))
     extra = json.loads((run_dir / "eval_results.json").read_text())["extra"]
     model = AdaShareModel.from_pretrained(run_dir)
     _, test_set = load_datasets(recipe)
@@ -233,7 +235,7 @@ def quality_run(recipe, seed: int, workdir: Path) -> dict:
                              recipe.eval_batch_size)
     record = json.loads((run_dir / "retrain_candidates.json").read_text())
     adashare_candidates = record["candidates"]
-    baselines = baseline_scores(recipe, run_dir, model.config, len(adashare_candidates))
+    baselines = baseline_scores(recipe, run_dir, model.config, len(adashare_candidates), resume)
     references, val_references = extra["single_task"], record["selection_normaliser"]
     scores = {"adashare": ours, "hard_sharing": baselines["hard_sharing"],
               "random_policy": baselines["random_policy"]}
@@ -277,11 +279,11 @@ def _summary(values: list[float]) -> dict:
 
 
 def _quality_job(args):
-    recipe, seed, workdir = args
+    recipe, seed, workdir, resume = args
     import torch
 
     torch.set_num_threads(1)
-    return quality_run(recipe, seed, Path(workdir))
+    return quality_run(recipe, seed, Path(workdir), resume)
 
 
 def main(argv=None) -> int:
@@ -292,6 +294,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra recipe overrides (key=value), applied after --quick's")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the run folders here (default: a temporary folder); a second invocation with the "
+                             "same folder and settings resumes it, skipping the stages already finished")
     parser.add_argument("--timing-repeats", type=int, default=None)
     parser.add_argument("--timing-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
     args = parser.parse_args(argv)
@@ -304,10 +309,10 @@ def main(argv=None) -> int:
     overrides = (QUICK_OVERRIDES if args.quick else []) + args.overrides
     recipe = load_recipe("adashare", "demo", overrides)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
+    with (contextlib.nullcontext(str(args.workdir)) if args.workdir else tempfile.TemporaryDirectory()) as workdir:
         print(f"-- seeds {args.seeds}: AdaShare run (single-task references, policy, re-training), hard sharing, "
               f"random policy; {args.jobs} job(s)", flush=True)
-        jobs = [(recipe, seed, workdir) for seed in args.seeds]
+        jobs = [(recipe, seed, workdir, args.workdir is not None) for seed in args.seeds]
         if args.jobs > 1:
             import multiprocessing
 
@@ -362,7 +367,8 @@ def main(argv=None) -> int:
         "parameters": parameters, "timing_image_size": list(timing_size), "timing_base_width": TIMING_WIDTH,
         "timing": timing, "quality": runs, "trivial_baselines": trivial, "delta_t": summary,
         "delta_t_shared_bn": summary_shared_bn, "paired": paired, "delta_t_val": summary_val,
-        "paired_val": paired_val, "candidates_per_model": [len(r["candidates"]["adashare"]) for r in runs], "mac_fraction": mac_fraction,
+        "paired_val": paired_val, "candidates_per_model": [len(r["candidates"]["adashare"]) for r in runs],
+        "mac_fraction": mac_fraction,
         "mean_mac_fraction": mean_mac_fraction, "targets": targets,
         "target_adashare_above_hard_sharing": targets["adashare_above_hard_sharing_on_mean"],
         "seconds": time.perf_counter() - started, "image_size": list(image_size),
