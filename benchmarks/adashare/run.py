@@ -20,6 +20,7 @@ Writes a table to stdout and `benchmarks/results/adashare.json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -85,11 +86,12 @@ def inference_times(policy: dict, config, image_size, batch_size: int, repeats: 
     return results
 
 
-def random_policy(policy: dict, seed: int) -> dict:
-    """The paper's ablation: per task, as many executed blocks as `policy` executes, at random (seeded) positions."""
+def random_policy(policy: dict, seed: int, draw: int = 0) -> dict:
+    """The paper's ablation: per task, as many executed blocks as `policy` executes, at random (seeded) positions;
+    `draw` numbers further placements of the same seed (draw 0 is the single ablation of earlier runs)."""
     import torch
 
-    generator = torch.Generator().manual_seed(10_000 + seed)
+    generator = torch.Generator().manual_seed(10_000 + seed + 100_000 * draw)
     result = {}
     for task, plan in policy.items():
         order = torch.randperm(len(plan), generator=generator).tolist()
@@ -110,36 +112,56 @@ def _scores_both_ways(model, test_set, collate_fn, batch_size) -> dict:
     return scores
 
 
-def baseline_scores(recipe, run_dir: Path, adashare_config) -> dict:
+def baseline_scores(recipe, run_dir: Path, adashare_config, candidates: int = 1, resume: bool = False) -> dict:
     """Hard sharing and the random policy, trained like the re-trained AdaShare (same initial weights, same steps,
-    same split, same class weights) as the stages `hard-sharing` and `random-policy` of a run of their own beside the
-    AdaShare run (`<run_dir>-baselines`); test scores with task-specific and with shared BN statistics."""
+    same split, same class weights) in runs of their own beside the AdaShare run (`<run_dir>-baselines-<stage>`).
+
+    Each gets as many trainings as AdaShare re-trained candidates (`candidates`), and the best on validation is kept
+    by the same normalised selection score: hard sharing restarts with the data order of seed `seed + 1000 * i`,
+    the random policy draws `candidates` placements (same block counts). Returns, per baseline, the kept policy, its
+    validation scores, its test scores with task-specific and with shared BN statistics, and every candidate's
+    validation scores and selection score."""
     from datasets import concatenate_datasets
     from safetensors.torch import load_file
 
     from effhub.models.adashare.training_adashare import (
-        INITIAL_WEIGHTS_FILE, SPLITS_FILE, SplitIds, load_datasets, make_collator, train_fixed_architecture)
+        CANDIDATES_FILE, INITIAL_WEIGHTS_FILE, SPLITS_FILE, SplitIds, load_datasets, make_collator,
+        train_fixed_architecture)
+    from effhub.multitask import selection_score
     from effhub.training import Run, RunLayout, RunOptions
 
     train_set, test_set = load_datasets(recipe)
     layout = RunLayout(run_dir)
-    # the run's own (seeded) split: the same train1 + train2 the re-trained AdaShare saw
-    train1, train2, _ = SplitIds.load(layout.artifact(SPLITS_FILE)).select(train_set)
+    # the run's own (seeded) split: the same train1 + train2 the re-trained AdaShare saw, and its validation split
+    train1, train2, val = SplitIds.load(layout.artifact(SPLITS_FILE)).select(train_set)
     train_data = concatenate_datasets([train1, train2])
+    normaliser = json.loads(layout.artifact(CANDIDATES_FILE).read_text()).get("selection_normaliser")
     config = recipe.model_config(segmentation_class_weights=adashare_config.segmentation_class_weights)
     tasks = config.task_names
     initial = load_file(str(layout.private(INITIAL_WEIGHTS_FILE)))
     collate_fns = (make_collator(recipe, tasks, True), make_collator(recipe, tasks, False))
-    plans = {"hard_sharing": {task: [1] * config.num_blocks for task in tasks},
-             "random_policy": random_policy(adashare_config.policy, recipe.seed)}
+    datasets = {"train": train_data, "val": val}
+    # hard sharing: restart i in a run of seed `seed + 1000 * i` (its data order); random: draw i, the run's seed
+    plans = {"hard_sharing": [({task: [1] * config.num_blocks for task in tasks}, recipe.seed + 1000 * draw)
+                              for draw in range(candidates)],
+             "random_policy": [(random_policy(adashare_config.policy, recipe.seed, draw), recipe.seed)
+                               for draw in range(candidates)]}
     results = {}
-    options = RunOptions(output_dir=f"{run_dir}-baselines", progress=False)
-    with Run(options, method="adashare", seed=recipe.seed) as run:
-        for name, plan in plans.items():
-            result = train_fixed_architecture(run, recipe, recipe.seed, name.replace("_", "-"), config, plan, initial,
-                                              {"train": train_data}, test_set, collate_fns)
-            results[name] = {"policy": plan,
-                             **_scores_both_ways(result.model, test_set, collate_fns[1], recipe.eval_batch_size)}
+    for name, tries in plans.items():
+        kept, kept_model, tried = None, None, []
+        for draw, (plan, run_seed) in enumerate(tries):
+            stage = name.replace("_", "-") + (f"-{draw}" if draw else "")
+            options = RunOptions(output_dir=f"{run_dir}-baselines-{stage}", progress=False, resume=resume)
+            with Run(options, method="adashare", seed=run_seed) as run:
+                result = train_fixed_architecture(run, recipe, recipe.seed, stage, config, plan, initial, datasets,
+                                                  test_set, collate_fns)
+            score = selection_score(result.outputs["val"], normaliser)
+            tried.append({"policy": plan, "run_seed": run_seed, "val": result.outputs["val"], "score": score,
+                          "test": result.outputs["test"]})
+            if kept is None or score > kept["score"]:
+                kept, kept_model = tried[-1], result.model
+        results[name] = {"policy": kept["policy"], "val": kept["val"], "candidates": tried,
+                         **_scores_both_ways(kept_model, test_set, collate_fns[1], recipe.eval_batch_size)}
     return results
 
 
@@ -194,9 +216,10 @@ def trivial_check(references: dict, trivial: dict, margin: float = 0.1) -> dict:
     return check
 
 
-def quality_run(recipe, seed: int, workdir: Path) -> dict:
+def quality_run(recipe, seed: int, workdir: Path, resume: bool = False) -> dict:
     """One seed: the AdaShare run (single-task references, policy, re-training), hard sharing and the random policy;
-    Delta_T of each, with task-specific and with shared BN statistics."""
+    Delta_T of each, with task-specific and with shared BN statistics. `resume`: skip the stages an earlier,
+    interrupted benchmark finished in `workdir` (`--workdir`)."""
     from effhub.models.adashare import AdaShareModel
     from effhub.models.adashare.training_adashare import (delta_t, load_datasets, make_collator, train)
     from effhub.training import RunOptions
@@ -204,17 +227,33 @@ def quality_run(recipe, seed: int, workdir: Path) -> dict:
     started = time.perf_counter()
     recipe = dataclasses.replace(recipe, seed=seed, single_task_references=True)
     run_dir = workdir / f"seed-{seed}"
-    train(recipe, RunOptions(output_dir=run_dir, progress=False))
+    train(recipe, RunOptions(output_dir=run_dir, progress=False, resume=resume))
     extra = json.loads((run_dir / "eval_results.json").read_text())["extra"]
     model = AdaShareModel.from_pretrained(run_dir)
     _, test_set = load_datasets(recipe)
     ours = _scores_both_ways(model, test_set, make_collator(recipe, model.config.task_names, False),
                              recipe.eval_batch_size)
-    baselines = baseline_scores(recipe, run_dir, model.config)
-    references = extra["single_task"]
+    record = json.loads((run_dir / "retrain_candidates.json").read_text())
+    adashare_candidates = record["candidates"]
+    baselines = baseline_scores(recipe, run_dir, model.config, len(adashare_candidates), resume)
+    references, val_references = extra["single_task"], record["selection_normaliser"]
     scores = {"adashare": ours, "hard_sharing": baselines["hard_sharing"],
               "random_policy": baselines["random_policy"]}
     deltas = {name: delta_t(model.config, value["task_bn"], references)["delta_t"] for name, value in scores.items()}
+    # the same Delta_T on the validation split (against the single-task models' validation scores): what a choice
+    # between recipes may look at
+    val_scores = {"adashare": adashare_candidates[record["best"]]["val"],
+                  **{name: baselines[name]["val"] for name in ("hard_sharing", "random_policy")}}
+    deltas_val = {name: delta_t(model.config, value, val_references)["delta_t"] for name, value in val_scores.items()}
+    candidates = {"adashare": [{"policy": c["policy"], "selection_score": c["score"],
+                                "delta_t_val": delta_t(model.config, c["val"], val_references)["delta_t"],
+                                "delta_t_test": delta_t(model.config, c["test"], references)["delta_t"]}
+                               for c in adashare_candidates]}
+    for name in ("hard_sharing", "random_policy"):
+        candidates[name] = [{"policy": c["policy"], "run_seed": c["run_seed"], "selection_score": c["score"],
+                             "delta_t_val": delta_t(model.config, c["val"], val_references)["delta_t"],
+                             "delta_t_test": delta_t(model.config, c["test"], references)["delta_t"]}
+                            for c in baselines[name]["candidates"]]
     deltas_shared_bn = {name: delta_t(model.config, value["shared_bn"], references)["delta_t"]
                         for name, value in scores.items()}
     deltas["warmup_model"] = extra["delta_t_warmup_hard_sharing"]
@@ -223,7 +262,8 @@ def quality_run(recipe, seed: int, workdir: Path) -> dict:
             "scores": {**{name: value["task_bn"] for name, value in scores.items()},
                        "warmup_model": extra["warmup_hard_sharing"], "single_task": references},
             "scores_shared_bn": {name: value["shared_bn"] for name, value in scores.items()},
-            "delta_t": deltas, "delta_t_shared_bn": deltas_shared_bn,
+            "delta_t": deltas, "delta_t_shared_bn": deltas_shared_bn, "delta_t_val": deltas_val,
+            "selected_candidate": record["best"], "candidates": candidates,
             "seconds": time.perf_counter() - started}
 
 
@@ -239,11 +279,11 @@ def _summary(values: list[float]) -> dict:
 
 
 def _quality_job(args):
-    recipe, seed, workdir = args
+    recipe, seed, workdir, resume = args
     import torch
 
     torch.set_num_threads(1)
-    return quality_run(recipe, seed, Path(workdir))
+    return quality_run(recipe, seed, Path(workdir), resume)
 
 
 def main(argv=None) -> int:
@@ -254,6 +294,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra recipe overrides (key=value), applied after --quick's")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the run folders here (default: a temporary folder); a second invocation with the "
+                             "same folder and settings resumes it, skipping the stages already finished")
     parser.add_argument("--timing-repeats", type=int, default=None)
     parser.add_argument("--timing-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
     args = parser.parse_args(argv)
@@ -266,10 +309,10 @@ def main(argv=None) -> int:
     overrides = (QUICK_OVERRIDES if args.quick else []) + args.overrides
     recipe = load_recipe("adashare", "demo", overrides)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
+    with (contextlib.nullcontext(str(args.workdir)) if args.workdir else tempfile.TemporaryDirectory()) as workdir:
         print(f"-- seeds {args.seeds}: AdaShare run (single-task references, policy, re-training), hard sharing, "
               f"random policy; {args.jobs} job(s)", flush=True)
-        jobs = [(recipe, seed, workdir) for seed in args.seeds]
+        jobs = [(recipe, seed, workdir, args.workdir is not None) for seed in args.seeds]
         if args.jobs > 1:
             import multiprocessing
 
@@ -293,11 +336,15 @@ def main(argv=None) -> int:
     summary = {name: _summary([r["delta_t"][name] for r in runs]) for name in names}
     summary_shared_bn = {name: _summary([r["delta_t_shared_bn"][name] for r in runs])
                          for name in ("adashare", "hard_sharing", "random_policy")}
-    paired = {}
+    summary_val = {name: _summary([r["delta_t_val"][name] for r in runs])
+                   for name in ("adashare", "hard_sharing", "random_policy")}
+    paired, paired_val = {}, {}
     for other in ("hard_sharing", "random_policy"):
-        differences = [r["delta_t"]["adashare"] - r["delta_t"][other] for r in runs]
-        paired[f"adashare_minus_{other}"] = {**_summary(differences), "seeds_won": sum(d > 0 for d in differences),
-                                             "seeds": len(differences)}
+        for key, target in (("delta_t", paired), ("delta_t_val", paired_val)):
+            differences = [r[key]["adashare"] - r[key][other] for r in runs]
+            target[f"adashare_minus_{other}"] = {**_summary(differences),
+                                                 "seeds_won": sum(d > 0 for d in differences),
+                                                 "seeds": len(differences)}
     tasks = model.config.task_names
     mac_fraction = {task: statistics.mean(r["executed_fraction"][task] for r in runs) for task in tasks}
     mean_mac_fraction = statistics.mean(mac_fraction.values())
@@ -319,7 +366,9 @@ def main(argv=None) -> int:
                                           "policy_epochs": recipe.policy_epochs}},
         "parameters": parameters, "timing_image_size": list(timing_size), "timing_base_width": TIMING_WIDTH,
         "timing": timing, "quality": runs, "trivial_baselines": trivial, "delta_t": summary,
-        "delta_t_shared_bn": summary_shared_bn, "paired": paired, "mac_fraction": mac_fraction,
+        "delta_t_shared_bn": summary_shared_bn, "paired": paired, "delta_t_val": summary_val,
+        "paired_val": paired_val, "candidates_per_model": [len(r["candidates"]["adashare"]) for r in runs],
+        "mac_fraction": mac_fraction,
         "mean_mac_fraction": mean_mac_fraction, "targets": targets,
         "target_adashare_above_hard_sharing": targets["adashare_above_hard_sharing_on_mean"],
         "seconds": time.perf_counter() - started, "image_size": list(image_size),
@@ -351,6 +400,12 @@ def main(argv=None) -> int:
     print(_table([("difference", "mean", "std", "seeds won", "per seed")] + [
         (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", f"{d['seeds_won']}/{d['seeds']}",
          " ".join(f"{v:+.2f}" for v in d["per_seed"])) for name, d in paired.items()]))
+    print("\nthe same on the validation split (what a choice between recipes may look at)")
+    print(_table([("model / difference", "mean", "std", "seeds won", "per seed")] + [
+        (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", "", " ".join(f"{v:+.2f}" for v in d["per_seed"]))
+        for name, d in summary_val.items()] + [
+        (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", f"{d['seeds_won']}/{d['seeds']}",
+         " ".join(f"{v:+.2f}" for v in d["per_seed"])) for name, d in paired_val.items()]))
     print("\ntrivial-baseline check (single-task reference vs constant prediction, relative gain)")
     print(_table([("seed", *tasks)] + [
         (r["seed"], *(f"{c['reference']:.3f} vs {c['trivial']:.3f} ({c['relative_gain']:+.0%})"

@@ -164,6 +164,12 @@ def test_sparsity_and_sharing_losses():
     # equal logits: -log(1/2) per block, averaged over blocks, summed over 3 tasks
     assert torch.isclose(model.sparsity_loss(), torch.tensor(3 * np.log(2.0), dtype=torch.float32))
     assert model.sharing_loss().item() == 0.0
+    # a per-task factor on the sparsity term: segmentation's term at half weight
+    halved = AdaShareModel(tiny_config(policy_init="equal", task_sparsity_weights={"segmentation": 0.5}))
+    assert halved.config.task_sparsity_weights == {"segmentation": 0.5, "depth": 1.0, "normals": 1.0}
+    assert torch.isclose(halved.sparsity_loss(), torch.tensor(2.5 * np.log(2.0), dtype=torch.float32))
+    with pytest.raises(TaskError, match="task_sparsity_weights"):
+        tiny_config(task_sparsity_weights={"edges": 0.5})
     with torch.no_grad():
         model.policy["depth"][:, 0] += 1.0
     # depth differs from the two others by 1 at every block: 2 pairs * sum_l (l+1)/L

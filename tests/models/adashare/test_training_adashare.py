@@ -125,6 +125,28 @@ def test_curriculum_guard_refuses_a_curriculum_that_cannot_complete():
         check_curriculum(load_recipe("adashare", "demo", ["curriculum_speed=3"]), 8)
 
 
+def test_candidate_policies_argmax_and_distinct_samples():
+    from effhub.models.adashare.training_adashare import candidate_policies
+
+    model = AdaShareModel(load_recipe("adashare", "demo").model_config())
+    with torch.no_grad():
+        for logits in model.policy.values():
+            logits[:, 0] = torch.linspace(-1.0, 1.0, logits.shape[0])
+            logits[:, 1] = 0.0
+    recipe = load_recipe("adashare", "demo", ["architecture=argmax_and_samples", "retrain_samples=4"])
+    policies = candidate_policies(model, recipe, torch.Generator().manual_seed(0))
+    assert policies[0] == model.argmax_policy() and len(policies) == 4
+    assert all(policies[i] != policies[j] for i in range(4) for j in range(i))
+    # peaked logits: every sample is the most likely policy, so no further candidate is found
+    with torch.no_grad():
+        for logits in model.policy.values():
+            logits[:, 0], logits[:, 1] = 50.0, -50.0
+    assert candidate_policies(model, recipe, torch.Generator().manual_seed(0)) == [model.argmax_policy()]
+    recipe = load_recipe("adashare", "demo", ["architecture=sample", "retrain_samples=3"])
+    assert len(candidate_policies(model, recipe, torch.Generator().manual_seed(0))) == 3
+    assert candidate_policies(model, load_recipe("adashare", "demo"), None) == [model.argmax_policy()]
+
+
 def test_demo_policy_phase_ends_cold():
     recipe = load_recipe("adashare", "demo")
     assert recipe.gumbel_tau_init * recipe.gumbel_tau_decay ** recipe.policy_epochs <= 0.5

@@ -59,6 +59,8 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
             deepest block up.
         task_loss_weights (`dict[str, float]`, *optional*): lambda per task (default 1 each).
         reg_w_sparsity (`float`, *optional*, defaults to 0.05): weight of the sparsity loss.
+        task_sparsity_weights (`dict[str, float]`, *optional*): a factor per task on its term of the sparsity loss
+            (default 1 each, the paper's); below 1 a task keeps more blocks (effhub's option).
         reg_w_sharing (`float`, *optional*, defaults to 0.05): weight of the sharing loss.
         sharing_weight_schedule (`str`, *optional*, defaults to `"code"`): block weights of the sharing loss:
             `"code"` = (l+1)/L as in the authors' released code (it produced the published numbers), `"paper"` =
@@ -97,6 +99,7 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
         curriculum_speed: int = 3,
         task_loss_weights: dict[str, float] | None = None,
         reg_w_sparsity: float = 0.05,
+        task_sparsity_weights: dict[str, float] | None = None,
         reg_w_sharing: float = 0.05,
         sharing_weight_schedule: str = "code",
         policy: dict[str, list[int]] | None = None,
@@ -149,6 +152,16 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
                 "give loss weights only for the configured tasks",
             )
         self.task_loss_weights = {name: float(weights.get(name, 1.0)) for name in self.tasks}
+        if task_sparsity_weights is not None:
+            check_mapping("AdaShareConfig", "task_sparsity_weights", task_sparsity_weights, "float", 0.0)
+        sparsity = dict(task_sparsity_weights or {})
+        unknown = sorted(set(sparsity) - set(self.tasks))
+        if unknown:
+            raise TaskError(
+                f"task_sparsity_weights names unknown task(s) {unknown} (tasks: {list(self.tasks)})",
+                "give sparsity weights only for the configured tasks",
+            )
+        self.task_sparsity_weights = {name: float(sparsity.get(name, 1.0)) for name in self.tasks}
         self.policy = None if policy is None else self.validate_policy(policy)
         self.segmentation_class_weights = self._check_class_weights(segmentation_class_weights)
         segmentation = self.segmentation_task

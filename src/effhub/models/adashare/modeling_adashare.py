@@ -404,11 +404,13 @@ class AdaShareModel(AdaSharePreTrainedModel):
         return (num_blocks - position) / num_blocks
 
     def sparsity_loss(self, num_train_blocks: int | None = None) -> torch.Tensor:
-        """Sum over tasks of the mean -log P(skip) over the learnable (deepest `num_train_blocks`) blocks."""
+        """Sum over tasks of the mean -log P(skip) over the learnable (deepest `num_train_blocks`) blocks, each task's
+        term times its `config.task_sparsity_weights` factor (1 unless set)."""
         count = self._clamp_train_blocks(num_train_blocks)
+        factors = getattr(self.config, "task_sparsity_weights", None) or {}
         total = 0.0
-        for logits in self.policy.values():
-            total = total - F.log_softmax(logits[-count:], dim=-1)[:, 1].mean()
+        for task, logits in self.policy.items():
+            total = total - factors.get(task, 1.0) * F.log_softmax(logits[-count:], dim=-1)[:, 1].mean()
         return total
 
     def sharing_loss(self) -> torch.Tensor:

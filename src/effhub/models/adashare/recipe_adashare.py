@@ -42,6 +42,7 @@ class AdaShareRecipe:
         model: see [`AdaShareModelRecipe`].
         task_loss_weights: lambda per task.
         reg_w_sparsity, reg_w_sharing: weights of the sparsity and sharing losses (policy updates only).
+        task_sparsity_weights: a factor per task on its sparsity term (default 1 each; below 1 keeps more blocks).
         sharing_weight_schedule: `code` = (l+1)/L (authors' code, produced the published numbers) or `paper` = (L-l)/L.
         gumbel_tau_init, gumbel_tau_decay: Gumbel temperature and its decay after every policy epoch.
         curriculum_speed: policy epochs per extra learnable block (from the deepest block up).
@@ -64,7 +65,9 @@ class AdaShareRecipe:
             references, saved with the run); they are trained before the candidates, whose validation scores are
             then normalised by theirs for model selection.
         architecture: `sample` (the paper: `retrain_samples` architectures sampled from the learned logits, each
-            re-trained, the best on validation kept) or `argmax` (the most likely decision per block, re-trained once).
+            re-trained, the best on validation kept), `argmax` (the most likely decision per block, re-trained once)
+            or `argmax_and_samples` (the most likely policy and `retrain_samples - 1` distinct sampled ones, the best
+            on validation kept).
         segmentation_class_weighting: `none` or `balanced` (per-class cross-entropy weights from the training
             labels' class frequencies, `frequency ** -class_weight_power`; the authors weight classes on Taskonomy).
         class_weight_power: the exponent of the balanced weights (1 = inverse frequency, 0.5 = its square root).
@@ -79,6 +82,7 @@ class AdaShareRecipe:
     model: AdaShareModelRecipe = field(default_factory=AdaShareModelRecipe)
     task_loss_weights: dict[str, float] = field(default_factory=dict)
     reg_w_sparsity: float = 0.05
+    task_sparsity_weights: dict[str, float] = field(default_factory=dict)
     reg_w_sharing: float = 0.05
     sharing_weight_schedule: Literal["code", "paper"] = "code"
     gumbel_tau_init: float = 5.0
@@ -102,7 +106,7 @@ class AdaShareRecipe:
     seed: int = 0
     eval_batch_size: int = 16
     single_task_references: bool = False
-    architecture: Literal["sample", "argmax"] = "sample"
+    architecture: Literal["sample", "argmax", "argmax_and_samples"] = "sample"
     segmentation_class_weighting: Literal["none", "balanced"] = "none"
     class_weight_power: float = 0.5
 
@@ -112,6 +116,7 @@ class AdaShareRecipe:
         values.update(
             task_loss_weights=dict(self.task_loss_weights) or None,
             reg_w_sparsity=self.reg_w_sparsity,
+            task_sparsity_weights=dict(self.task_sparsity_weights) or None,
             reg_w_sharing=self.reg_w_sharing,
             sharing_weight_schedule=self.sharing_weight_schedule,
             gumbel_tau_init=self.gumbel_tau_init,

@@ -8,7 +8,8 @@ optimisers and losses as in the authors' `train.py` / `re-train.py` / `envs/bloc
    more block (from the deepest up) learnable every `curriculum_speed` epochs. The authors alternate whole passes over
    train1 and train2; here the two updates are interleaved step by step in the same ratio (one pass each per epoch).
 3. **re-training**: `retrain_samples` hard architectures are sampled from the learned logits (`architecture:
-   sample`, the paper) or the most likely one is taken (`architecture: argmax`); each is trained from the saved
+   sample`, the paper), the most likely one is taken (`architecture: argmax`), or the most likely one and
+   `retrain_samples - 1` distinct samples (`architecture: argmax_and_samples`); each is trained from the saved
    *initial* weights on train1+train2 (Adam, StepLR) and the best on the validation split is kept, by the selection
    score normalised per task by the single-task references' validation scores (trained first when the recipe has
    them), else by the warm-up model's.
@@ -401,7 +402,9 @@ def single_task_config(recipe: AdaShareRecipe, task: str, class_weights: dict | 
     task_types = {task: model.task_types[task]} if model.task_types and task in model.task_types else None
     weights = {task: recipe.task_loss_weights[task]} if task in recipe.task_loss_weights else None
     classes = {task: class_weights[task]} if class_weights and task in class_weights else None
+    sparsity = ({task: recipe.task_sparsity_weights[task]} if task in recipe.task_sparsity_weights else None)
     return recipe.model_config(tasks={task: model.tasks[task]}, task_types=task_types, task_loss_weights=weights,
+                               task_sparsity_weights=sparsity,
                                segmentation_class_weights=classes)
 
 
@@ -458,6 +461,29 @@ def delta_t(config, scores: dict, references: dict) -> dict:
     """Delta_T (%) of `scores` against the single-task `references` (`effhub.multitask.delta_t` with the tasks of
     `config`): `{"delta_t", "per_task"}`."""
     return multitask.delta_t(task_types(config), scores, references)
+
+
+# draws `candidate_policies` makes for each new distinct sample before it gives up (cold, peaked logits)
+MAX_SAMPLE_DRAWS = 50
+
+
+def candidate_policies(model, recipe: AdaShareRecipe, generator: torch.Generator) -> list[dict[str, list[int]]]:
+    """The architectures phase 3 re-trains: `argmax`: the most likely policy alone; `sample` (the paper):
+    `retrain_samples` policies sampled from the logits; `argmax_and_samples`: the most likely policy and up to
+    `retrain_samples - 1` *distinct* sampled ones (a sample equal to an earlier candidate is drawn again, at most
+    `MAX_SAMPLE_DRAWS` times per candidate, so peaked logits may give fewer candidates)."""
+    if recipe.architecture == "argmax":
+        return [model.argmax_policy()]
+    if recipe.architecture == "sample":
+        return [model.sample_policy(generator) for _ in range(recipe.retrain_samples)]
+    policies = [model.argmax_policy()]
+    for _ in range(recipe.retrain_samples - 1):
+        for _ in range(MAX_SAMPLE_DRAWS):
+            policy = model.sample_policy(generator)
+            if policy not in policies:
+                policies.append(policy)
+                break
+    return policies
 
 
 def _keep_warmup_weights(path: Path, kept: dict):
@@ -552,11 +578,7 @@ def train(recipe: AdaShareRecipe, options) -> Path:
                 atomic_write_json(layout.artifact(SINGLE_TASK_FILE), references)
 
         # phase 3: the architecture(s) to re-train from the initial weights; the best on validation is kept
-        generator = torch.Generator().manual_seed(seed)
-        if recipe.architecture == "argmax":
-            policies = [model.argmax_policy()]
-        else:
-            policies = [model.sample_policy(generator) for _ in range(recipe.retrain_samples)]
+        policies = candidate_policies(model, recipe, torch.Generator().manual_seed(seed))
         candidates, best, best_model = [], None, None
         for index, policy in enumerate(policies):
             result = train_fixed_architecture(run, recipe, seed, f"retrain-{index}", config, policy, initial_state,
@@ -574,7 +596,8 @@ def train(recipe: AdaShareRecipe, options) -> Path:
             make_processor(recipe, image_size).save_pretrained(layout.root)
             atomic_write_json(layout.artifact(CANDIDATES_FILE), {"candidates": candidates, "best": best["index"],
                                                                  "architecture": recipe.architecture,
-                                                                 "selection_normalised_by": normalised_by})
+                                                                 "selection_normalised_by": normalised_by,
+                                                                 "selection_normaliser": normaliser})
             fractions = executed_fractions(best_model, image_size)
             extra = {"warmup_hard_sharing": warmup_test, "executed_fraction": fractions,
                      "selected_candidate": best["index"], "validation": best["val"],
@@ -623,6 +646,7 @@ def evaluate_run(run_dir, options=None) -> dict:
 
 
 __all__ = ["train", "evaluate_run", "build_policy_phases", "build_retrain_phase", "policy_epoch_lengths",
+           "candidate_policies",
            "num_train_blocks", "check_curriculum", "segmentation_class_weights", "warmup_loss", "weight_loss", "policy_loss",
            "retrain_loss", "scores_from_statistics",
            "selection_score"]
