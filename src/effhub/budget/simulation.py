@@ -24,13 +24,14 @@ import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text
-from ..errors import ConfigError, TrainingInterrupted
+from ..errors import ConfigError, DistributedError, TrainingInterrupted
 from .problem import BudgetProblem
 
 SIMULATION_FILE = "simulation.json"
@@ -221,8 +222,7 @@ def summarise(recipe, results: list[dict]) -> dict:
         result["delta_t"], result["delta_t_per_task"] = score["delta_t"], score["per_task"]
         grid_values.setdefault(cell["strategy"], {}).setdefault(f"{cell['budget']:g}", []).append(score["delta_t"])
     summary = {"strategies": {s: {b: _stats(v) for b, v in by_budget.items()} for s, by_budget in grid_values.items()},
-               "trivial": _stats(list(trivial.values())) if trivial else None,
-               "reference_cost": None}
+               "trivial": _stats(list(trivial.values())) if trivial else None}
     summary["testbed"] = testbed_check(recipe, summary)
     return summary
 
@@ -373,6 +373,11 @@ def simulate(recipe, output_dir: str | os.PathLike, data_dir=None, workers: int 
                 except BaseException:
                     executor.shutdown(wait=False, cancel_futures=True)
                     raise
+    except BrokenProcessPool as error:
+        raise DistributedError(
+            f"a worker process of the simulation died ({error}); {len(results)} of {len(cells)} cells are done",
+            "call simulate() under `if __name__ == \"__main__\":` in a script (worker processes are spawned), or "
+            "pass workers=1; finished cells are kept when you run it again") from error
     except (KeyboardInterrupt, TrainingInterrupted) as error:
         raise TrainingInterrupted(
             f"the simulation stopped with {len(results)} of {len(cells)} cells done ({type(error).__name__})",

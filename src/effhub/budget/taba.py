@@ -109,7 +109,7 @@ def _greedy(sim, weights, u, r, costs: np.ndarray, budget: float, start: Sequenc
     for task in range(num_tasks):
         bound[:, task] = state.gains(np.arange(num_images), task) * scale[task]
     bound[chosen] = -np.inf
-    fresh = np.ones_like(chosen)
+    fresh = np.ones(num_images * num_tasks, dtype=bool)
     curve, picks = [(spent, state.value())], []
     flat = bound.reshape(-1)
     while True:
@@ -118,19 +118,21 @@ def _greedy(sim, weights, u, r, costs: np.ndarray, budget: float, start: Sequenc
         if unaffordable.all():
             break
         bound[:, unaffordable] = -np.inf
-        best = int(np.argmax(flat))
-        if not np.isfinite(flat[best]) or flat[best] <= 0:
-            break
-        if not fresh.reshape(-1)[best]:
-            # recompute the top candidates' exact gains (they can only have shrunk: submodularity)
-            top = np.argpartition(-flat, min(BATCH, flat.size - 1))[:BATCH]
-            top = top[np.isfinite(flat[top])]
+        fresh_values = np.where(fresh, flat, -np.inf)
+        stale_values = np.where(fresh, -np.inf, flat)
+        best = int(np.argmax(fresh_values))
+        if not fresh_values[best] >= stale_values.max():
+            # the best upper bound is stale: recompute the stale leaders' exact gains (they only shrink)
+            top = np.argpartition(-stale_values, min(BATCH, flat.size - 1))[:BATCH]
+            top = top[np.isfinite(stale_values[top])]
             for task in range(num_tasks):
                 images = top[top % num_tasks == task] // num_tasks
                 if len(images):
                     bound[images, task] = state.gains(images, task) * scale[task]
-                    fresh[images, task] = True
+            fresh[top] = True
             continue
+        if not np.isfinite(fresh_values[best]) or fresh_values[best] <= 0:
+            break
         image, task = divmod(best, num_tasks)
         chosen[image, task] = True
         bound[image, task] = -np.inf
