@@ -52,7 +52,7 @@ def _counts_from_money_weights(problem: BudgetProblem, weights: Mapping[str, flo
                 capped.append(task)
         if not capped:
             for task in open_tasks:
-                counts[task] += int(math.floor(remaining * weights[task] / total / problem.costs[task] + 1e-9))
+                counts[task] += math.floor(remaining * weights[task] / total / problem.costs[task] + 1e-9)
             break
         for task in capped:
             remaining -= (pool_size - counts[task]) * problem.costs[task]
@@ -62,7 +62,7 @@ def _counts_from_money_weights(problem: BudgetProblem, weights: Mapping[str, flo
 
 
 def _equal_counts(problem: BudgetProblem, pool_size: int) -> dict[str, int]:
-    n = min(pool_size, int(math.floor(problem.budget / problem.full_labeling_cost + 1e-9)))
+    n = min(pool_size, math.floor(problem.budget / problem.full_labeling_cost + 1e-9))
     return {task: n for task in problem.tasks}
 
 
@@ -166,4 +166,4 @@ def allocate(problem: BudgetProblem, pool, strategy: str = "taba", pilot=None, s
     return allocation
 
 
-__all__ = ["STRATEGIES", "HEURISTICS", "allocate", "counts_for", "heuristic_labels"]
+__all__ = ["HEURISTICS", "STRATEGIES", "allocate", "counts_for", "heuristic_labels"]

@@ -143,9 +143,9 @@ def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget:
     settings = dict(settings or pilot_settings())
     minimum = int(settings.get("min_images", 4))
     if budget is not None:
-        count = int(math.floor(fraction * budget / problem.full_labeling_cost + 1e-9))
+        count = math.floor(fraction * budget / problem.full_labeling_cost + 1e-9)
     else:
-        count = int(round(fraction * len(ids)))
+        count = round(fraction * len(ids))
     count = min(max(count, minimum), len(ids))
     if budget is not None and count * problem.full_labeling_cost > budget:
         raise ConfigError(
@@ -236,7 +236,13 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
     from ..recipes import build_dataclass
     from ..training import Run, RunOptions
     from .problem import pool_ids
-    from .training_budget import build_model, class_weights_of, pooled_features, task_channels, training_phase
+    from .training_budget import (
+        build_model,
+        class_weights_of,
+        pooled_features,
+        task_channels,
+        training_phase,
+    )
 
     ids = pool_ids(pool)
     pilot.check_pool(pool_fingerprint(ids))
@@ -250,7 +256,7 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
     check_pilot_labels(pilot, pilot_data)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pilot.image_ids))
-    heldout_count = int(round(settings["heldout_fraction"] * len(order))) if len(order) >= 4 else 0
+    heldout_count = round(settings["heldout_fraction"] * len(order)) if len(order) >= 4 else 0
     heldout_positions, train_positions = sorted(order[:heldout_count]), sorted(order[heldout_count:])
     train_data = pilot_data.select(train_positions)
     heldout_data = pilot_data.select(heldout_positions) if heldout_count else train_data
@@ -369,4 +375,4 @@ def _redundancy(model, train_data, tasks) -> list[list[float]]:
     return matrix
 
 
-__all__ = ["Pilot", "PilotEstimate", "plan_pilot", "pilot_settings", "estimate_pilot", "check_pilot_labels"]
+__all__ = ["Pilot", "PilotEstimate", "check_pilot_labels", "estimate_pilot", "pilot_settings", "plan_pilot"]

@@ -211,8 +211,8 @@ class Allocation:
 
     def summary(self) -> str:
         """One line per task: labels, spend and share of the budget."""
-        lines = [f"strategy {self.strategy}: {self.total_spend:g} of {self.problem.budget:g} spent, "
-                 f"{len(self.labeled_images)} image(s) labelled"]
+        lines = [(f"strategy {self.strategy}: {self.total_spend:g} of {self.problem.budget:g} spent, "
+                  f"{len(self.labeled_images)} image(s) labelled")]
         for task in self.problem.tasks:
             spend = self.spend[task]
             lines.append(f"  {task:14s} {self.counts[task]:7d} labels x {self.problem.costs[task]:g} = {spend:10g} "
@@ -351,4 +351,4 @@ def _add_column_takes_feature() -> bool:
     return "feature" in inspect.signature(datasets.Dataset.add_column).parameters
 
 
-__all__ = ["BudgetProblem", "Allocation", "pool_ids", "pool_fingerprint", "pool_tasks"]
+__all__ = ["Allocation", "BudgetProblem", "pool_fingerprint", "pool_ids", "pool_tasks"]

@@ -15,14 +15,13 @@ strategy) into `<output>`.
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -86,6 +85,13 @@ def check_recipe(recipe) -> None:
             raise ConfigError(f"Unknown allocation strategy '{strategy}'", f"use one of {list(STRATEGIES)}")
     if len(set(recipe.seeds)) != len(recipe.seeds) or len(set(recipe.budgets)) != len(recipe.budgets):
         raise ConfigError("the grid repeats a seed or a budget", "list every seed and budget once")
+    if "taba" in recipe.strategies:
+        pilot_cost = recipe.pilot.min_images * sum(float(c) for c in recipe.costs.values())
+        too_small = [b for b in recipe.budgets if b < pilot_cost]
+        if too_small:
+            raise ConfigError(f"taba's pilot ({recipe.pilot.min_images} images labelled for every task) costs "
+                              f"{pilot_cost:g}, more than the budget(s) {too_small}",
+                              "raise those budgets, lower pilot.min_images, or leave taba out of the grid")
     if recipe.train_steps < 1:
         raise ConfigError(f"train_steps={recipe.train_steps}", "train every cell for at least 1 step")
 
@@ -128,8 +134,15 @@ def run_cell(recipe, cell: Cell, output_dir: str | os.PathLike, data_dir=None, p
              data=None) -> dict:
     """Allocate, train and score one cell; writes `<output>/cells/<cell>/result.json` and returns it."""
     from ..training import Run, RunOptions
-    from .training_budget import (build_model, class_weights_of, evaluate_scores, make_collator, task_channels,
-                                  training_phase, trivial_scores)
+    from .training_budget import (
+        build_model,
+        class_weights_of,
+        evaluate_scores,
+        make_collator,
+        task_channels,
+        training_phase,
+        trivial_scores,
+    )
 
     start = time.perf_counter()
     cell_dir = Path(output_dir) / "cells" / cell.name
@@ -238,7 +251,7 @@ def testbed_check(recipe, summary: dict) -> dict:
             continue
         means = [by_budget[b]["mean"] for b in budgets]
         checks[strategy] = {"means": means,
-                            "rises_with_budget": all(later > earlier for earlier, later in zip(means, means[1:])),
+                            "rises_with_budget": all(later > earlier for earlier, later in itertools.pairwise(means)),
                             "above_trivial": floor is not None and all(m > floor for m in means)}
     return checks
 
@@ -256,7 +269,7 @@ def format_table(recipe, summary: dict) -> str:
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     if summary.get("trivial"):
         trivial = summary["trivial"]
-        lines.append(f"| constant prediction | " + " | ".join(
+        lines.append("| constant prediction | " + " | ".join(
             f"{trivial['mean']:+.2f} ± {trivial['std']:.2f}" for _ in budgets) + " |")
     return "\n".join(lines)
 
@@ -413,5 +426,15 @@ def run_demo(options) -> int:
     return 0
 
 
-__all__ = ["Cell", "grid", "simulate", "run_cell", "summarise", "format_table", "SimulationResult", "run_demo",
-           "check_recipe", "load_data"]
+__all__ = [
+    "Cell",
+    "SimulationResult",
+    "check_recipe",
+    "format_table",
+    "grid",
+    "load_data",
+    "run_cell",
+    "run_demo",
+    "simulate",
+    "summarise",
+]

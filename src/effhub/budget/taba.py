@@ -204,4 +204,4 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
     return labels, details
 
 
-__all__ = ["taba_labels", "similarity_matrix", "NOTE"]
+__all__ = ["NOTE", "similarity_matrix", "taba_labels"]

@@ -82,9 +82,18 @@ def build_model(model_recipe, channels: Mapping[str, int], seed: int, task_loss_
 def make_collator(tasks: Sequence[str]):
     """The dense collator of `tasks`, normalising pixels with AdaShare's image processor."""
     from ..data.dense.collator import DenseCollator
-    from ..models.adashare.image_processing_pil_adashare import AdaShareImageProcessorPil
+    from ..models.adashare.image_processing_pil_adashare import (
+        AdaShareImageProcessorPil,
+    )
 
     return DenseCollator(list(tasks), normalize=AdaShareImageProcessorPil().normalize_pixels)
+
+
+def _columns(dataset, names):
+    """Rows of `dataset` holding only the columns `names` (no image decoded); lazily decoded readers as they are."""
+    if (dataset.format or {}).get("type") == "custom" or not all(n in dataset.column_names for n in names):
+        return dataset
+    return dataset.select_columns(names)
 
 
 def class_weights_of(dataset, tasks: Sequence[str], num_classes: int, power: float) -> dict | None:
@@ -94,7 +103,7 @@ def class_weights_of(dataset, tasks: Sequence[str], num_classes: int, power: flo
     if "segmentation" not in tasks or power <= 0:
         return None
     labels = []
-    for row in dataset:
+    for row in _columns(dataset, ["segmentation", "label_mask"]):
         if (row.get("label_mask") or {}).get("segmentation", True) and row.get("segmentation") is not None:
             labels.append(np.asarray(row["segmentation"]))
     if not labels:
@@ -134,7 +143,7 @@ def trivial_scores(train_data, test_data, channels: Mapping[str, int], batch_siz
     types = {task: ("regression" if task in ("keypoints", "edges") else task) for task in tasks}
     constants: dict[str, Any] = {}
     for task in tasks:
-        values = [np.asarray(row[task]) for row in train_data
+        values = [np.asarray(row[task]) for row in _columns(train_data, [task, "label_mask"])
                   if row.get(task) is not None and (row.get("label_mask") or {}).get(task, True)]
         if not values:
             raise DatasetError(f"no '{task}' label to build the trivial baseline from", "use a labelled pool")
@@ -188,5 +197,13 @@ def pooled_features(model, dataset, batch_size: int = 64):
     return features.cpu().numpy().astype(np.float32)
 
 
-__all__ = ["task_channels", "build_model", "make_collator", "class_weights_of", "training_phase", "evaluate_scores",
-           "trivial_scores", "pooled_features"]
+__all__ = [
+    "build_model",
+    "class_weights_of",
+    "evaluate_scores",
+    "make_collator",
+    "pooled_features",
+    "task_channels",
+    "training_phase",
+    "trivial_scores",
+]
