@@ -104,11 +104,12 @@ def test_redundant_tasks_are_labelled_less():
     assert len(shared["depth"]) + len(shared["normals"]) < len(alone["depth"]) + len(alone["normals"])
 
 
-def test_taba_large_pool_uses_demand_points():
+def test_taba_large_pool_uses_a_sparse_similarity():
     ids, pilot, estimate = _pilot_and_estimate(3000, [0.8, 0.5, 0.6])
     problem = BudgetProblem(TASKS, [10, 1, 3], 1500)
-    labels, details = taba_labels(problem, ids, pilot, estimate, max_demand_points=256, progress=False)
-    assert details["demand_points"] == 256 and details["seconds"] < 30
+    labels, details = taba_labels(problem, ids, pilot, estimate, dense_up_to=1000, neighbours=16, progress=False)
+    assert details["neighbours"] == 16 and details["similarity_pairs"] <= 3000 * 16
+    assert problem.budget - 10 < sum(len(labels[t]) * problem.costs[t] for t in TASKS)  # no saturation
     assert sum(len(labels[t]) * problem.costs[t] for t in TASKS) <= problem.budget
 
 

@@ -43,13 +43,14 @@ class TabaRecipe:
     """Options of effhub's `taba` (see `effhub.budget.taba`).
 
     Args:
-        max_demand_points: pools larger than this are summarised by that many k-means centres of the pilot features
-            (weighted by cluster size) when measuring information.
+        dense_up_to: pools up to this size use the similarity of every image pair (exact).
+        neighbours: larger pools keep, per image, only its most similar images (a sparse similarity).
         similarity_power: sharpens the image similarity (`sim ** power`); higher values make images less redundant.
         min_uncertainty: floor of a task's estimated remaining error (so that no task is written off by a noisy pilot).
     """
 
-    max_demand_points: int = 1024
+    dense_up_to: int = 2048
+    neighbours: int = 64
     similarity_power: float = 1.0
     min_uncertainty: float = 0.05
 

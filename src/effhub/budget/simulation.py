@@ -126,7 +126,7 @@ def _cell_allocation(recipe, cell: Cell, pool, cell_dir: Path, progress: bool):
                        seed=cell.seed, output=cell_dir / "pilot", settings=pilot_settings(recipe))
     taba = recipe.taba
     return allocate(problem, pool, "taba", pilot=pilot, seed=cell.seed, progress=progress,
-                    max_demand_points=taba.max_demand_points, similarity_power=taba.similarity_power,
+                    dense_up_to=taba.dense_up_to, neighbours=taba.neighbours, similarity_power=taba.similarity_power,
                     min_uncertainty=taba.min_uncertainty)
 
 

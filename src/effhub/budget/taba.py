@@ -10,8 +10,8 @@ algorithm in that spirit, not the authors' code**:
 - image similarity `sim(i, j)` is the cosine of the centred features, clipped to [0, 1] (raised to
   `similarity_power`);
 - the information of a set `S` of (image, task) labels is the facility-location function
-  `F(S) = sum_t u_t sum_i w_i max_{(j, s) in S} sim(i, j) R[s, t]` over the pool's images `i` (or, for large pools,
-  over k-means centres of the features weighted by cluster size `w_i`): monotone and submodular;
+  `F(S) = sum_t u_t sum_i max_{(j, s) in S} sim(i, j) R[s, t]` over the pool's images `i` (for large pools each
+  image keeps only its `neighbours` most similar images: a sparse similarity): monotone and submodular;
 - `F` is maximised under the knapsack budget `sum c_t <= B` by lazy greedy twice, once by gain per cost and once by
   gain, keeping the better (the usual guarantee for submodular knapsack); the pilot's labels start `S` and their
   cost is part of `B`.
@@ -32,71 +32,86 @@ NOTE = ("taba is effhub's reconstruction of Task-Adaptive Budget Allocation (Sun
 BATCH = 32
 
 
-def _kmeans(points: np.ndarray, clusters: int, seed: int, iterations: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (unit norm) and sizes of a seeded spherical k-means of unit-norm `points`."""
-    rng = np.random.default_rng(seed)
-    centres = points[rng.choice(len(points), clusters, replace=False)].copy()
-    for _ in range(iterations):
-        assignment = np.argmax(points @ centres.T, axis=1)
-        for k in range(clusters):
-            members = points[assignment == k]
-            if len(members):
-                centre = members.sum(axis=0)
-                centres[k] = centre / max(float(np.linalg.norm(centre)), 1e-12)
-    assignment = np.argmax(points @ centres.T, axis=1)
-    return centres, np.bincount(assignment, minlength=clusters).astype(np.float32)
-
-
-def similarity_matrix(features: np.ndarray, max_demand_points: int = 1024, power: float = 1.0,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`(sim, weights)`: `sim[k, j]` between demand point `k` and pool image `j` (clipped cosine of the centred
-    features, to `power`), and each demand point's weight (the images it stands for)."""
+def similarity_columns(features: np.ndarray, neighbours: int | None = None, power: float = 1.0,
+                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image similarity as sparse columns `(indptr, rows, values)`: column `j` lists the images `i` whose
+    `neighbours` most similar images include `j`, with `sim(i, j)` (clipped cosine of the centred features, to
+    `power`). `neighbours=None` keeps every pair (exact, `N^2` values)."""
     x = np.asarray(features, dtype=np.float32)
     x = x - x.mean(axis=0, keepdims=True)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if len(x) <= max_demand_points:
-        demand, weights = x, np.ones(len(x), dtype=np.float32)
-    else:
-        demand, weights = _kmeans(x, max_demand_points, seed)
-    sim = np.clip(demand @ x.T, 0.0, 1.0)
+    count = len(x)
+    k = count if neighbours is None else min(count, int(neighbours))
+    rows, cols, values = [], [], []
+    for begin in range(0, count, chunk):
+        block = np.clip(x[begin:begin + chunk] @ x.T, 0.0, 1.0)
+        block[np.arange(len(block)), np.arange(begin, begin + len(block))] = 1.0  # an image covers itself
+        if k < count:
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(count), block.shape)
+        picked = np.take_along_axis(block, top, axis=1)
+        keep = picked > 0
+        rows.append(np.repeat(np.arange(begin, begin + len(block)), keep.sum(axis=1)))
+        cols.append(top[keep])
+        values.append(picked[keep])
+    rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values).astype(np.float32)
     if power != 1.0:
-        sim = sim ** power
-    return sim.astype(np.float32), weights
+        values = values ** power
+    order = np.argsort(cols, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=count))])
+    return indptr, rows[order], values[order]
 
 
 class _Coverage:
-    """The facility-location state: `cover[k, t]`, the best coverage of demand point `k` for task `t`."""
+    """The facility-location state: `cover[i, t]`, the best coverage of image `i` for task `t` by the labels so far."""
 
-    def __init__(self, sim, weights, uncertainty, redundancy):
-        self.sim, self.weights = sim, weights
+    def __init__(self, columns, uncertainty, redundancy):
+        self.indptr, self.rows, self.values = columns
         self.u, self.r = uncertainty, redundancy
-        self.cover = np.zeros((sim.shape[0], len(uncertainty)), dtype=np.float32)
+        self.cover = np.zeros((len(self.indptr) - 1, len(uncertainty)), dtype=np.float32)
+        self.column_of = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
 
     def value(self) -> float:
-        return float((self.cover * self.weights[:, None]).sum(axis=0) @ self.u)
+        return float(self.cover.sum(axis=0) @ self.u)
 
-    def gains(self, images: np.ndarray, task: int) -> np.ndarray:
-        """Exact gains of adding `(image, task)` for each of `images`."""
-        columns = self.sim[:, images]  # (K, m)
-        total = np.zeros(len(images), dtype=np.float64)
+    def gains(self, images: np.ndarray | None, task: int) -> np.ndarray:
+        """Exact gains of adding `(image, task)` for each of `images` (every image when None)."""
+        if images is None:
+            positions, segment, size = slice(None), self.column_of, len(self.indptr) - 1
+        else:
+            starts = self.indptr[images]
+            lengths = self.indptr[images + 1] - starts
+            ends = np.cumsum(lengths)
+            positions = np.arange(ends[-1] if len(ends) else 0) + np.repeat(starts - (ends - lengths), lengths)
+            segment, size = np.repeat(np.arange(len(images)), lengths), len(images)
+        rows, values = self.rows[positions], self.values[positions]
+        total = np.zeros(size, dtype=np.float64)
         for t in range(len(self.u)):
             if self.u[t] <= 0 or self.r[task, t] <= 0:
                 continue
-            delta = np.maximum(columns * self.r[task, t] - self.cover[:, t:t + 1], 0.0)
-            total += self.u[t] * (self.weights @ delta)
+            delta = np.maximum(values * self.r[task, t] - self.cover[rows, t], 0.0)
+            total += self.u[t] * np.bincount(segment, weights=delta, minlength=size)
         return total
 
     def add(self, image: int, task: int) -> None:
-        column = self.sim[:, image]
+        begin, end = self.indptr[image], self.indptr[image + 1]
+        rows, values = self.rows[begin:end], self.values[begin:end]
         for t in range(len(self.u)):
-            np.maximum(self.cover[:, t], column * self.r[task, t], out=self.cover[:, t])
+            self.cover[rows, t] = np.maximum(self.cover[rows, t], values * self.r[task, t])
 
 
-def _greedy(sim, weights, u, r, costs: np.ndarray, budget: float, start: Sequence[tuple[int, int]],
+def _greedy(columns, u, r, costs: np.ndarray, budget: float, start: Sequence[tuple[int, int]],
             by_ratio: bool, progress_bar=None):
-    """Lazy greedy from the pairs `start`; returns (chosen pairs, value, curve of (spend, value))."""
-    state = _Coverage(sim, weights, u, r)
-    num_images, num_tasks = sim.shape[1], len(u)
+    """Lazy greedy from the pairs `start`; returns (chosen pairs, value, curve of (spend, value), picks).
+
+    A max-heap holds every candidate pair's last computed gain (per cost when `by_ratio`), an upper bound of its
+    current gain (submodularity). The top is taken when its gain was computed after the last pick; otherwise the
+    `BATCH` leading candidates are recomputed together and pushed back."""
+    import heapq
+
+    state = _Coverage(columns, u, r)
+    num_images, num_tasks = len(columns[0]) - 1, len(u)
     chosen = np.zeros((num_images, num_tasks), dtype=bool)
     spent = 0.0
     for image, task in start:
@@ -105,48 +120,52 @@ def _greedy(sim, weights, u, r, costs: np.ndarray, budget: float, start: Sequenc
             state.add(image, task)
             spent += costs[task]
     scale = (1.0 / costs) if by_ratio else np.ones_like(costs)
-    bound = np.empty((num_images, num_tasks), dtype=np.float64)
+    heap = []
     for task in range(num_tasks):
-        bound[:, task] = state.gains(np.arange(num_images), task) * scale[task]
-    bound[chosen] = -np.inf
-    fresh = np.ones(num_images * num_tasks, dtype=bool)
+        values = state.gains(None, task) * scale[task]
+        heap.extend((-float(v), image * num_tasks + task) for image, v in enumerate(values)
+                    if v > 0 and not chosen[image, task])
+    heapq.heapify(heap)
+    computed_at = np.zeros(num_images * num_tasks, dtype=np.int64)  # the pick count when a gain was computed
     curve, picks = [(spent, state.value())], []
-    flat = bound.reshape(-1)
-    while True:
+    while heap:
         remaining = budget - spent
-        unaffordable = costs > remaining + 1e-9
-        if unaffordable.all():
-            break
-        bound[:, unaffordable] = -np.inf
-        fresh_values = np.where(fresh, flat, -np.inf)
-        stale_values = np.where(fresh, -np.inf, flat)
-        best = int(np.argmax(fresh_values))
-        if not fresh_values[best] >= stale_values.max():
-            # the best upper bound is stale: recompute the stale leaders' exact gains (they only shrink)
-            top = np.argpartition(-stale_values, min(BATCH, flat.size - 1))[:BATCH]
-            top = top[np.isfinite(stale_values[top])]
-            for task in range(num_tasks):
-                images = top[top % num_tasks == task] // num_tasks
-                if len(images):
-                    bound[images, task] = state.gains(images, task) * scale[task]
-            fresh[top] = True
+        _, index = heap[0]
+        task = index % num_tasks
+        if costs[task] > remaining + 1e-9:  # the budget only shrinks: never affordable again
+            heapq.heappop(heap)
             continue
-        if not np.isfinite(fresh_values[best]) or fresh_values[best] <= 0:
-            break
-        image, task = divmod(best, num_tasks)
-        chosen[image, task] = True
-        bound[image, task] = -np.inf
-        state.add(image, task)
-        spent += costs[task]
-        fresh[:] = False
-        picks.append((image, task))
-        curve.append((spent, state.value()))
-        if progress_bar is not None:
-            progress_bar.update(costs[task])
+        if computed_at[index] == len(picks):
+            heapq.heappop(heap)
+            image = index // num_tasks
+            chosen[image, task] = True
+            state.add(image, task)
+            spent += costs[task]
+            picks.append((image, task))
+            curve.append((spent, state.value()))
+            if progress_bar is not None:
+                progress_bar.update(costs[task])
+            continue
+        batch = []
+        while heap and len(batch) < BATCH:
+            _, index = heapq.heappop(heap)
+            if costs[index % num_tasks] <= remaining + 1e-9:
+                batch.append(index)
+        batch = np.asarray(batch, dtype=np.int64)
+        for task in range(num_tasks):
+            members = batch[batch % num_tasks == task]
+            if not len(members):
+                continue
+            values = state.gains(members // num_tasks, task) * scale[task]
+            computed_at[members] = len(picks)
+            for index, value in zip(members.tolist(), values.tolist()):
+                if value > 0:
+                    heapq.heappush(heap, (-value, index))
     return chosen, state.value(), curve, picks
 
 
-def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max_demand_points: int = 1024,
+def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, dense_up_to: int = 2048,
+                neighbours: int = 64,
                 similarity_power: float = 1.0, min_uncertainty: float = 0.05, progress: bool | None = None):
     """`(labels, details)` of `taba` for `problem` on the pool `ids`, from a pilot and its estimate.
 
@@ -154,7 +173,8 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
         problem (`BudgetProblem`): tasks, costs, budget (the pilot's labels are paid from it).
         ids (`Sequence[str]`): the pool's ids.
         pilot (`Pilot`), estimate (`PilotEstimate`): see `effhub.budget.pilot`.
-        max_demand_points (`int`): pools larger than this are summarised by k-means centres of the features.
+        dense_up_to (`int`): pools up to this size use every image pair's similarity (exact).
+        neighbours (`int`): larger pools keep, per image, its `neighbours` most similar images (sparse).
         similarity_power (`float`): `sim ** power`; higher makes images less redundant.
         min_uncertainty (`float`): floor of each task's `u_t`.
         progress (`bool`, *optional*): a progress bar over the budget.
@@ -166,8 +186,8 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
     pilot.check_problem(problem)
     if similarity_power <= 0:
         raise ConfigError(f"similarity_power={similarity_power} is not positive", "pass e.g. 1.0")
-    if max_demand_points < 1:
-        raise ConfigError(f"max_demand_points={max_demand_points} is below 1", "pass e.g. 1024")
+    if neighbours < 1:
+        raise ConfigError(f"neighbours={neighbours} is below 1", "pass e.g. 64")
     start_time = time.perf_counter()
     order = {identifier: index for index, identifier in enumerate(estimate.ids)}
     missing = [i for i in ids if i not in order]
@@ -179,7 +199,7 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
     pilot_tasks = list(pilot.tasks)
     r = np.array([[estimate.redundancy[pilot_tasks.index(s)][pilot_tasks.index(t)] for t in tasks] for s in tasks],
                  dtype=np.float32)
-    sim, weights = similarity_matrix(features, max_demand_points, similarity_power, seed=pilot.seed)
+    columns = similarity_columns(features, None if len(ids) <= dense_up_to else neighbours, similarity_power)
     costs = np.array([problem.costs[t] for t in tasks], dtype=np.float64)
     position = {identifier: index for index, identifier in enumerate(ids)}
     start = [(position[i], t) for i in pilot.image_ids for t in range(len(tasks))]
@@ -188,7 +208,7 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
     for by_ratio in (True, False):
         with tqdm(total=problem.budget, desc=f"taba ({'gain/cost' if by_ratio else 'gain'})", disable=disable,
                   unit="$") as bar:
-            results[by_ratio] = _greedy(sim, weights, u, r, costs, problem.budget, start, by_ratio, bar)
+            results[by_ratio] = _greedy(columns, u, r, costs, problem.budget, start, by_ratio, bar)
     variant = max(results, key=lambda key: results[key][1])
     chosen, value, curve, _ = results[variant]
     labels = {task: [ids[i] for i in np.flatnonzero(chosen[:, t])] for t, task in enumerate(tasks)}
@@ -198,10 +218,11 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, max
         "pilot_images": list(pilot.image_ids), "pilot_spend": pilot.spend, "variant": "gain/cost" if variant else "gain",
         "information": value, "information_other_variant": results[not variant][1],
         "information_curve": [[float(s), float(v)] for s, v in curve[::step] + curve[-1:]],
-        "demand_points": int(sim.shape[0]), "similarity_power": similarity_power,
+        "similarity_pairs": len(columns[1]), "neighbours": None if len(ids) <= dense_up_to else neighbours,
+        "similarity_power": similarity_power,
         "seconds": time.perf_counter() - start_time, "pilot_estimate": dict(estimate.details),
     }
     return labels, details
 
 
-__all__ = ["NOTE", "similarity_matrix", "taba_labels"]
+__all__ = ["NOTE", "similarity_columns", "taba_labels"]
