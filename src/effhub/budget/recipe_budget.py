@@ -90,7 +90,7 @@ class BudgetRecipe:
     test_size: int = 0
     tasks: list[str] = field(default_factory=lambda: ["segmentation", "depth", "normals"])
     costs: dict[str, float] = field(default_factory=lambda: {"segmentation": 10.0, "depth": 1.0, "normals": 3.0})
-    budgets: list[float] = field(default_factory=lambda: [1000.0, 4000.0])
+    budgets: list[float] = field(default_factory=lambda: [300.0, 1200.0])
     strategies: list[str] = field(default_factory=lambda: ["taba", "uniform_budget", "uniform_count"])
     seeds: list[int] = field(default_factory=lambda: [0])
     model_kind: Literal["hard_sharing"] = "hard_sharing"
