@@ -172,7 +172,7 @@ def add_budget_arguments(commands) -> None:
 
     allocate = budget_commands.add_parser("allocate", help="allocate a label budget over the pool")
     pool_arguments(allocate)
-    allocate.add_argument("--budget", type=float, required=True)
+    allocate.add_argument("--budget", type=float, required=True, help="the money to spend, in the unit of --costs")
     allocate.add_argument("--strategy", default="taba",
                           help="taba (needs --pilot), uniform_count, uniform_budget, cost_proportional, inverse_cost, "
                                "full_labeling, disjoint, random, single:<task>")

@@ -94,3 +94,21 @@ def test_over_budget_allocation_is_refused():
     allocation = Allocation(problem, {"depth": ["a", "b", "c"]}, pool_fingerprint(["a", "b", "c"]), "manual")
     with pytest.raises(ConfigError, match="over its budget"):
         Allocation.from_dict(allocation.to_dict())
+
+
+def test_apply_to_a_lazily_decoded_reader(tmp_path):
+    """On a real-format reader (NYU-v2 layout), the pairs not bought decode as missing labels."""
+    from effhub.data import load_dataset
+    from tests.data.conftest import write_nyuv2
+
+    write_nyuv2(tmp_path / "nyu")
+    pool = load_dataset("nyuv2", "train", root=tmp_path / "nyu", kind="dense")
+    ids = [str(i) for i in pool.with_format(None)["id"]]
+    problem = BudgetProblem(tasks=["segmentation", "depth"], costs=[10, 1], budget=11)
+    allocation = Allocation(problem, {"segmentation": ids[:1], "depth": ids[1:]}, pool_fingerprint(ids), "manual")
+    labelled = allocation.apply(pool)
+    first, second = labelled[0], labelled[1]
+    assert first["label_mask"]["segmentation"] and not first["label_mask"]["depth"] and first["depth"] is None
+    assert second["label_mask"]["depth"] and not second["label_mask"]["segmentation"]
+    assert second["segmentation"] is None and np.asarray(second["depth"]).ndim == 2
+    assert first["label_mask"]["normals"]  # a task outside the problem keeps its labels
