@@ -14,7 +14,8 @@
 Time budget: full, about 85 training cells (2 selection seeds x 7 heuristics x 4 budgets, 3 comparison seeds x 2
 strategies x 4 budgets, plus one all-labels reference per seed): roughly 20-40 minutes on 2 idle CPU cores;
 `--quick` (2 budgets, 2 heuristics, 1 seed each) about 5 minutes. Cells are kept in `--workdir`, so an interrupted
-benchmark resumes. Writes a table to stdout and `benchmarks/results/budget.json` (+ `budget.png`).
+benchmark resumes. Writes a table to stdout and `benchmarks/results/budget.json` (`budget-quick.json` with `--quick`),
+with the comparison's plot beside it (`.png`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "budget.json"
+QUICK_RESULTS = RESULTS.with_name("budget-quick.json")
 TASKS = ("segmentation", "depth", "normals")
 FULL = {"budgets": [150, 300, 600, 1200], "heuristics": ["uniform_count", "uniform_budget", "cost_proportional",
                                                             "inverse_cost", "full_labeling", "disjoint", "random"],
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("runs/benchmark-budget"),
                         help="where the simulation cells are kept (an interrupted benchmark resumes there)")
     parser.add_argument("--workers", type=int, default=None, help="cells trained at once (default: CPU cores)")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results JSON (default: benchmarks/results/budget.json, budget-quick.json with --quick)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra recipe overrides (key=value) for every simulation")
     parser.add_argument("--skip-timing", action="store_true", help="leave out the 10,000-image allocation timing")
@@ -94,6 +97,7 @@ def main(argv=None) -> int:
     from effhub.recipes import recipe_to_dict
 
     plan = QUICK if args.quick else FULL
+    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS)
     started = time.perf_counter()
     workdir = args.workdir / ("quick" if args.quick else "full")
 
