@@ -1,4 +1,4 @@
-"""The `effhub` command line: train, eval, card, push, browse, hub serve, demo, convert, recipes, methods.
+"""The `effhub` command line: train, eval, card, push, browse, hub serve, demo, convert, recipes, budget, methods.
 
 Method-specific work is looked up in the method registry (:mod:`effhub.registry`), so a new method folder brings its
 own `train`/`eval`/`convert`/`demo` (and declares its extra options) without editing this file. This is the only
@@ -137,9 +137,135 @@ def build_parser() -> argparse.ArgumentParser:
     recipes_show.add_argument("method")
     recipes_show.add_argument("name")
 
+    add_budget_arguments(commands)
+
     methods_parser = commands.add_parser("methods", help="list the registered methods with their kind")
     methods_parser.add_argument("--kind", default=None, help="only methods of this kind (model, adapter, tool)")
     return parser
+
+
+def add_budget_arguments(commands) -> None:
+    """`effhub budget pilot|allocate|simulate`: the label budget allocation tool (`effhub.budget`)."""
+    budget = commands.add_parser("budget", help="label budget allocation for multi-task learning (pilot, allocate, "
+                                                "simulate)")
+    budget_commands = budget.add_subparsers(dest="budget_command", required=True)
+
+    def pool_arguments(parser):
+        parser.add_argument("--pool", required=True,
+                            help="the unlabeled pool: a dense data set name (scenes, nyuv2, cityscapes, taskonomy) or a "
+                                 "folder written by datasets' save_to_disk")
+        parser.add_argument("--split", default="train", help="the pool's split (default: train)")
+        parser.add_argument("--data-dir", type=Path, default=None, help="the data folder of a real data set")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the random choices and the pilot model")
+        parser.add_argument("--num-classes", type=int, default=None,
+                            help="segmentation classes (default: from the data set)")
+        parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
+
+    pilot = budget_commands.add_parser("pilot", help="choose the pilot images to label (every task) for taba")
+    pool_arguments(pilot)
+    pilot.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. segmentation,depth,normals")
+    pilot.add_argument("--costs", required=True, help="comma-separated money per label, in task order, e.g. 10,1,3")
+    pilot.add_argument("--fraction", type=float, default=0.1,
+                       help="share of --budget the pilot spends (without --budget: share of the pool's images)")
+    pilot.add_argument("--budget", type=float, default=None, help="the budget of the allocation to come")
+    pilot.add_argument("--output", type=Path, required=True, help="folder for pilot.json and images.txt")
+
+    allocate = budget_commands.add_parser("allocate", help="allocate a label budget over the pool")
+    pool_arguments(allocate)
+    allocate.add_argument("--budget", type=float, required=True, help="the money to spend, in the unit of --costs")
+    allocate.add_argument("--strategy", default="taba",
+                          help="taba (needs --pilot), uniform_count, uniform_budget, cost_proportional, inverse_cost, "
+                               "full_labeling, disjoint, random, single:<task>")
+    allocate.add_argument("--pilot", type=Path, default=None, help="the pilot folder (taba)")
+    allocate.add_argument("--tasks", default=None, help="comma-separated tasks (default: the pilot's)")
+    allocate.add_argument("--costs", default=None, help="comma-separated costs (default: the pilot's)")
+    allocate.add_argument("--output", type=Path, required=True, help="the allocation JSON to write")
+
+    simulate = budget_commands.add_parser("simulate", help="train under each allocation: score against budget")
+    simulate.add_argument("--recipe", default="demo", help="shipped recipe name or YAML path (default: demo)")
+    simulate.add_argument("--output", type=Path, default=Path("runs/budget"), help="the simulation folder")
+    simulate.add_argument("--data-dir", type=Path, default=None, help="the data folder of a real-data recipe")
+    simulate.add_argument("--workers", type=int, default=None, help="cells trained at once (default: CPU cores)")
+    simulate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a recipe value (repeatable), e.g. budgets=[500,2000]")
+    simulate.add_argument("--overwrite", action="store_true",
+                          help="discard an earlier simulation in --output (default: resume it)")
+    simulate.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+
+
+def _split_list(text: str | None, what: str) -> list[str] | None:
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    values = [value.strip() for value in text.split(",") if value.strip()]
+    if not values:
+        raise ConfigError(f"--{what} is empty", f"pass comma-separated {what}")
+    return values
+
+
+def _load_pool(args: argparse.Namespace):
+    """`--pool`: a dense data set's name (read with `--data-dir`), or a folder written by `Dataset.save_to_disk`."""
+    from .data import load_dataset
+
+    folder = Path(args.pool)
+    if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
+        import datasets
+
+        pool = datasets.load_from_disk(str(folder))
+        columns = [c for c in ("image", "segmentation", "depth", "normals", "keypoints", "edges")
+                   if c in pool.column_names]
+        return pool.with_format("numpy", columns=columns, output_all_columns=True)
+    return load_dataset(args.pool, args.split, root=args.data_dir, kind="dense")
+
+
+def _run_budget(args: argparse.Namespace) -> int:
+    """`effhub budget ...` (see `effhub.budget`)."""
+    from .errors import ConfigError
+
+    progress = False if getattr(args, "no_progress", False) else None
+    if args.budget_command == "simulate":
+        from .budget.simulation import simulate
+        from .recipes import load_recipe
+
+        recipe = load_recipe("budget", args.recipe, args.overrides)
+        result = simulate(recipe, args.output, data_dir=args.data_dir, workers=args.workers,
+                          overwrite=args.overwrite, progress=progress)
+        print("Delta_T (%) against the model trained on every label (same seed); mean ± spread over seeds")
+        print(result.table)
+        for strategy, check in result.summary["testbed"].items():
+            print(f"test-bed check ({strategy}): rises with budget: {check['rises_with_budget']}, "
+                  f"above the constant prediction: {check['above_trivial']}")
+        print(f"effhub: simulation written to {args.output}")
+        return 0
+
+    from .budget.pilot import Pilot, pilot_settings, plan_pilot
+
+    pool = _load_pool(args)
+    if args.budget_command == "pilot":
+        pilot = plan_pilot(pool, _split_list(args.tasks, "tasks"), _split_list(args.costs, "costs"),
+                           fraction=args.fraction, budget=args.budget, seed=args.seed, output=args.output,
+                           settings=pilot_settings(num_classes=args.num_classes))
+        print(f"effhub: {len(pilot.image_ids)} pilot image(s), to be labelled for {', '.join(pilot.tasks)} "
+              f"(cost {pilot.spend:g}): {args.output / 'images.txt'}")
+        return 0
+    from .budget import BudgetProblem, allocate
+
+    pilot = Pilot.load(args.pilot) if args.pilot is not None else None
+    tasks = _split_list(args.tasks, "tasks") or (list(pilot.tasks) if pilot else None)
+    costs = _split_list(args.costs, "costs") or (dict(pilot.costs) if pilot else None)
+    if tasks is None or costs is None:
+        raise ConfigError("allocate needs the tasks and their costs", "pass --tasks and --costs, or --pilot")
+    if pilot is not None and args.num_classes is not None:
+        pilot.settings["num_classes"] = args.num_classes
+    problem = BudgetProblem(tasks=tasks, costs=costs, budget=args.budget)
+    allocation = allocate(problem, pool, args.strategy, pilot=pilot, seed=args.seed, progress=progress)
+    allocation.save(args.output)
+    print(allocation.summary())
+    if allocation.strategy == "taba":
+        print(f"note: {allocation.details['note']}")
+    print(f"effhub: allocation written to {args.output}")
+    return 0
 
 
 def _extra(args: argparse.Namespace) -> dict:
@@ -236,6 +362,8 @@ def _run(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(mapping, sort_keys=False), end="")
         return 0
+    if args.command == "budget":
+        return _run_budget(args)
     if args.command == "methods":
         for entry in list_methods(args.kind):
             print(f"{entry.name:14s} {entry.kind:8s} {entry.description}  [{', '.join(entry.commands)}]")

@@ -1,0 +1,1 @@
+"""Label budget allocation benchmark (`python -m benchmarks budget`)."""

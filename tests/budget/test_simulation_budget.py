@@ -1,0 +1,87 @@
+"""The simulation grid: cells, resume at the next unfinished cell, table, plot; and the pilot model end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from effhub.errors import ConfigError, TrainingInterrupted
+
+TINY = ["dataset_options={config: {height: 32, width: 32, num_train: 24, num_test: 8, seed: 3}}",
+        "budgets=[60,200]", "strategies=[taba,uniform_budget]", "seeds=[0]", "train_steps=2", "batch_size=4",
+        "pilot.steps=2", "pilot.batch_size=4", "pilot.fraction=0.2", "workers=1", "eval_batch_size=8"]
+
+
+def _recipe(*extra):
+    from effhub.recipes import load_recipe
+
+    return load_recipe("budget", "demo", [*TINY, *extra])
+
+
+def test_simulation_writes_results_and_resumes(tmp_path, monkeypatch):
+    from effhub.budget import simulation
+
+    recipe = _recipe("budgets=[200]")
+    calls = []
+    original = simulation.run_cell
+
+    def interrupted(recipe, cell, *args, **kwargs):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(cell.name)
+        return original(recipe, cell, *args, **kwargs)
+
+    monkeypatch.setattr(simulation, "run_cell", interrupted)
+    with pytest.raises(TrainingInterrupted, match="1 of 3 cells done"):
+        simulation.simulate(recipe, tmp_path / "sim", progress=False)
+    assert calls == ["reference-s0"]
+
+    monkeypatch.setattr(simulation, "run_cell", lambda recipe, cell, *a, **k: calls.append(cell.name) or original(
+        recipe, cell, *a, **k))
+    result = simulation.simulate(recipe, tmp_path / "sim", progress=False)
+    assert calls[1:] == ["taba-b200-s0", "uniform_budget-b200-s0"]  # the unfinished cells only
+    payload = json.loads((tmp_path / "sim" / "results.json").read_text())
+    assert payload["summary"]["strategies"].keys() == {"taba", "uniform_budget"}
+    assert "reconstruction" in payload["note"] and payload["machine"]["cpu_count"] >= 1
+    for cell in result.cells:
+        if cell["cell"]["strategy"] != "reference":
+            assert cell["spend"] <= cell["cell"]["budget"] and "delta_t" in cell
+    taba = next(c for c in result.cells if c["cell"]["strategy"] == "taba")
+    assert "reconstruction" in taba["taba"]["note"]
+    assert "| taba |" in result.table and (tmp_path / "sim" / "table.md").is_file()
+    assert (tmp_path / "sim" / "plot.png").is_file()
+    assert result.summary["trivial"]["n"] == 1
+    # a third call finds every cell done and trains nothing
+    simulation.simulate(recipe, tmp_path / "sim", progress=False)
+    assert len(calls) == 3
+
+
+def test_simulation_refuses_another_recipe_in_the_folder(tmp_path):
+    from effhub.budget.simulation import _check_folder
+
+    _check_folder(tmp_path, {"a": 1}, overwrite=False)
+    with pytest.raises(ConfigError, match="another recipe"):
+        _check_folder(tmp_path, {"a": 2}, overwrite=False)
+    _check_folder(tmp_path, {"a": 2}, overwrite=True)
+
+
+@pytest.mark.parametrize("override, words", [("strategies=[best]", "Unknown allocation strategy"),
+                                             ("budgets=[0.5]", "below the cheapest"), ("budgets=[20]", "pilot"),
+                                             ("costs={segmentation: 0, depth: 1, normals: 3}", "positive"),
+                                             ("tasks=[segmentation, albedo]", "costs are given")])
+def test_bad_grids_are_refused_before_training(override, words, tmp_path):
+    from effhub.budget.simulation import simulate
+
+    with pytest.raises(ConfigError, match=words):
+        simulate(_recipe(override), tmp_path / "sim", progress=False)
+    assert not (tmp_path / "sim" / "cells").exists()
+
+
+@pytest.mark.slow
+def test_cells_in_parallel_processes(tmp_path):
+    from effhub.budget.simulation import simulate
+
+    result = simulate(_recipe("workers=2", "strategies=[uniform_budget]"), tmp_path / "sim", progress=False)
+    assert len(result.cells) == 3 and all((tmp_path / "sim" / "cells" / c["cell"]["name"] / "result.json").is_file()
+                                          for c in result.cells)
