@@ -94,7 +94,8 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
     def __init__(self, bit_width_family: list[int], *args, **kwargs):
         super().__init__(*args, bias=False, **kwargs)
         self.bit_width_family = list(bit_width_family)
-        self.pact_alpha = nn.Parameter(torch.empty(len(self.bit_width_family)))
+        # one clip value per bit-width (separate parameters: the recipe gives each bit-width its own LR and decay)
+        self.pact_alpha = nn.ParameterList(nn.Parameter(torch.empty(())) for _ in self.bit_width_family)
         self.last_bits = FULL_PRECISION_BITS  # the bit-width of the latest call (read by the BitOPs counter)
 
     def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
@@ -391,7 +392,8 @@ class VideoIQPreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
             if isinstance(module, VideoIQAnyPrecisionConv2d):
-                init.constant_(module.pact_alpha, self.config.pact_init)
+                for alpha in module.pact_alpha:
+                    init.constant_(alpha, self.config.pact_init)
         elif isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
@@ -570,6 +572,16 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
             policy_aux_logits=policy_output.aux_logits if policy_output is not None else None,
             bitops=costs["bitops"], macs=costs["macs"], gflops_proxy=costs["gflops_proxy"],
         )
+
+    @torch.no_grad()
+    def spread_top_batchnorm(self) -> None:
+        """Copy every switchable BatchNorm's top-precision (full-precision) statistics and affine parameters to the
+        other bit-widths: the any-precision stage starts from the full-precision network this way."""
+        for module in self.modules():
+            if isinstance(module, VideoIQSwitchableBatchNorm2d):
+                source = module.norms[0].state_dict()
+                for norm in module.norms[1:]:
+                    norm.load_state_dict(source)
 
     # ---------------------------------------------------------------------------------------------- costs
     def frame_costs(self) -> dict:
