@@ -649,7 +649,7 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
     from ...costs import MultiplyAddCounter
 
     config = model.config
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]  # restored one by one: parts may be frozen
     model.eval()
     try:
         frame = torch.zeros(1, config.num_channels, config.image_size, config.image_size,
@@ -668,7 +668,8 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
         with MultiplyAddCounter({"encoder": model.policy.encoder}) as encoder:
             model.policy.encoder(small)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     lstm = 4 * config.policy_hidden_size * (config.policy_feature_size + config.policy_hidden_size)
     head = config.policy_hidden_size * config.num_actions
     aux = config.policy_hidden_size * config.num_labels if config.policy_aux_classifier else 0
