@@ -8,7 +8,11 @@ from transformers import AutoImageProcessor, AutoModelForVideoClassification
 
 from effhub.costs import MultiplyAddCounter
 from effhub.errors import ConfigError, DatasetError
-from effhub.models.videoiq import VideoIQConfig, VideoIQForVideoClassification, VideoIQImageProcessorPil
+from effhub.models.videoiq import (
+    VideoIQConfig,
+    VideoIQForVideoClassification,
+    VideoIQImageProcessorPil,
+)
 from effhub.models.videoiq.modeling_videoiq import bitops_weight, pact, quantize_weight
 from tests.model_tester import EffhubModelTesterMixin
 

@@ -84,7 +84,10 @@ def test_resume_skips_finished_stages_and_trains_the_missing_one(short_run, tmp_
 def test_policy_losses_follow_the_paper():
     from effhub.models.videoiq.modeling_videoiq import VideoIQOutput
     from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
-    from effhub.models.videoiq.training_videoiq import efficiency_codebook, policy_losses
+    from effhub.models.videoiq.training_videoiq import (
+        efficiency_codebook,
+        policy_losses,
+    )
     from tests.models.videoiq.test_modeling_videoiq import tiny_config
 
     config = tiny_config(skip_list=[1])
@@ -162,7 +165,7 @@ def test_pipeline_reads_an_mp4_from_the_local_hub_in_a_new_process(short_run, tm
         environment = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"),
                        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
         result = subprocess.run([sys.executable, "-c", script, "effhub/videoiq-test", str(video)], env=environment,
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     label = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[0]
     model = VideoIQForVideoClassification.from_pretrained(short_run)

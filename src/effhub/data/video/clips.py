@@ -210,5 +210,13 @@ def load_clips(split: str = "train", num_clips: int | None = None, seed: int = 0
     return dataset.with_format("torch")
 
 
-__all__ = ["CLIP_CLASSES", "FRAME_KINDS", "SHAPES", "STRIPES", "ClipConfig", "CLIPS_V1", "generate_clips",
-           "load_clips"]
+__all__ = [
+    "CLIPS_V1",
+    "CLIP_CLASSES",
+    "FRAME_KINDS",
+    "SHAPES",
+    "STRIPES",
+    "ClipConfig",
+    "generate_clips",
+    "load_clips",
+]

@@ -198,5 +198,16 @@ load_fcvid = _loader("fcvid")
 load_mini_kinetics = _loader("mini-kinetics")
 load_mini_sports1m = _loader("mini-sports1m")
 
-__all__ = ["FORMATS", "FrameFolderFormat", "read_categories", "parse_list_file", "sample_indices", "load_frame",
-           "load_frame_folder_dataset", "load_activitynet", "load_fcvid", "load_mini_kinetics", "load_mini_sports1m"]
+__all__ = [
+    "FORMATS",
+    "FrameFolderFormat",
+    "load_activitynet",
+    "load_fcvid",
+    "load_frame",
+    "load_frame_folder_dataset",
+    "load_mini_kinetics",
+    "load_mini_sports1m",
+    "parse_list_file",
+    "read_categories",
+    "sample_indices",
+]

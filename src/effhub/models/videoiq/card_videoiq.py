@@ -128,4 +128,4 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
     return write_model_card(run_dir, card_spec, eval_results)
 
 
-__all__ = ["write_videoiq_card", "eval_results_from", "comparison_rows", "save_choices_picture"]
+__all__ = ["comparison_rows", "eval_results_from", "save_choices_picture", "write_videoiq_card"]

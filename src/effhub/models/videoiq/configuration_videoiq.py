@@ -148,4 +148,4 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         return [f"{bits}-bit" for bits in self.bit_width_family] + [f"skip {s}" for s in self.skip_list]
 
 
-__all__ = ["VideoIQConfig", "RESNET_STAGE_BLOCKS", "POLICY_BACKBONES", "FULL_PRECISION_BITS"]
+__all__ = ["FULL_PRECISION_BITS", "POLICY_BACKBONES", "RESNET_STAGE_BLOCKS", "VideoIQConfig"]

@@ -55,4 +55,4 @@ def run_demo(options) -> int:
     return publish_and_reload(run_dir, DEMO_REPO_ID, output_dir / "hub", model, pixel_values)
 
 
-__all__ = ["run_demo", "comparison_table"]
+__all__ = ["comparison_table", "run_demo"]

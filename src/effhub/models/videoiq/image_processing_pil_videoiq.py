@@ -80,9 +80,7 @@ class VideoIQImageProcessorPil(PilBackend):
                 return [list(videos)]
             result = []
             for video in videos:
-                if hasattr(video, "ndim") and video.ndim == 4:
-                    result.append(list(video))
-                elif isinstance(video, (list, tuple)) and all(self._is_frame(item) for item in video):
+                if hasattr(video, "ndim") and video.ndim == 4 or isinstance(video, (list, tuple)) and all(self._is_frame(item) for item in video):
                     result.append(list(video))
                 else:
                     raise ConfigError(f"cannot read a {type(video).__name__} as a video",
@@ -131,4 +129,4 @@ def frames_to_uint8(frames) -> np.ndarray:
     return array
 
 
-__all__ = ["VideoIQImageProcessorPil", "sample_frame_indices", "frames_to_uint8"]
+__all__ = ["VideoIQImageProcessorPil", "frames_to_uint8", "sample_frame_indices"]

@@ -30,7 +30,11 @@ from transformers.utils.generic import can_return_tuple
 
 from ...errors import ConfigError
 from ..loading import CheckedLoadingMixin
-from .configuration_videoiq import FULL_PRECISION_BITS, RESNET_STAGE_BLOCKS, VideoIQConfig
+from .configuration_videoiq import (
+    FULL_PRECISION_BITS,
+    RESNET_STAGE_BLOCKS,
+    VideoIQConfig,
+)
 
 FULL_PRECISION = "full"
 """`precision=FULL_PRECISION` runs the network unquantised (stage 1, and the distillation teacher)."""
@@ -679,7 +683,19 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
             "video_macs": float(model.classifier.in_features * model.classifier.out_features)}
 
 
-__all__ = ["VideoIQAnyPrecisionConv2d", "VideoIQSwitchableBatchNorm2d", "VideoIQResNet", "VideoIQPolicyNetwork",
-           "VideoIQPolicyEncoder", "VideoIQPolicyOutput", "VideoIQOutput", "VideoIQPreTrainedModel",
-           "VideoIQForVideoClassification", "quantize_weight", "pact", "bitops_weight", "measure_frame_costs",
-           "FULL_PRECISION"]
+__all__ = [
+    "FULL_PRECISION",
+    "VideoIQAnyPrecisionConv2d",
+    "VideoIQForVideoClassification",
+    "VideoIQOutput",
+    "VideoIQPolicyEncoder",
+    "VideoIQPolicyNetwork",
+    "VideoIQPolicyOutput",
+    "VideoIQPreTrainedModel",
+    "VideoIQResNet",
+    "VideoIQSwitchableBatchNorm2d",
+    "bitops_weight",
+    "measure_frame_costs",
+    "pact",
+    "quantize_weight",
+]

@@ -115,5 +115,11 @@ class VideoIQRecipe:
         return VideoIQConfig(num_frames=self.data.num_frames, image_size=self.data.image_size, **values, **labels)
 
 
-__all__ = ["VideoIQRecipe", "VideoIQDataRecipe", "VideoIQModelRecipe", "VideoIQStageRecipe",
-           "VideoIQAnyPrecisionRecipe", "VideoIQPolicyRecipe"]
+__all__ = [
+    "VideoIQAnyPrecisionRecipe",
+    "VideoIQDataRecipe",
+    "VideoIQModelRecipe",
+    "VideoIQPolicyRecipe",
+    "VideoIQRecipe",
+    "VideoIQStageRecipe",
+]

@@ -300,7 +300,12 @@ def video_step(mode):
 def summarise(model, gathered: dict) -> dict:
     """Top-1, video mAP (softmax scores against the one-hot label, the authors' `actnet_acc`), mean per-video costs,
     the share of each action, and (generated clips) the share of each action per frame kind."""
-    from ...metrics import classification_scores, classification_statistics, multilabel_scores, multilabel_statistics
+    from ...metrics import (
+        classification_scores,
+        classification_statistics,
+        multilabel_scores,
+        multilabel_statistics,
+    )
 
     config = model.config
     scores, labels = gathered["scores"].cpu(), gathered["labels"].cpu()
@@ -382,7 +387,7 @@ def train(recipe: VideoIQRecipe, options) -> Path:
     with Run(options, method="videoiq", seed=seed, recipe=recipe_to_dict(recipe)) as run:
         phases = build_phases(recipe, model, holder, options, len(train_set), run.accelerator.num_processes)
         datasets = {"train": train_set}
-        evaluate_fp = lambda trained: {"test": evaluate_mode(trained, test_set, collate,  # noqa: E731
+        evaluate_fp = lambda trained: {"test": evaluate_mode(trained, test_set, collate,
                                                              recipe.eval_batch_size, "full", run)}
         fp = run.train_stage("full-precision", model, phases["full-precision"], datasets, collate_fn=collate,
                              outputs=evaluate_fp)
@@ -444,6 +449,19 @@ def evaluate_run(run_dir, options=None) -> dict:
                                 for name, value in results.items()}}
 
 
-__all__ = ["train", "evaluate_run", "build_phases", "policy_losses", "distillation_loss", "efficiency_codebook",
-           "evaluate_mode", "full_comparison", "summarise", "VideoIQCollator", "load_datasets", "make_processor",
-           "PolicyBackboneClassifier", "STAGES"]
+__all__ = [
+    "STAGES",
+    "PolicyBackboneClassifier",
+    "VideoIQCollator",
+    "build_phases",
+    "distillation_loss",
+    "efficiency_codebook",
+    "evaluate_mode",
+    "evaluate_run",
+    "full_comparison",
+    "load_datasets",
+    "make_processor",
+    "policy_losses",
+    "summarise",
+    "train",
+]
