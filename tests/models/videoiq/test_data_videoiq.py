@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from effhub.data import load_dataset
-from effhub.data.video.clips import FRAME_KINDS, ClipConfig, generate_clips
+from effhub.data.video.clips import CLIPS_V1, FRAME_KINDS, ClipConfig, generate_clips
 from effhub.errors import DatasetError
 
 
@@ -18,6 +18,21 @@ def test_clips_are_deterministic_and_half_evidence():
     repeated = np.argwhere(first["frame_kind"] == FRAME_KINDS.index("repeated"))
     for clip, t in repeated:
         assert np.array_equal(first["frames"][clip, t], first["frames"][clip, t - 1])
+
+
+def test_frozen_generator_fingerprint():
+    """The generator the benchmark results were measured on: any change to CLIPS_V1 or to the drawing code changes
+    this fingerprint (then freeze a new version, keep this one readable, and re-run the benchmark)."""
+    import hashlib
+
+    assert CLIPS_V1.to_dict() == {"num_frames": 8, "size": 32, "evidence_fraction": 0.5, "noise": 0.05,
+                                  "min_radius": 8, "max_radius": 12, "stripe_period": 8, "blur": 4,
+                                  "occlusion": 0.85, "background": (0.0, 0.25), "stripe_contrast": 0.55}
+    clips = generate_clips(4, seed=0)
+    digest = hashlib.sha256()
+    for key in ("frames", "label", "frame_kind"):
+        digest.update(np.ascontiguousarray(clips[key]).tobytes())
+    assert digest.hexdigest() == "78dccdc78b378f27896b45cea3cc021d634bd62793543f7660f5155e0ff86ca6"
 
 
 def _fixture(root, name="activitynet"):
