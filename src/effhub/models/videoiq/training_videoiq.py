@@ -263,8 +263,9 @@ def recognition_parameters_and_pact(model):
 # -- evaluation ------------------------------------------------------------------------------------------------------
 def video_step(mode):
     """`step_fn` of `effhub.training.evaluate` for one evaluation `mode`: `"policy"` (the learned policy, dynamic),
-    `("uniform", bits)` or `"full"`, `("random", seed)` (a uniform random action per frame), `("actions", ids)`.
-    Returns per-video values (gathered, then combined by `summarise`)."""
+    `("uniform", bits)` or `"full"`, `("random", seed)` (a uniform random action per frame), `("sampled", seed,
+    shares)` (a random action per frame drawn with the given share of each action: a random policy as frequent in
+    each action as a learned one). Returns per-video values (gathered, then combined by `summarise`)."""
 
     def step(model, batch):
         pixel_values = batch["pixel_values"]
@@ -278,6 +279,13 @@ def video_step(mode):
                                                       + int(pixel_values.shape[0]))
             kwargs["actions"] = torch.randint(0, model.config.num_actions, pixel_values.shape[:2],
                                               generator=generator).to(pixel_values.device)
+        elif isinstance(mode, tuple) and mode[0] == "sampled":
+            generator = torch.Generator().manual_seed(int(mode[1]) + int(batch["labels"].sum()) * 7919
+                                                      + int(pixel_values.shape[0]))
+            shares = torch.as_tensor(mode[2], dtype=torch.float64)
+            drawn = torch.multinomial(shares, pixel_values.shape[0] * pixel_values.shape[1], replacement=True,
+                                      generator=generator)
+            kwargs["actions"] = drawn.view(pixel_values.shape[:2]).to(pixel_values.device)
         output = model(pixel_values=pixel_values, **kwargs)
         if output.policy is not None:
             actions = output.policy.argmax(-1)
