@@ -1,7 +1,7 @@
 """`python -m benchmarks [--quick] videoiq`: VideoIQ (Sun et al., ICCV 2021, arXiv 2108.10394) on the generated clips.
 
-One run of the three training stages (the demo recipe; the full benchmark trains longer on more clips and tests on
-2000 clips), then:
+One run of the three training stages (the demo recipe; the full benchmark tests on 2000 clips, `--quick` on the
+demo's 512), or an existing run (`--from-run`), then:
 
 1. Accuracy against average cost, both measures (exact BitOPs and the paper's GFLOPs proxy), as ratios against the
    full-precision network measured in the same run: the learned policy (dynamic inference), every uniform bit-width
@@ -34,9 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
-# the full benchmark: the demo recipe trained longer on more clips, tested on 2000 clips
-FULL_OVERRIDES = ["data.train_clips=2048", "data.test_clips=2000", "full_precision.steps=400",
-                  "policy_backbone.steps=100", "any_precision.steps=200", "policy.steps=250"]
+# the full benchmark: the demo recipe, tested on 2000 clips
+FULL_OVERRIDES = ["data.test_clips=2000"]
 QUICK_OVERRIDES: list[str] = []
 
 
@@ -136,11 +135,14 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-clips", type=int, default=16)
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="keep the trained run here (default: a temporary folder)")
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="benchmark this finished run (its recipe, overrides applied to the test data only)")
     args = parser.parse_args(argv)
 
     import torch
 
     from effhub.models.videoiq import VideoIQForVideoClassification
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
     from effhub.models.videoiq.training_videoiq import (
         VideoIQCollator,
         evaluate_mode,
@@ -148,20 +150,28 @@ def main(argv=None) -> int:
         make_processor,
         train,
     )
-    from effhub.recipes import load_recipe
+    from effhub.recipes import load_recipe, recipe_to_dict
     from effhub.training import RunOptions
 
     overrides = (QUICK_OVERRIDES if args.quick else FULL_OVERRIDES) + args.overrides
-    recipe = load_recipe("videoiq", "demo", overrides)
     output = args.output or RESULTS_DIR / ("videoiq-quick.json" if args.quick else "videoiq.json")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
-        run_dir = args.run_dir or Path(workdir) / "run"
-        print(f"-- training the three stages ({'demo recipe' if args.quick else 'benchmark recipe'}) into {run_dir}",
-              flush=True)
-        train(recipe, RunOptions(output_dir=run_dir, progress=False))
-        train_seconds = time.perf_counter() - started
-        model = VideoIQForVideoClassification.from_pretrained(run_dir).eval()
+    if args.from_run is not None:
+        from effhub.recipes import apply_overrides, build_dataclass
+        from effhub.training import RunLayout
+
+        info = RunLayout(args.from_run).read_run_info()
+        recipe = build_dataclass(VideoIQRecipe, apply_overrides(info["recipe"], overrides))
+        model = VideoIQForVideoClassification.from_pretrained(args.from_run).eval()
+        train_seconds = None
+    else:
+        recipe = load_recipe("videoiq", "demo", overrides)
+        with tempfile.TemporaryDirectory() as workdir:
+            run_dir = args.run_dir or Path(workdir) / "run"
+            print(f"-- training the three stages into {run_dir}", flush=True)
+            train(recipe, RunOptions(output_dir=run_dir, progress=False))
+            train_seconds = time.perf_counter() - started
+            model = VideoIQForVideoClassification.from_pretrained(run_dir).eval()
     _, test_set, _ = load_datasets(recipe)
     collate = VideoIQCollator(make_processor(recipe))
     batch_size = recipe.eval_batch_size
@@ -206,6 +216,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch "
                    f"threads, {platform.system()}",
         "quick": args.quick, "recipe": "demo", "overrides": overrides, "seed": recipe.seed,
+        "from_run": args.from_run is not None, "recipe_used": recipe_to_dict(recipe),
         "test_clips": len(test_set), "train_seconds": train_seconds,
         "evaluations": evaluations, "uniform_curve": curves, "policy_minus_full_top1": gap,
         "policy_minus_matched_random_top1": policy["top1"] - matched["top1"], "timing": timing,

@@ -18,10 +18,10 @@ from tests.model_tester import EffhubModelTesterMixin
 
 
 def tiny_config(**kwargs):
-    values = dict(num_frames=4, image_size=16, backbone_depth=18, base_width=4, stem_stride=2,
-                  policy_backbone="small", policy_width_multiplier=0.25, policy_image_size=16,
-                  policy_feature_size=16, policy_hidden_size=8, num_labels=5, bit_width_family=[32, 4, 2],
-                  skip_list=[1, 2])
+    values = {"num_frames": 4, "image_size": 16, "backbone_depth": 18, "base_width": 4, "stem_stride": 2,
+              "policy_backbone": "small", "policy_width_multiplier": 0.25, "policy_image_size": 16,
+              "policy_feature_size": 16, "policy_hidden_size": 8, "num_labels": 5, "bit_width_family": [32, 4, 2],
+              "skip_list": [1, 2]}
     values.update(kwargs)
     return VideoIQConfig(**values)
 
