@@ -202,6 +202,12 @@ def main(argv=None) -> int:
     pixel_values = collate(clips)["pixel_values"]
     timing = cpu_times(model, pixel_values, args.timing_repeats or (5 if args.quick else 15))
 
+    costs = model.frame_costs()
+    policy_macs = config.num_frames * costs["policy_macs"] + costs["policy_video_macs"]
+    policy_cost = {"macs": policy_macs, "bitops": policy_macs * 32 * 32, "macs_vs_full": policy_macs / full["macs"],
+                   "bitops_vs_full": policy_macs * 32 * 32 / full["bitops"],
+                   "share_of_policy_bitops": policy_macs * 32 * 32 / policy["bitops"]}
+
     gap = policy["top1"] - full["top1"]
     targets = {
         "policy_above_uniform_curve_bitops": curves["bitops"]["above"],
@@ -220,6 +226,7 @@ def main(argv=None) -> int:
         "test_clips": len(test_set), "train_seconds": train_seconds,
         "evaluations": evaluations, "uniform_curve": curves, "policy_minus_full_top1": gap,
         "policy_minus_matched_random_top1": policy["top1"] - matched["top1"], "timing": timing,
+        "policy_network_cost": policy_cost,
         "targets": targets, "seconds": time.perf_counter() - started,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -240,11 +247,15 @@ def main(argv=None) -> int:
         print(f"uniform curve at the policy's {measure}: top-1 {curve['reference_top1']:.3f}"
               f"{' (below the cheapest uniform point: compared with it)' if curve['top1'] is None else ''}; "
               f"policy {policy['top1']:.3f} ({curve['margin']:+.3f})")
+    print(f"policy network per video (full precision, counted in the policy's row): "
+          f"{policy_cost['bitops'] / 1e9:.3f} GBitOPs = {policy_cost['bitops_vs_full']:.3f} of full precision's "
+          f"BitOPs, {policy_cost['share_of_policy_bitops']:.0%} of the policy row's")
     per_clip = timing["seconds_per_clip"]
     print(f"\n(2, 3) CPU ms per clip (batch of {timing['clips_per_call']}, median of {timing['repeats']}, load "
           f"{timing['load_average'][0]:.1f})")
     print(_table([("path", "ms per clip", "vs full precision")] + [
-        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}") for name, value in per_clip.items()]))
+        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}")
+        for name, value in per_clip.items()]))
     print(f"policy share of dynamic time {timing['policy_share_of_dynamic']:.0%}; executed frames "
           f"{timing['executed_frame_share']:.0%}")
     print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))
