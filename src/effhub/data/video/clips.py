@@ -84,7 +84,7 @@ CLIPS_V1 = ClipConfig()
 """The generator parameters frozen before the first benchmark run (8 frames of 32 x 32, 50% evidence, stripes of
 period 8 on objects of radius 8-12). A test pins a fingerprint of the clips it draws. (Earlier, never released
 parameters, stripes of period 4 on objects of radius 6-10 with the dark stripes near the background's grey, were too
-hard for the demo's network to learn in its step budget.)"""
+hard for a small network to learn in a few hundred steps.)"""
 
 
 def _shape_mask(shape: int, offset_y: np.ndarray, offset_x: np.ndarray, radius: int) -> np.ndarray:
