@@ -5,7 +5,7 @@ VENV ?= .venv
 # e.g. `make test TORCH_SPEC="torch==2.14.1"` (or a --index-url of their choice in PIP_TORCH_ARGS).
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
-EXTRAS ?= test,plots,tracking
+EXTRAS ?= test,plots,tracking,video
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.effhub-installed
 PYTEST_ARGS ?=

@@ -9,7 +9,7 @@ import effhub
 PACKAGE = Path(effhub.__file__).resolve().parent
 SHARED = ("training", "data", "metrics", "hub")
 # readers of the authors' on-disk formats, which name the authors' code where they follow it
-READERS = {"data/dense/nyuv2.py", "data/dense/cityscapes.py", "data/dense/taskonomy.py"}
+READERS = {"data/dense/nyuv2.py", "data/dense/cityscapes.py", "data/dense/taskonomy.py", "data/video/frames.py"}
 # words that are a method's name and also plain words in a file: the caption world's size adjective "tiny"
 PLAIN_WORDS = {("data/captions/world.py", "tiny")}
 SUFFIXES = {".py", ".md", ".html", ".js", ".css", ".json", ".yaml"}

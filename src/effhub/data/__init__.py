@@ -2,7 +2,8 @@
 
 `effhub.data.dense` holds the dense multi-task data (one sample schema, collator, augmentation, the generated scenes
 and the NYU-v2, CityScapes and Taskonomy readers), `effhub.data.captions` the generated image-caption world and
-`effhub.data.classification` the generated classification images. :data:`DATASETS` names every data set that
+`effhub.data.classification` the generated classification images, `effhub.data.video` the generated clips
+and the frame-folder video readers. :data:`DATASETS` names every data set that
 :func:`load_dataset` reads by name.
 
 Kept light: importing `effhub.data` loads nothing heavy; each name below is imported from its module on first use.
@@ -36,6 +37,12 @@ _LAZY = {
     # classification images
     "BlobsConfig": "classification.blobs",
     "build_blobs_dataset": "classification.blobs",
+    # video clips
+    "ClipConfig": "video.clips",
+    "CLIPS_V1": "video.clips",
+    "load_clips": "video.clips",
+    "load_frame_folder_dataset": "video.frames",
+    "read_video_file": "video.decode",
 }
 
 
@@ -60,6 +67,11 @@ DATASETS: dict[str, DatasetEntry] = {
     "nyuv2": DatasetEntry("dense", "effhub.data.dense.nyuv2:load_nyuv2"),
     "cityscapes": DatasetEntry("dense", "effhub.data.dense.cityscapes:load_cityscapes"),
     "taskonomy": DatasetEntry("dense", "effhub.data.dense.taskonomy:load_taskonomy"),
+    "clips": DatasetEntry("video", "effhub.data.video.clips:load_clips", generated=True),
+    "activitynet": DatasetEntry("video", "effhub.data.video.frames:load_activitynet"),
+    "fcvid": DatasetEntry("video", "effhub.data.video.frames:load_fcvid"),
+    "mini-kinetics": DatasetEntry("video", "effhub.data.video.frames:load_mini_kinetics"),
+    "mini-sports1m": DatasetEntry("video", "effhub.data.video.frames:load_mini_sports1m"),
 }
 """Every data set :func:`load_dataset` reads by name: name -> kind and reader."""
 

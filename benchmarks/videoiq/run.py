@@ -1,0 +1,267 @@
+"""`python -m benchmarks [--quick] videoiq`: VideoIQ (Sun et al., ICCV 2021, arXiv 2108.10394) on the generated clips.
+
+One run of the three training stages (the demo recipe; the full benchmark tests on 2000 clips, `--quick` on the
+demo's 512), or an existing run (`--from-run`), then:
+
+1. Accuracy against average cost, both measures (exact BitOPs and the paper's GFLOPs proxy), as ratios against the
+   full-precision network measured in the same run: the learned policy (dynamic inference), every uniform bit-width
+   of the family, the unquantised network, a uniform random policy (every action equally likely) and a random policy
+   with the learned policy's share of each action (the same average cost, no frame-by-frame choice). The uniform
+   curve at the policy's cost is the linear interpolation between neighbouring uniform points (mixing two precisions
+   over videos reaches any point between them).
+2. CPU time per clip of dynamic inference (policy included) against the full-precision backbone on every frame, and
+   the full-precision backbone on only the frames the policy executes (what skipping alone would give). No 8-bit
+   kernels are used here (the family is 32/4/2 and the lower bit-widths run in float simulation, which costs more
+   than float itself): any saving comes from skips.
+3. The policy network's share of the dynamic inference time.
+
+The machine is shared: timings are medians of interleaved repeats and the load average is recorded with them.
+Writes a table to stdout and `benchmarks/results/videoiq.json` (`videoiq-quick.json` with `--quick`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+# the full benchmark: the demo recipe, tested on 2000 clips
+FULL_OVERRIDES = ["data.test_clips=2000"]
+QUICK_OVERRIDES: list[str] = []
+
+
+def uniform_curve(points: list[tuple[float, float]], cost: float) -> dict:
+    """Top-1 of the uniform-precision curve at `cost`: linear interpolation between the neighbouring uniform points
+    `(cost, top1)`; below the cheapest point the curve does not exist (`None`, with the cheapest point)."""
+    points = sorted(points)
+    if cost < points[0][0]:
+        return {"top1": None, "cheapest": {"cost": points[0][0], "top1": points[0][1]}}
+    for (low_cost, low_top1), (high_cost, high_top1) in itertools.pairwise(points):
+        if low_cost <= cost <= high_cost:
+            share = (cost - low_cost) / (high_cost - low_cost) if high_cost > low_cost else 1.0
+            return {"top1": low_top1 + share * (high_top1 - low_top1)}
+    return {"top1": max(top1 for _, top1 in points)}  # above the dearest point: the best uniform accuracy
+
+
+def above_curve(policy_top1: float, policy_cost: float, points: list[tuple[float, float]]) -> dict:
+    """Whether the policy lies above the uniform curve at its own cost (below the cheapest uniform point: whether it
+    is also more accurate than that point, i.e. dominates it)."""
+    curve = uniform_curve(points, policy_cost)
+    reference = curve["top1"] if curve["top1"] is not None else curve["cheapest"]["top1"]
+    return {**curve, "reference_top1": reference, "margin": policy_top1 - reference, "above": policy_top1 > reference}
+
+
+def _median_seconds(functions: dict, repeats: int) -> dict[str, float]:
+    """Median wall time of each function, calls interleaved so that load drift hits all alike."""
+    runs = {name: [] for name in functions}
+    for function in functions.values():
+        function()  # warm-up
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            runs[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def cpu_times(model, pixel_values, repeats: int) -> dict:
+    """Seconds per clip: full precision on every frame, dynamic inference (policy + each frame at its precision),
+    the policy alone, the full-precision backbone on only the frames the policy executes, and uniform lowest
+    bit-width (float simulation of the quantisers)."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        actions = model(pixel_values).policy.argmax(-1)
+    executed = (actions < model.config.num_precisions).reshape(-1)
+    flat = pixel_values.flatten(0, 1)
+    batch = pixel_values.shape[0]
+
+    def full():
+        model(pixel_values, precision="full")
+
+    def dynamic():
+        model(pixel_values)
+
+    def policy():
+        model.policy(pixel_values)
+
+    def full_on_executed():
+        features = model.frame_features(flat[executed], None)
+        padded = features.new_zeros(flat.shape[0], features.shape[1])
+        padded[executed] = features
+        model.classify(padded.view(batch, pixel_values.shape[1], -1),
+                       executed.view(batch, -1).to(features.dtype))
+
+    def lowest():
+        model(pixel_values, precision=model.config.bit_width_family[-1])
+
+    functions = {"full_precision": full, "dynamic": dynamic, "policy": policy,
+                 "full_precision_on_executed_frames": full_on_executed, "uniform_lowest_simulated": lowest}
+    with torch.no_grad():
+        seconds = _median_seconds(functions, repeats)
+    per_clip = {name: value / batch for name, value in seconds.items()}
+    return {"seconds_per_clip": per_clip, "clips_per_call": batch, "repeats": repeats,
+            "executed_frame_share": float(executed.float().mean()),
+            "dynamic_vs_full": per_clip["dynamic"] / per_clip["full_precision"],
+            "skip_only_vs_full": per_clip["full_precision_on_executed_frames"] / per_clip["full_precision"],
+            "policy_share_of_dynamic": per_clip["policy"] / per_clip["dynamic"],
+            "load_average": list(os.getloadavg())}
+
+
+def _table(rows: list[tuple]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks videoiq", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the demo recipe as shipped (a few minutes)")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="extra recipe overrides (key=value), applied after the benchmark's")
+    parser.add_argument("--timing-repeats", type=int, default=None)
+    parser.add_argument("--timing-clips", type=int, default=16)
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="keep the trained run here (default: a temporary folder)")
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="benchmark this finished run (its recipe, overrides applied to the test data only)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from effhub.models.videoiq import VideoIQForVideoClassification
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
+    from effhub.models.videoiq.training_videoiq import (
+        VideoIQCollator,
+        evaluate_mode,
+        load_datasets,
+        make_processor,
+        train,
+    )
+    from effhub.recipes import load_recipe, recipe_to_dict
+    from effhub.training import RunOptions
+
+    overrides = (QUICK_OVERRIDES if args.quick else FULL_OVERRIDES) + args.overrides
+    output = args.output or RESULTS_DIR / ("videoiq-quick.json" if args.quick else "videoiq.json")
+    started = time.perf_counter()
+    if args.from_run is not None:
+        from effhub.recipes import apply_overrides, build_dataclass
+        from effhub.training import RunLayout
+
+        info = RunLayout(args.from_run).read_run_info()
+        recipe = build_dataclass(VideoIQRecipe, apply_overrides(info["recipe"], overrides))
+        model = VideoIQForVideoClassification.from_pretrained(args.from_run).eval()
+        train_seconds = None
+    else:
+        recipe = load_recipe("videoiq", "demo", overrides)
+        with tempfile.TemporaryDirectory() as workdir:
+            run_dir = args.run_dir or Path(workdir) / "run"
+            print(f"-- training the three stages into {run_dir}", flush=True)
+            train(recipe, RunOptions(output_dir=run_dir, progress=False))
+            train_seconds = time.perf_counter() - started
+            model = VideoIQForVideoClassification.from_pretrained(run_dir).eval()
+    _, test_set, _ = load_datasets(recipe)
+    collate = VideoIQCollator(make_processor(recipe))
+    batch_size = recipe.eval_batch_size
+    config = model.config
+    print(f"-- evaluating on {len(test_set)} test clips", flush=True)
+    evaluations = {"policy": evaluate_mode(model, test_set, collate, batch_size, "policy")}
+    for bits in config.bit_width_family:
+        evaluations[f"uniform {bits}-bit"] = evaluate_mode(model, test_set, collate, batch_size, ("uniform", bits))
+    evaluations["full precision"] = evaluate_mode(model, test_set, collate, batch_size, "full")
+    evaluations["random policy (uniform actions)"] = evaluate_mode(model, test_set, collate, batch_size,
+                                                                   ("random", recipe.seed))
+    shares = [evaluations["policy"]["action_share"][name] for name in config.action_names]
+    evaluations["random policy (policy's action shares)"] = evaluate_mode(
+        model, test_set, collate, batch_size, ("sampled", recipe.seed + 1, shares))
+    full = evaluations["full precision"]
+    for value in evaluations.values():
+        value["bitops_vs_full"] = value["bitops"] / full["bitops"]
+        value["proxy_vs_full"] = value["gflops_proxy"] / full["gflops_proxy"]
+        value["macs_vs_full"] = value["macs"] / full["macs"]
+
+    policy = evaluations["policy"]
+    uniform = [evaluations[f"uniform {bits}-bit"] for bits in config.bit_width_family]
+    curves = {measure: above_curve(policy["top1"], policy[measure], [(u[measure], u["top1"]) for u in uniform])
+              for measure in ("bitops", "gflops_proxy")}
+    matched = evaluations["random policy (policy's action shares)"]
+
+    clips = [test_set[index] for index in range(min(args.timing_clips, len(test_set)))]
+    pixel_values = collate(clips)["pixel_values"]
+    timing = cpu_times(model, pixel_values, args.timing_repeats or (5 if args.quick else 15))
+
+    costs = model.frame_costs()
+    policy_macs = config.num_frames * costs["policy_macs"] + costs["policy_video_macs"]
+    policy_cost = {"macs": policy_macs, "bitops": policy_macs * 32 * 32, "macs_vs_full": policy_macs / full["macs"],
+                   "bitops_vs_full": policy_macs * 32 * 32 / full["bitops"],
+                   "share_of_policy_bitops": policy_macs * 32 * 32 / policy["bitops"]}
+
+    gap = policy["top1"] - full["top1"]
+    targets = {
+        "policy_above_uniform_curve_bitops": curves["bitops"]["above"],
+        "policy_above_uniform_curve_proxy": curves["gflops_proxy"]["above"],
+        "policy_within_0.5_points_of_full_precision_at_half_its_bitops":
+            gap >= -0.005 and policy["bitops_vs_full"] <= 0.5,
+        "cpu_time_at_least_40pct_less_at_matched_accuracy": timing["dynamic_vs_full"] <= 0.6 and gap >= -0.005,
+        "policy_above_random_policy_with_its_action_shares": policy["top1"] > matched["top1"],
+    }
+    result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch "
+                   f"threads, {platform.system()}",
+        "quick": args.quick, "recipe": "demo", "overrides": overrides, "seed": recipe.seed,
+        "from_run": args.from_run is not None, "recipe_used": recipe_to_dict(recipe),
+        "test_clips": len(test_set), "train_seconds": train_seconds,
+        "evaluations": evaluations, "uniform_curve": curves, "policy_minus_full_top1": gap,
+        "policy_minus_matched_random_top1": policy["top1"] - matched["top1"], "timing": timing,
+        "policy_network_cost": policy_cost,
+        "targets": targets, "seconds": time.perf_counter() - started,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from effhub.atomic import atomic_write_json
+
+    atomic_write_json(output, json.loads(json.dumps(result)))
+
+    print(f"\n(1) accuracy against average cost per video, {len(test_set)} test clips; ratios against full precision")
+    print(_table([("configuration", "top-1", "mAP", "GBitOPs", "BitOPs/FP", "GFLOPs proxy", "proxy/FP")] + [
+        (name, f"{v['top1']:.3f}", f"{v['mAP']:.3f}", f"{v['bitops'] / 1e9:.3f}", f"{v['bitops_vs_full']:.3f}",
+         f"{v['gflops_proxy']:.4f}", f"{v['proxy_vs_full']:.3f}") for name, v in evaluations.items()]))
+    print("policy actions: " + ", ".join(f"{name} {share:.0%}" for name, share in policy["action_share"].items()))
+    if "action_share_by_frame_kind" in policy:
+        print(_table([("frame kind", *config.action_names)] + [
+            (kind, *(f"{share[name]:.0%}" for name in config.action_names))
+            for kind, share in policy["action_share_by_frame_kind"].items()]))
+    for measure, curve in curves.items():
+        print(f"uniform curve at the policy's {measure}: top-1 {curve['reference_top1']:.3f}"
+              f"{' (below the cheapest uniform point: compared with it)' if curve['top1'] is None else ''}; "
+              f"policy {policy['top1']:.3f} ({curve['margin']:+.3f})")
+    print(f"policy network per video (full precision, counted in the policy's row): "
+          f"{policy_cost['bitops'] / 1e9:.3f} GBitOPs = {policy_cost['bitops_vs_full']:.3f} of full precision's "
+          f"BitOPs, {policy_cost['share_of_policy_bitops']:.0%} of the policy row's")
+    per_clip = timing["seconds_per_clip"]
+    print(f"\n(2, 3) CPU ms per clip (batch of {timing['clips_per_call']}, median of {timing['repeats']}, load "
+          f"{timing['load_average'][0]:.1f})")
+    print(_table([("path", "ms per clip", "vs full precision")] + [
+        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}")
+        for name, value in per_clip.items()]))
+    print(f"policy share of dynamic time {timing['policy_share_of_dynamic']:.0%}; executed frames "
+          f"{timing['executed_frame_share']:.0%}")
+    print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))
+    print(f"written {output} in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,701 @@
+"""VideoIQ (Sun et al., ICCV 2021, arXiv 2108.10394): dynamic per-frame quantisation for efficient video recognition.
+
+- **Any-precision operations** shared by every bit-width of the family: DoReFa weights quantised at the family's top
+  bit-width, lower bit-widths by truncating least-significant bits of the same integer weights (one weight tensor
+  serves all precisions, re-aligned to the top bit-width's mean), PACT activations with one clip value per
+  bit-width, one BatchNorm per bit-width, straight-through gradients. The stem convolution and the classifier stay at
+  full precision.
+- **Recognition network**: a TSN-style 2D ResNet (18 or 50) over the T frames; frame features are averaged over the
+  frames that were not skipped, then dropout and a linear classifier.
+- **Policy network**: a light CNN (MobileNetV2, or a smaller variant) on downsampled frames feeding an LSTM cell; per
+  frame one action among the bit-widths and the skips, sampled with hard Gumbel-softmax while training (argmax at
+  inference). "Skip s" skips the current frame and the next s - 1, which carry the LSTM state and the decision over.
+- **Dynamic inference**: after the policy pass, frames are grouped by their action and each group runs once at its
+  precision; skipped frames are not computed at all. Per video the model reports multiply-adds, exact BitOPs (per
+  layer: weight bits x activation bits x multiply-adds) and the paper's GFLOPs proxy (codebook c_b = min(b, 8)^2 / 64).
+
+A clean re-implementation from the paper and the facts gathered about the authors' code (which carries no licence).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from ...errors import ConfigError
+from ..loading import CheckedLoadingMixin
+from .configuration_videoiq import (
+    FULL_PRECISION_BITS,
+    RESNET_STAGE_BLOCKS,
+    VideoIQConfig,
+)
+
+FULL_PRECISION = "full"
+"""`precision=FULL_PRECISION` runs the network unquantised (stage 1, and the distillation teacher)."""
+
+
+# -- quantisers ------------------------------------------------------------------------------------------------------
+def quantize_weight(weight: torch.Tensor, bits: int | None, top_bits: int) -> torch.Tensor:
+    """DoReFa weights with LSB truncation (straight-through gradients).
+
+    `w~ = tanh(w) / (2 max|tanh(w)|) + 0.5` is quantised to `q_K = round((2^K - 1) w~)` at the family's top
+    bit-width K; bit-width k < K keeps the top k bits, `q_k = floor(q_K / 2^(K-k)) 2^(K-k)`, rescaled so that its
+    mean equals q_K's. The result is mapped to `2 q / (2^K - 1) - 1` in [-1, 1]. `bits=None` gives the unquantised
+    `2 w~ - 1` (full precision).
+
+    Args:
+        weight (`torch.Tensor`): the shared full-precision weight.
+        bits (`int`, *optional*): the bit-width k (None: full precision).
+        top_bits (`int`): the family's top bit-width K.
+    """
+    normalised = torch.tanh(weight)
+    normalised = normalised / (2 * normalised.abs().max().clamp_min(1e-12)) + 0.5
+    if bits is None:
+        return 2 * normalised - 1
+    with torch.no_grad():
+        levels = float(2 ** top_bits - 1)
+        top = torch.round(normalised.detach().double() * levels)
+        if bits < top_bits:
+            step = float(2 ** (top_bits - bits))
+            truncated = torch.floor(top / step) * step
+            truncated = truncated * (top.mean() / truncated.mean().clamp_min(1e-12))
+        else:
+            truncated = top
+        quantised = (truncated / levels).to(normalised.dtype)
+    return 2 * (normalised + (quantised - normalised).detach()) - 1
+
+
+def pact(inputs: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> torch.Tensor:
+    """PACT activation quantisation: `round(clamp(x, 0, alpha) (2^k - 1) / alpha) alpha / (2^k - 1)`.
+
+    Gradients pass straight through inside [0, alpha]; alpha's gradient is the sum of the upstream gradients where
+    x > alpha. `bits=None` or 32 clip without rounding.
+    """
+    clipped = torch.minimum(F.relu(inputs), alpha)
+    if bits is None or bits >= FULL_PRECISION_BITS:
+        return clipped
+    scale = (2 ** bits - 1) / alpha.detach().clamp_min(1e-8)
+    rounded = torch.round(clipped * scale) / scale
+    return clipped + (rounded - clipped).detach()
+
+
+# -- any-precision layers --------------------------------------------------------------------------------------------
+class VideoIQAnyPrecisionConv2d(nn.Conv2d):
+    """A convolution whose input activations (PACT, one clip value per bit-width) and weights (DoReFa with LSB
+    truncation) are quantised to the bit-width chosen at call time; one weight tensor serves every bit-width.
+
+    Args:
+        bit_width_family (`list[int]`): the bit-widths, highest first.
+        args, kwargs: those of `nn.Conv2d` (no bias).
+    """
+
+    def __init__(self, bit_width_family: list[int], *args, **kwargs):
+        super().__init__(*args, bias=False, **kwargs)
+        self.bit_width_family = list(bit_width_family)
+        # one clip value per bit-width (separate parameters: the recipe gives each bit-width its own LR and decay)
+        self.pact_alpha = nn.ParameterList(nn.Parameter(torch.empty(())) for _ in self.bit_width_family)
+        self.last_bits = FULL_PRECISION_BITS  # the bit-width of the latest call (read by the BitOPs counter)
+
+    def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
+        """Run at the family's `precision`-th bit-width (None: full precision, clip value of the top bit-width)."""
+        bits = None if precision is None else self.bit_width_family[precision]
+        self.last_bits = FULL_PRECISION_BITS if bits is None else bits
+        alpha = self.pact_alpha[0 if precision is None else precision]
+        weight = quantize_weight(self.weight, bits, self.bit_width_family[0])
+        return F.conv2d(pact(inputs, alpha, bits), weight, None, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class VideoIQSwitchableBatchNorm2d(nn.Module):
+    """One BatchNorm per bit-width (full precision uses the top bit-width's)."""
+
+    def __init__(self, num_precisions: int, channels: int):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(num_precisions))
+
+    def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
+        return self.norms[0 if precision is None else precision](inputs)
+
+
+class VideoIQBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, family: list[int], in_channels: int, channels: int, stride: int):
+        super().__init__()
+        count = len(family)
+        self.conv1 = VideoIQAnyPrecisionConv2d(family, in_channels, channels, 3, stride=stride, padding=1)
+        self.bn1 = VideoIQSwitchableBatchNorm2d(count, channels)
+        self.conv2 = VideoIQAnyPrecisionConv2d(family, channels, channels, 3, padding=1)
+        self.bn2 = VideoIQSwitchableBatchNorm2d(count, channels)
+        self.downsample = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, channels, 1, stride=stride)
+            self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, channels)
+
+    def forward(self, inputs, precision=None):
+        hidden = F.relu(self.bn1(self.conv1(inputs, precision), precision))
+        hidden = self.bn2(self.conv2(hidden, precision), precision)
+        shortcut = inputs if self.downsample is None else \
+            self.downsample_bn(self.downsample(inputs, precision), precision)
+        return F.relu(hidden + shortcut)
+
+
+class VideoIQBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, family: list[int], in_channels: int, channels: int, stride: int):
+        super().__init__()
+        count, out_channels = len(family), channels * self.expansion
+        self.conv1 = VideoIQAnyPrecisionConv2d(family, in_channels, channels, 1)
+        self.bn1 = VideoIQSwitchableBatchNorm2d(count, channels)
+        self.conv2 = VideoIQAnyPrecisionConv2d(family, channels, channels, 3, stride=stride, padding=1)
+        self.bn2 = VideoIQSwitchableBatchNorm2d(count, channels)
+        self.conv3 = VideoIQAnyPrecisionConv2d(family, channels, out_channels, 1)
+        self.bn3 = VideoIQSwitchableBatchNorm2d(count, out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, out_channels, 1, stride=stride)
+            self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, out_channels)
+
+    def forward(self, inputs, precision=None):
+        hidden = F.relu(self.bn1(self.conv1(inputs, precision), precision))
+        hidden = F.relu(self.bn2(self.conv2(hidden, precision), precision))
+        hidden = self.bn3(self.conv3(hidden, precision), precision)
+        shortcut = inputs if self.downsample is None else \
+            self.downsample_bn(self.downsample(inputs, precision), precision)
+        return F.relu(hidden + shortcut)
+
+
+class VideoIQResNet(nn.Module):
+    """The any-precision recognition backbone: a full-precision stem, then four stages of any-precision residual
+    blocks, then global average pooling. `forward(frames, precision)` gives one feature vector per frame."""
+
+    def __init__(self, config: VideoIQConfig):
+        super().__init__()
+        family, width = config.bit_width_family, config.base_width
+        if config.stem_stride == 4:
+            self.stem_conv = nn.Conv2d(config.num_channels, width, 7, stride=2, padding=3, bias=False)
+        else:
+            self.stem_conv = nn.Conv2d(config.num_channels, width, 3, stride=config.stem_stride, padding=1,
+                                       bias=False)
+        self.stem_bn = nn.BatchNorm2d(width)
+        self.stem_pool = config.stem_stride == 4
+        block = VideoIQBottleneck if config.backbone_depth == 50 else VideoIQBasicBlock
+        blocks, in_channels = [], width
+        for stage, count in enumerate(RESNET_STAGE_BLOCKS[config.backbone_depth]):
+            channels = width * 2 ** stage
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(block(family, in_channels, channels, stride))
+                in_channels = channels * block.expansion
+        self.blocks = nn.ModuleList(blocks)
+        self.num_features = in_channels
+
+    def forward(self, frames: torch.Tensor, precision: int | None = None) -> torch.Tensor:
+        hidden = F.relu(self.stem_bn(self.stem_conv(frames)))
+        if self.stem_pool:
+            hidden = F.max_pool2d(hidden, 3, stride=2, padding=1)
+        for block in self.blocks:
+            hidden = block(hidden, precision)
+        return hidden.mean(dim=(2, 3))
+
+
+# -- policy network --------------------------------------------------------------------------------------------------
+MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                         (6, 320, 1, 1))
+"""MobileNetV2's inverted-residual stages: (expansion, channels, repeats, first stride)."""
+SMALL_SETTINGS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2))
+"""The `small` policy encoder: MobileNetV2's first three stages with expansion 4."""
+
+
+def _divisible(value: float, divisor: int = 8) -> int:
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+class VideoIQInvertedResidual(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = in_channels * expansion
+        layers = []
+        if expansion != 1:
+            layers += [nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+                   nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
+                   nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        self.layers = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, inputs):
+        output = self.layers(inputs)
+        return inputs + output if self.residual else output
+
+
+class VideoIQPolicyEncoder(nn.Module):
+    """MobileNetV2 (or its small variant) features of one frame: conv stem, inverted residuals, a 1x1 conv to
+    `policy_feature_size` channels, global average pooling."""
+
+    def __init__(self, config: VideoIQConfig):
+        super().__init__()
+        multiplier = config.policy_width_multiplier
+        settings = MOBILENET_V2_SETTINGS if config.policy_backbone == "mobilenet_v2" else SMALL_SETTINGS
+        first = _divisible((32 if config.policy_backbone == "mobilenet_v2" else 16) * multiplier)
+        layers = [nn.Conv2d(config.num_channels, first, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(first),
+                  nn.ReLU6(inplace=True)]
+        in_channels = first
+        for expansion, channels, repeats, stride in settings:
+            out_channels = _divisible(channels * multiplier)
+            for index in range(repeats):
+                layers.append(VideoIQInvertedResidual(in_channels, out_channels, stride if index == 0 else 1,
+                                                      expansion))
+                in_channels = out_channels
+        layers += [nn.Conv2d(in_channels, config.policy_feature_size, 1, bias=False),
+                   nn.BatchNorm2d(config.policy_feature_size), nn.ReLU6(inplace=True)]
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.features(frames).mean(dim=(2, 3))
+
+
+@dataclass
+class VideoIQPolicyOutput(ModelOutput):
+    """Output of [`VideoIQPolicyNetwork`].
+
+    Args:
+        actions (`torch.FloatTensor` of shape `(batch_size, num_frames, num_actions)`): one-hot decision per frame
+            (hard Gumbel-softmax with straight-through gradients when sampling).
+        logprobs (`torch.FloatTensor` of shape `(batch_size, num_frames, num_actions)`): the policy's log-softmax.
+        decided (`torch.BoolTensor` of shape `(batch_size, num_frames)`): the frame's action was decided there (False
+            for the frames a longer skip carried over).
+        aux_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*): the auxiliary classifier.
+    """
+
+    actions: torch.FloatTensor | None = None
+    logprobs: torch.FloatTensor | None = None
+    decided: torch.BoolTensor | None = None
+    aux_logits: torch.FloatTensor | None = None
+
+
+class VideoIQPolicyNetwork(nn.Module):
+    """Per-frame decisions: frame encoder on downsampled frames -> dropout -> LSTM cell over time -> linear -> one
+    action per frame (a bit-width of the family or a skip), plus an optional auxiliary classifier."""
+
+    def __init__(self, config: VideoIQConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = VideoIQPolicyEncoder(config)
+        self.dropout = nn.Dropout(config.policy_dropout)
+        self.lstm = nn.LSTMCell(config.policy_feature_size, config.policy_hidden_size)
+        self.action_head = nn.Linear(config.policy_hidden_size, config.num_actions)
+        self.aux_classifier = nn.Linear(config.policy_hidden_size, config.num_labels) \
+            if config.policy_aux_classifier else None
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Features `(B, T, policy_feature_size)` of the frames, downsampled to `policy_image_size`."""
+        batch, frames = pixel_values.shape[:2]
+        flat = pixel_values.flatten(0, 1)
+        size = self.config.policy_image_size
+        if flat.shape[-1] != size or flat.shape[-2] != size:
+            flat = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
+        return self.encoder(flat).view(batch, frames, -1)
+
+    def forward(self, pixel_values: torch.Tensor, sample: bool = False, temperature: float = 1.0,
+                generator: torch.Generator | None = None) -> VideoIQPolicyOutput:
+        config = self.config
+        features = self.dropout(self.encode(pixel_values))
+        batch, frames = features.shape[:2]
+        skip_lengths = torch.tensor([0] * config.num_precisions + list(config.skip_list), device=features.device)
+        hidden = features.new_zeros(batch, config.policy_hidden_size)
+        cell = features.new_zeros(batch, config.policy_hidden_size)
+        remaining = torch.zeros(batch, dtype=torch.long, device=features.device)
+        previous = None
+        actions, logprobs, decided, states = [], [], [], []
+        for t in range(frames):
+            new_hidden, new_cell = self.lstm(features[:, t], (hidden, cell))
+            logprob = F.log_softmax(self.action_head(new_hidden), dim=-1)
+            if sample:
+                choice = _hard_gumbel_softmax(logprob, temperature, generator)
+            else:
+                choice = F.one_hot(logprob.argmax(-1), config.num_actions).to(logprob.dtype)
+            carried = remaining > 0
+            if previous is not None:
+                choice = torch.where(carried[:, None], previous, choice)
+            keep = carried[:, None]
+            hidden = torch.where(keep, hidden, new_hidden)
+            cell = torch.where(keep, cell, new_cell)
+            chosen_skip = skip_lengths[choice.argmax(-1)]
+            remaining = torch.where(carried, remaining - 1, (chosen_skip - 1).clamp_min(0))
+            previous = choice
+            actions.append(choice)
+            logprobs.append(logprob)
+            decided.append(~carried)
+            states.append(hidden)
+        aux = None
+        if self.aux_classifier is not None:
+            aux = self.aux_classifier(torch.stack(states, 1).mean(1))
+        return VideoIQPolicyOutput(actions=torch.stack(actions, 1), logprobs=torch.stack(logprobs, 1),
+                                   decided=torch.stack(decided, 1), aux_logits=aux)
+
+
+def _hard_gumbel_softmax(logprob: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
+    """One-hot sample of softmax((logprob + Gumbel noise) / temperature), straight-through gradients."""
+    uniform = torch.rand(logprob.shape, generator=generator, device=logprob.device, dtype=logprob.dtype) \
+        if generator is not None else torch.rand_like(logprob)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+    soft = F.softmax((logprob + gumbel) / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logprob.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+# -- the model -------------------------------------------------------------------------------------------------------
+@dataclass
+class VideoIQOutput(ModelOutput):
+    """Output of [`VideoIQForVideoClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): class scores of each clip.
+        policy (`torch.FloatTensor` of shape `(batch_size, num_frames, num_actions)`, *optional*): one-hot action
+            per frame (bit-widths of the family, then skips); absent when a uniform `precision` was asked for.
+        policy_logprobs (`torch.FloatTensor`, *optional*): the policy's log-probabilities, same shape.
+        policy_aux_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*): the policy's
+            auxiliary classifier.
+        bitops (`torch.FloatTensor` of shape `(batch_size,)`): exact bit operations per video (weight bits x
+            activation bits x multiply-adds, per layer; policy network included).
+        macs (`torch.FloatTensor` of shape `(batch_size,)`): multiply-adds executed per video (policy included).
+        gflops_proxy (`torch.FloatTensor` of shape `(batch_size,)`): the paper's GFLOPs proxy per video.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    policy: torch.FloatTensor | None = None
+    policy_logprobs: torch.FloatTensor | None = None
+    policy_aux_logits: torch.FloatTensor | None = None
+    bitops: torch.FloatTensor | None = None
+    macs: torch.FloatTensor | None = None
+    gflops_proxy: torch.FloatTensor | None = None
+
+
+class VideoIQPreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
+    """Weight initialisation and loading of VideoIQ models."""
+
+    config: VideoIQConfig
+    base_model_prefix = "videoiq"
+    main_input_name = "pixel_values"
+    input_modalities = ("video",)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            if isinstance(module, VideoIQAnyPrecisionConv2d):
+                for alpha in module.pact_alpha:
+                    init.constant_(alpha, self.config.pact_init)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, nn.LSTMCell):
+            bound = 1.0 / math.sqrt(module.hidden_size)
+            for weight in (module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh):
+                init.uniform_(weight, -bound, bound)
+
+
+class VideoIQForVideoClassification(VideoIQPreTrainedModel):
+    """VideoIQ: an any-precision recognition network and a per-frame policy over bit-widths and skips.
+
+    `model(pixel_values)` in eval mode runs the policy (argmax), then each frame at its chosen precision only.
+    `model(pixel_values, precision=bits)` runs every frame at one bit-width of the family (or `"full"`: unquantised),
+    without the policy. In training mode the policy samples hard Gumbel-softmax decisions and every precision runs on
+    every frame so that the decisions get gradients (the paper's training path).
+    """
+
+    def __init__(self, config: VideoIQConfig):
+        super().__init__(config)
+        self.backbone = VideoIQResNet(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(self.backbone.num_features, config.num_labels)
+        self.policy = VideoIQPolicyNetwork(config)
+        self._costs: dict | None = None
+        self.post_init()
+
+    # ---------------------------------------------------------------------------------------------- inputs
+    def precision_index(self, precision) -> int | None:
+        """The family index of `precision` (a bit-width of the family, or `"full"` -> None)."""
+        if precision == FULL_PRECISION:
+            return None
+        family = self.config.bit_width_family
+        if isinstance(precision, bool) or not isinstance(precision, int) or precision not in family:
+            raise ConfigError(f"precision {precision!r} is not a bit-width of this model's family {family}",
+                              f"pass one of {family}, or '{FULL_PRECISION}' for the unquantised network")
+        return family.index(precision)
+
+    def check_pixel_values(self, pixel_values) -> None:
+        """Raise `ConfigError` unless `pixel_values` is a float tensor `(B, T, C, H, W)` this model reads."""
+        config = self.config
+        expected = f"(batch, {config.num_frames}, {config.num_channels}, {config.image_size}, {config.image_size})"
+        if not isinstance(pixel_values, torch.Tensor) or not pixel_values.is_floating_point():
+            raise ConfigError(f"pixel_values is a {type(pixel_values).__name__} "
+                              f"{getattr(pixel_values, 'dtype', '')}, not a float tensor",
+                              f"pass a float tensor {expected} (the VideoIQ processor makes one)")
+        if pixel_values.dim() != 5:
+            raise ConfigError(f"pixel_values has shape {tuple(pixel_values.shape)}, expected {expected}",
+                              "stack the frames of each clip: [batch, frames, channels, height, width]")
+        _, frames, channels, height, width = pixel_values.shape
+        if frames != config.num_frames:
+            raise ConfigError(f"pixel_values has {frames} frames per clip, this model reads {config.num_frames}",
+                              f"sample {config.num_frames} frames per clip (the processor's num_frames)")
+        if channels != config.num_channels or height != config.image_size or width != config.image_size:
+            raise ConfigError(f"pixel_values frames are {channels}x{height}x{width}, this model reads "
+                              f"{config.num_channels}x{config.image_size}x{config.image_size}",
+                              "resize the frames with the model's processor")
+
+    # ---------------------------------------------------------------------------------------------- pieces
+    def frame_features(self, frames: torch.Tensor, precision: int | None) -> torch.Tensor:
+        """Backbone features `(N, num_features)` of `N` frames at family index `precision` (None: full)."""
+        return self.backbone(frames, precision)
+
+    def classify(self, features: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
+        """Logits from per-frame features `(B, T, D)` averaged over the executed frames `(B, T)` (weights 0/1)."""
+        count = executed.sum(1, keepdim=True).clamp_min(1.0)
+        pooled = features.sum(1) / count
+        return self.classifier(self.dropout(pooled))
+
+    def run_uniform(self, pixel_values: torch.Tensor, precision: int | None) -> torch.Tensor:
+        """Logits with every frame at family index `precision` (None: full precision)."""
+        batch, frames = pixel_values.shape[:2]
+        features = self.frame_features(pixel_values.flatten(0, 1), precision).view(batch, frames, -1)
+        return self.classify(features, pixel_values.new_ones(batch, frames))
+
+    def run_dynamic(self, pixel_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits with each frame run once at the precision its action names; skipped frames are not computed.
+
+        Frames are grouped by action, so each precision runs one batch (BatchNorm must be in eval mode: statistics
+        of a group would otherwise depend on which frames share it)."""
+        batch, frames = actions.shape
+        flat_frames = pixel_values.flatten(0, 1)
+        flat_actions = actions.reshape(-1)
+        features = None
+        for index in range(self.config.num_precisions):
+            chosen = (flat_actions == index).nonzero().squeeze(1)
+            if chosen.numel() == 0:
+                continue
+            computed = self.frame_features(flat_frames[chosen], index)
+            if features is None:
+                features = computed.new_zeros(batch * frames, computed.shape[1])
+            features[chosen] = computed
+        if features is None:  # every frame skipped: the classifier sees zero features
+            features = flat_frames.new_zeros(batch * frames, self.backbone.num_features)
+        executed = (actions < self.config.num_precisions).to(features.dtype)
+        return self.classify(features.view(batch, frames, -1), executed)
+
+    def run_mixed(self, pixel_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The training path: every precision on every frame, mixed by the one-hot `actions` `(B, T, A)` so that the
+        decisions receive gradients; skipped frames contribute zero features."""
+        batch, frames = pixel_values.shape[:2]
+        flat = pixel_values.flatten(0, 1)
+        mixed = 0
+        for index in range(self.config.num_precisions):
+            features = self.frame_features(flat, index).view(batch, frames, -1)
+            mixed = mixed + actions[..., index:index + 1] * features
+        executed = actions[..., :self.config.num_precisions].sum(-1)
+        return self.classify(mixed, executed)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        labels: torch.LongTensor | None = None,
+        precision: int | str | None = None,
+        actions: torch.LongTensor | None = None,
+        temperature: float | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VideoIQOutput:
+        r"""Classify clips `pixel_values` of shape `(batch_size, num_frames, num_channels, image_size, image_size)`.
+
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids; when given, `loss` is the
+            cross-entropy of `logits`.
+        precision (`int` or `str`, *optional*): run every frame at this bit-width of the family (`"full"`:
+            unquantised) without the policy.
+        actions (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*): run these per-frame actions
+            (indices into `config.action_names`) instead of the policy's, dynamically.
+        temperature (`float`, *optional*): Gumbel-softmax temperature of the training path (defaults to
+            `config.temperature_init`).
+        """
+        self.check_pixel_values(pixel_values)
+        config = self.config
+        policy_output = None
+        if precision is not None:
+            if actions is not None:
+                raise ConfigError("both precision and actions were given", "pass one of them")
+            index = self.precision_index(precision)
+            logits = self.run_uniform(pixel_values, index)
+            action_ids = torch.full(pixel_values.shape[:2], -1 if index is None else index, dtype=torch.long,
+                                    device=pixel_values.device)
+        elif actions is not None:
+            actions = torch.as_tensor(actions, device=pixel_values.device)
+            if actions.shape != pixel_values.shape[:2] or actions.dtype.is_floating_point:
+                raise ConfigError(f"actions have shape {tuple(actions.shape)} ({actions.dtype}), expected integer "
+                                  f"ids of shape {tuple(pixel_values.shape[:2])}",
+                                  f"pass one action id per frame, in [0, {config.num_actions})")
+            if actions.min() < 0 or actions.max() >= config.num_actions:
+                raise ConfigError(f"an action id is outside [0, {config.num_actions})",
+                                  f"use ids of {config.action_names}")
+            action_ids = _expand_skips(actions, config)
+            logits = self.run_dynamic(pixel_values, action_ids)
+        else:
+            sample = self.training
+            policy_output = self.policy(pixel_values, sample=sample,
+                                        temperature=temperature or config.temperature_init)
+            action_ids = policy_output.actions.argmax(-1)
+            if sample:
+                logits = self.run_mixed(pixel_values, policy_output.actions)
+            else:
+                logits = self.run_dynamic(pixel_values, action_ids)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        costs = self.video_costs(action_ids, with_policy=policy_output is not None)
+        return VideoIQOutput(
+            loss=loss, logits=logits,
+            policy=policy_output.actions if policy_output is not None else None,
+            policy_logprobs=policy_output.logprobs if policy_output is not None else None,
+            policy_aux_logits=policy_output.aux_logits if policy_output is not None else None,
+            bitops=costs["bitops"], macs=costs["macs"], gflops_proxy=costs["gflops_proxy"],
+        )
+
+    @torch.no_grad()
+    def spread_top_batchnorm(self) -> None:
+        """Copy every switchable BatchNorm's top-precision (full-precision) statistics and affine parameters to the
+        other bit-widths: the any-precision stage starts from the full-precision network this way."""
+        for module in self.modules():
+            if isinstance(module, VideoIQSwitchableBatchNorm2d):
+                source = module.norms[0].state_dict()
+                for norm in module.norms[1:]:
+                    norm.load_state_dict(source)
+
+    # ---------------------------------------------------------------------------------------------- costs
+    def frame_costs(self) -> dict:
+        """Per-frame costs, measured once with `effhub.costs.MultiplyAddCounter` on one frame per precision.
+
+        Returns a dict: `stem_macs` (the full-precision first layer), `frame_macs` (the whole backbone per frame),
+        `frame_bitops` (one value per bit-width of the family, then the full-precision network), `policy_macs` (the
+        policy network per frame: encoder, LSTM cell, action head), `video_macs` (per video, run once: classifier
+        and auxiliary classifier).
+        """
+        if self._costs is None:
+            self._costs = measure_frame_costs(self)
+        return self._costs
+
+    def video_costs(self, action_ids: torch.Tensor, with_policy: bool = True) -> dict[str, torch.Tensor]:
+        """Per video: executed multiply-adds, BitOPs and the paper's GFLOPs proxy of the per-frame `action_ids`
+        `(B, T)` (family index, a skip action id, or -1 for the unquantised network)."""
+        costs = self.frame_costs()
+        config = self.config
+        precisions = config.num_precisions
+        bits_table = torch.tensor(list(costs["frame_bitops"]) + [0.0] * len(config.skip_list)
+                                  + [costs["frame_bitops_full"]], dtype=torch.float64)
+        codebook = torch.tensor([min(b, 8) ** 2 / 64 for b in config.bit_width_family]
+                                + [0.0] * len(config.skip_list) + [1.0], dtype=torch.float64)
+        ids = action_ids.detach().cpu().long()
+        ids = torch.where(ids < 0, torch.full_like(ids, config.num_actions), ids)
+        executed = ((ids < precisions) | (ids == config.num_actions)).to(torch.float64)
+        frames = ids.shape[1]
+        policy_macs = frames * costs["policy_macs"] + costs["policy_video_macs"] if with_policy else 0.0
+        macs = executed.sum(1) * costs["frame_macs"] + costs["video_macs"] + policy_macs
+        bitops = bits_table[ids].sum(1) + (costs["video_macs"] + policy_macs) * FULL_PRECISION_BITS ** 2
+        quantised = costs["frame_macs"] - costs["stem_macs"]
+        proxy = frames * costs["stem_macs"] + quantised * codebook[ids].sum(1) + policy_macs
+        device = action_ids.device
+        return {"macs": macs.float().to(device), "bitops": bitops.float().to(device),
+                "gflops_proxy": (proxy / 1e9).float().to(device)}
+
+
+def _expand_skips(actions: torch.Tensor, config: VideoIQConfig) -> torch.Tensor:
+    """Given per-frame action ids, apply the skip semantics (skip s covers the next s - 1 frames too)."""
+    skip_lengths = [0] * config.num_precisions + list(config.skip_list)
+    result = actions.clone()
+    for row in range(actions.shape[0]):
+        remaining, last = 0, None
+        for t in range(actions.shape[1]):
+            if remaining > 0:
+                result[row, t] = last
+                remaining -= 1
+                continue
+            last = int(actions[row, t])
+            remaining = max(skip_lengths[last] - 1, 0)
+    return result
+
+
+def bitops_weight(module: nn.Module) -> float:
+    """The BitOPs weight of a layer for `MultiplyAddCounter`: weight bits x activation bits of its latest call
+    (32 x 32 for full-precision layers)."""
+    bits = getattr(module, "last_bits", FULL_PRECISION_BITS)
+    return float(bits * bits)
+
+
+@torch.no_grad()
+def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
+    """Measure the per-frame cost table of `model` (see `VideoIQForVideoClassification.frame_costs`)."""
+    from ...costs import MultiplyAddCounter
+
+    config = model.config
+    modes = [(module, module.training) for module in model.modules()]  # restored one by one: parts may be frozen
+    model.eval()
+    try:
+        frame = torch.zeros(1, config.num_channels, config.image_size, config.image_size,
+                            device=model.classifier.weight.device)
+        with MultiplyAddCounter({"stem": model.backbone.stem_conv}) as stem:
+            model.backbone(frame, None)
+        with MultiplyAddCounter({"backbone": model.backbone}) as everything:
+            model.backbone(frame, None)
+        bitops = []
+        for index in [*range(config.num_precisions), None]:
+            with MultiplyAddCounter({"backbone": model.backbone}, weight=bitops_weight) as counter:
+                model.backbone(frame, index)
+            bitops.append(counter.total)
+        small = torch.zeros(1, config.num_channels, config.policy_image_size, config.policy_image_size,
+                            device=frame.device)
+        with MultiplyAddCounter({"encoder": model.policy.encoder}) as encoder:
+            model.policy.encoder(small)
+    finally:
+        for module, training in modes:
+            module.training = training
+    lstm = 4 * config.policy_hidden_size * (config.policy_feature_size + config.policy_hidden_size)
+    head = config.policy_hidden_size * config.num_actions
+    aux = config.policy_hidden_size * config.num_labels if config.policy_aux_classifier else 0
+    return {"stem_macs": float(stem.total), "frame_macs": float(everything.total),
+            "frame_bitops": [float(value) for value in bitops[:-1]], "frame_bitops_full": float(bitops[-1]),
+            "policy_macs": float(encoder.total + lstm + head), "policy_video_macs": float(aux),
+            "video_macs": float(model.classifier.in_features * model.classifier.out_features)}
+
+
+__all__ = [
+    "FULL_PRECISION",
+    "VideoIQAnyPrecisionConv2d",
+    "VideoIQForVideoClassification",
+    "VideoIQOutput",
+    "VideoIQPolicyEncoder",
+    "VideoIQPolicyNetwork",
+    "VideoIQPolicyOutput",
+    "VideoIQPreTrainedModel",
+    "VideoIQResNet",
+    "VideoIQSwitchableBatchNorm2d",
+    "bitops_weight",
+    "measure_frame_costs",
+    "pact",
+    "quantize_weight",
+]

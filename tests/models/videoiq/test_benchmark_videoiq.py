@@ -1,0 +1,51 @@
+"""The VideoIQ benchmark: the uniform-curve comparison, and a toy-sized run end to end (every section written)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.models.videoiq.test_training_videoiq import SHORT
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def benchmark_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.videoiq import run
+
+    return run
+
+
+def test_uniform_curve_interpolates_between_neighbouring_points(benchmark_module):
+    points = [(100.0, 0.9), (10.0, 0.8), (1.0, 0.5)]
+    assert benchmark_module.uniform_curve(points, 55.0)["top1"] == pytest.approx(0.85)
+    assert benchmark_module.uniform_curve(points, 200.0)["top1"] == pytest.approx(0.9)
+    below = benchmark_module.uniform_curve(points, 0.5)
+    assert below["top1"] is None and below["cheapest"] == {"cost": 1.0, "top1": 0.5}
+    assert benchmark_module.above_curve(0.86, 55.0, points)["above"]
+    assert not benchmark_module.above_curve(0.84, 55.0, points)["above"]
+    assert benchmark_module.above_curve(0.6, 0.5, points)["above"]  # cheaper and better than the cheapest point
+
+
+@pytest.mark.slow
+def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
+    monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
+    output = tmp_path / "videoiq.json"
+    argv = ["--quick", "--output", str(output), "--timing-repeats", "1", "--timing-clips", "2"]
+    for value in SHORT:
+        argv += ["--set", value]
+    assert benchmark_module.main(argv) == 0
+    result = json.loads(output.read_text())
+    evaluations = result["evaluations"]
+    assert set(evaluations) == {"policy", "uniform 32-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
+                                "random policy (uniform actions)", "random policy (policy's action shares)"}
+    assert evaluations["full precision"]["bitops_vs_full"] == pytest.approx(1.0)
+    assert evaluations["uniform 2-bit"]["bitops_vs_full"] < evaluations["uniform 4-bit"]["bitops_vs_full"] < 1
+    timing = result["timing"]
+    assert timing["seconds_per_clip"]["full_precision"] > 0 and 0 < timing["policy_share_of_dynamic"] < 1
+    assert set(result["targets"]) == {
+        "policy_above_uniform_curve_bitops", "policy_above_uniform_curve_proxy",
+        "policy_within_0.5_points_of_full_precision_at_half_its_bitops",
+        "cpu_time_at_least_40pct_less_at_matched_accuracy", "policy_above_random_policy_with_its_action_shares"}

@@ -1,0 +1,228 @@
+"""VideoIQ model, config and processor: the shared model checks, the quantisers, dynamic inference that runs each
+frame only at its chosen precision (and skipped frames not at all), BitOPs through the shared accountant, bad input."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoImageProcessor, AutoModelForVideoClassification
+
+from effhub.costs import MultiplyAddCounter
+from effhub.errors import ConfigError, DatasetError
+from effhub.models.videoiq import (
+    VideoIQConfig,
+    VideoIQForVideoClassification,
+    VideoIQImageProcessorPil,
+)
+from effhub.models.videoiq.modeling_videoiq import bitops_weight, pact, quantize_weight
+from tests.model_tester import EffhubModelTesterMixin
+
+
+def tiny_config(**kwargs):
+    values = {"num_frames": 4, "image_size": 16, "backbone_depth": 18, "base_width": 4, "stem_stride": 2,
+              "policy_backbone": "small", "policy_width_multiplier": 0.25, "policy_image_size": 16,
+              "policy_feature_size": 16, "policy_hidden_size": 8, "num_labels": 5, "bit_width_family": [32, 4, 2],
+              "skip_list": [1, 2]}
+    values.update(kwargs)
+    return VideoIQConfig(**values)
+
+
+def clips(batch_size, config=None, seed=0):
+    config = config or tiny_config()
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, config.num_frames, 3, config.image_size, config.image_size, generator=generator)
+
+
+class TestVideoIQModel(EffhubModelTesterMixin):
+    model_class = VideoIQForVideoClassification
+    auto_class = AutoModelForVideoClassification
+    output_key = ("logits", "policy", "bitops")
+
+    def get_config(self):
+        return tiny_config()
+
+    def get_inputs(self, batch_size):
+        return {"pixel_values": clips(batch_size, seed=batch_size)}
+
+    def get_loss(self, outputs, inputs):
+        return outputs.logits.square().mean()
+
+
+class TestVideoIQBottleneck(TestVideoIQModel):
+    """ResNet-50 blocks, the 8/4/2 family, the MobileNetV2 policy encoder; run at one uniform bit-width (the
+    deterministic path of the any-precision stage)."""
+
+    output_key = ("logits", "bitops")
+    learning_rate = 1e-3  # Adam at 1e-2 overshoots on tanh-normalised (DoReFa) bottleneck weights
+
+    def get_inputs(self, batch_size):
+        return {"pixel_values": clips(batch_size, seed=batch_size), "precision": 8}
+
+    def get_config(self):
+        return tiny_config(backbone_depth=50, bit_width_family=[8, 4, 2], policy_backbone="mobilenet_v2",
+                           policy_width_multiplier=0.25)
+
+
+# -- quantisers ------------------------------------------------------------------------------------------------------
+def test_lower_bit_widths_truncate_the_top_bit_integers():
+    weight = torch.randn(64, 8)
+    top = quantize_weight(weight, 8, 8)
+    levels = (top + 1) / 2 * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-3), "8-bit weights lie on the 255-level grid"
+    four = quantize_weight(weight, 4, 8)
+    # truncating the 4 least-significant bits of the 8-bit integers, then re-aligning the mean
+    integers = levels.round()
+    truncated = torch.floor(integers / 16) * 16
+    expected = truncated * (integers.mean() / truncated.mean()) / 255 * 2 - 1
+    assert torch.allclose(four, expected, atol=1e-5)
+    assert len(torch.unique(four)) <= 16
+
+
+def test_weight_quantiser_passes_gradients_straight_through():
+    weight = torch.randn(16, 4, requires_grad=True)
+    quantize_weight(weight, 2, 32).sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_pact_clips_rounds_and_trains_alpha_only_above_it():
+    alpha = torch.tensor(1.0, requires_grad=True)
+    inputs = torch.tensor([-1.0, 0.2, 0.5, 1.5, 3.0], requires_grad=True)
+    output = pact(inputs, alpha, 2)
+    assert torch.allclose(output, torch.tensor([0.0, 1 / 3, 2 / 3, 1.0, 1.0]))  # 3 levels of 1/3
+    output.sum().backward()
+    assert alpha.grad.item() == 2.0  # two inputs above alpha
+    assert inputs.grad.tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
+
+
+# -- dynamic inference -----------------------------------------------------------------------------------------------
+def _count_backbone_frames(model):
+    """Frames the backbone runs at each family index (None: full precision), recorded by a forward hook."""
+    seen = []
+    hook = model.backbone.register_forward_hook(lambda module, args, output: seen.append((args[1], args[0].shape[0])))
+    return seen, hook
+
+
+def test_each_frame_runs_once_at_its_precision_and_skipped_frames_not_at_all():
+    config = tiny_config()
+    model = VideoIQForVideoClassification(config).eval()
+    actions = torch.tensor([[0, 3, 2, 1], [2, 4, 0, 0]])  # 3 = skip 1; 4 = skip 2 covers frames 2 and 3 of clip 2
+    model.frame_costs()  # measured once, before the hook
+    seen, hook = _count_backbone_frames(model)
+    with torch.no_grad():
+        model(clips(2), actions=actions)
+    hook.remove()
+    assert sorted(seen) == [(0, 2), (1, 1), (2, 2)], "frames are batched by action; the 3 skipped frames run nowhere"
+
+
+def test_dynamic_inference_equals_the_mixed_training_path():
+    config = tiny_config()
+    model = VideoIQForVideoClassification(config).eval()
+    pixel_values = clips(3)
+    with torch.no_grad():
+        policy = model(pixel_values)
+        mixed = model.run_mixed(pixel_values, policy.policy)
+    assert torch.allclose(policy.logits, mixed, atol=1e-5)
+    assert policy.policy.shape == (3, config.num_frames, config.num_actions)
+
+
+def test_skip_carries_the_decision_and_the_lstm_state_over():
+    config = tiny_config(skip_list=[3])
+    model = VideoIQForVideoClassification(config).eval()
+    with torch.no_grad():  # make the skip action win everywhere
+        model.policy.action_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0]))
+        out = model.policy(clips(2, config))
+    assert out.actions.argmax(-1).tolist() == [[3, 3, 3, 3]] * 2
+    assert out.decided.tolist() == [[True, False, False, True]] * 2
+
+
+def test_bitops_match_the_shared_counter_frame_by_frame():
+    config = tiny_config()
+    model = VideoIQForVideoClassification(config).eval()
+    pixel_values = clips(1)
+    actions = torch.tensor([[2, 0, 3, 1]])
+    with torch.no_grad():
+        reported = model(pixel_values, actions=actions).bitops.item()
+        with MultiplyAddCounter({"backbone": model.backbone}, weight=bitops_weight) as counter:
+            for t, action in enumerate(actions[0].tolist()):
+                if action < config.num_precisions:
+                    model.backbone(pixel_values[0, t:t + 1], action)
+    classifier = model.classifier.in_features * model.classifier.out_features * 32 * 32
+    assert reported == pytest.approx(counter.total + classifier, rel=1e-6)
+    costs = model.frame_costs()
+    assert costs["frame_bitops"][0] > costs["frame_bitops"][1] > costs["frame_bitops"][2]
+
+
+def test_costs_of_the_paper_network_match_the_paper():
+    """ResNet-50 at 224 px: about 4.1 GMACs per frame, 0.12 of them in the first layer (65.76 and 1.92 for 16)."""
+    model = VideoIQForVideoClassification(VideoIQConfig(policy_backbone="small"))
+    costs = model.frame_costs()
+    assert 16 * costs["frame_macs"] / 1e9 == pytest.approx(65.76, rel=0.01)
+    assert 16 * costs["stem_macs"] / 1e9 == pytest.approx(1.92, rel=0.02)
+
+
+def test_proxy_counts_32_bit_like_8_bit_and_bitops_do_not():
+    config = tiny_config(bit_width_family=[32, 8, 2])
+    model = VideoIQForVideoClassification(config).eval()
+    with torch.no_grad():
+        top = model(clips(1, config), precision=32)
+        eight = model(clips(1, config), precision=8)
+    assert top.gflops_proxy.item() == pytest.approx(eight.gflops_proxy.item())
+    assert top.bitops.item() > 5 * eight.bitops.item()  # 16x on the quantised layers; the stem is 32x32 in both
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pixel_values, match", [
+    (torch.randn(2, 3, 3, 16, 16), "3 frames per clip"),
+    (torch.randn(2, 4, 3, 20, 20), "resize the frames"),
+    (torch.randn(4, 3, 16, 16), "shape"),
+    (torch.zeros(2, 4, 3, 16, 16, dtype=torch.uint8), "float tensor"),
+])
+def test_wrong_frame_count_or_shape(pixel_values, match):
+    model = VideoIQForVideoClassification(tiny_config()).eval()
+    with pytest.raises(ConfigError, match=match):
+        model(pixel_values)
+
+
+def test_bit_width_outside_the_family():
+    model = VideoIQForVideoClassification(tiny_config()).eval()
+    with pytest.raises(ConfigError, match=r"precision 8 is not a bit-width of this model's family \[32, 4, 2\]"):
+        model(clips(1), precision=8)
+    with pytest.raises(ConfigError, match="outside"):
+        model(clips(1), actions=torch.full((1, 4), 9))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"bit_width_family": [2, 4]}, "highest precision down"),
+    ({"bit_width_family": [64, 4]}, "between 1 and 32"),
+    ({"backbone_depth": 34}, "backbone_depth"),
+    ({"image_size": 20}, "multiple of 16"),
+    ({"skip_list": [1, 1]}, "each skip length once"),
+])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(**kwargs)
+
+
+def test_corrupt_checkpoint(tmp_path):
+    from effhub.errors import CheckpointError
+
+    VideoIQForVideoClassification(tiny_config()).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        VideoIQForVideoClassification.from_pretrained(tmp_path)
+
+
+# -- processor -------------------------------------------------------------------------------------------------------
+def test_processor_samples_resizes_and_normalises_like_training(tmp_path):
+    processor = VideoIQImageProcessorPil(size={"height": 16, "width": 16}, num_frames=4)
+    video = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    pixel_values = processor(list(video), return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 4, 3, 16, 16)
+    expected = processor.normalize_pixels(torch.from_numpy(video[[1, 3, 6, 8]]))  # segment centres of 10 frames
+    assert torch.allclose(pixel_values[0], expected, atol=1e-5)
+    processor.save_pretrained(tmp_path)
+    VideoIQConfig(num_frames=4, image_size=16, stem_stride=2, num_labels=3).save_pretrained(tmp_path)
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(reloaded, VideoIQImageProcessorPil) and reloaded.num_frames == 4
+    with pytest.raises(DatasetError, match="no frames"):
+        processor([[]])
