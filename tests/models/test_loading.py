@@ -27,10 +27,12 @@ ADASHARE_WRONG = {
     "hard_sampling": "yes", "curriculum_speed": 2.5, "task_loss_weights": [1, 1, 1], "reg_w_sparsity": "0.05",
     "reg_w_sharing": {"a": 1}, "sharing_weight_schedule": 0, "policy": "all", "ignore_index": "255",
     "initializer_range": True, "task_specific_bn": "yes", "segmentation_class_weights": [1.0, 2.0],
+    "task_sparsity_weights": [0.5, 1, 1],
 }
 ADASHARE_OUT_OF_RANGE = {"backbone_depth": 19, "base_width": 0, "head_dropout": 1.5, "gumbel_tau_init": 0.0,
                          "gumbel_tau_decay": 1.5, "curriculum_speed": 0, "reg_w_sparsity": -1.0,
-                         "initializer_range": -0.1, "tasks": {"segmentation": 0}, "aspp_rates": [6, 0]}
+                         "initializer_range": -0.1, "tasks": {"segmentation": 0}, "aspp_rates": [6, 0],
+                         "task_sparsity_weights": {"segmentation": -1.0}}
 TINY_WRONG = {"num_channels": "3", "image_size": 16.5, "hidden_size": "32", "num_labels": "4",
               "logit_scale_init": "one", "image_mean": "0.5", "initializer_range": None}
 
