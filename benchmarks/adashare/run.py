@@ -31,6 +31,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.tables import text_table
+
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "adashare.json"
 # quick: the demo recipe with shortened phases (a few minutes on 2 CPU cores); full: the demo recipe as shipped
 QUICK_OVERRIDES = ["warmup_steps=60", "policy_epochs=10", "weight_steps_per_epoch=4", "policy_steps_per_epoch=4",
@@ -267,13 +269,6 @@ def quality_run(recipe, seed: int, workdir: Path, resume: bool = False) -> dict:
             "seconds": time.perf_counter() - started}
 
 
-def _table(rows: list[tuple]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
 def _summary(values: list[float]) -> dict:
     return {"mean": statistics.mean(values), "std": statistics.pstdev(values), "per_seed": values}
 
@@ -379,35 +374,35 @@ def main(argv=None) -> int:
     atomic_write_json(args.output, result)
 
     print(f"\n(1) backbone parameters for {parameters['tasks']} tasks (heads separately: {parameters['heads']:,})")
-    print(_table([("model", "backbone parameters")] + [
+    print(text_table([("model", "backbone parameters")] + [
         ("AdaShare", f"{parameters['adashare']:,}"), (f"{parameters['tasks']} single-task backbones",
                                                       f"{parameters['single_task']:,}"),
         ("hard sharing", f"{parameters['hard_sharing']:,}")]))
     print(f"\n(2) inference per task, batch 4 at {timing_size[0]}x{timing_size[1]}, base width {TIMING_WIDTH}, "
           f"learned policy of seed {args.seeds[0]}; executed-MAC fraction averaged over seeds")
-    print(_table([("task", "blocks", "policy ms", "all blocks ms", "time ratio", "MAC fraction", "MAC fr. (seeds)")]
+    print(text_table([("task", "blocks", "policy ms", "all blocks ms", "time ratio", "MAC fraction", "MAC fr. (seeds)")]
                  + [(task, f"{t['blocks_executed']}/{t['blocks']}", f"{1000 * t['policy_seconds']:.1f}",
                      f"{1000 * t['all_blocks_seconds']:.1f}", f"{t['time_ratio']:.2f}", f"{t['mac_fraction']:.2f}",
                      f"{mac_fraction[task]:.2f}") for task, t in timing.items()]))
     print(f"\n(3) Delta_T (%) against single-task models, {len(runs)} seeds, {recipe.retrain_steps} weight-update "
           f"steps per final model{' [quick]' if args.quick else ''}; task-specific BN (shared BN in brackets)")
-    print(_table([("model", "mean", "std", "per seed")] + [
+    print(text_table([("model", "mean", "std", "per seed")] + [
         (label, f"{summary[name]['mean']:+.2f}" + (f" ({summary_shared_bn[name]['mean']:+.2f})"
                                                    if name in summary_shared_bn else ""),
          f"{summary[name]['std']:.2f}", " ".join(f"{v:+.2f}" for v in summary[name]["per_seed"]))
         for name, label in names.items()]))
     print("\npaired differences (Delta_T points)")
-    print(_table([("difference", "mean", "std", "seeds won", "per seed")] + [
+    print(text_table([("difference", "mean", "std", "seeds won", "per seed")] + [
         (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", f"{d['seeds_won']}/{d['seeds']}",
          " ".join(f"{v:+.2f}" for v in d["per_seed"])) for name, d in paired.items()]))
     print("\nthe same on the validation split (what a choice between recipes may look at)")
-    print(_table([("model / difference", "mean", "std", "seeds won", "per seed")] + [
+    print(text_table([("model / difference", "mean", "std", "seeds won", "per seed")] + [
         (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", "", " ".join(f"{v:+.2f}" for v in d["per_seed"]))
         for name, d in summary_val.items()] + [
         (name, f"{d['mean']:+.2f}", f"{d['std']:.2f}", f"{d['seeds_won']}/{d['seeds']}",
          " ".join(f"{v:+.2f}" for v in d["per_seed"])) for name, d in paired_val.items()]))
     print("\ntrivial-baseline check (single-task reference vs constant prediction, relative gain)")
-    print(_table([("seed", *tasks)] + [
+    print(text_table([("seed", *tasks)] + [
         (r["seed"], *(f"{c['reference']:.3f} vs {c['trivial']:.3f} ({c['relative_gain']:+.0%})"
                       for c in (r["trivial_check"][task] for task in tasks))) for r in runs]))
     print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))

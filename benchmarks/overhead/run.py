@@ -31,6 +31,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.tables import text_table
+
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "overhead.json"
 REPO = Path(__file__).resolve().parents[2]
 # the landed code before the run layer (its CLI imported every method, torch included, before parsing)
@@ -172,13 +174,6 @@ def cli_seconds(repeats: int, before: str) -> dict[str, float | None]:
     return result
 
 
-def _table(rows: list[tuple]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
@@ -235,7 +230,7 @@ def main(argv=None) -> int:
     args.output.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nlibrary overhead ({result['machine']}; medians over {repeats} alternating repeats)")
-    print(_table([("measure", "effhub", "baseline", "ratio", "target", "")] + [
+    print(text_table([("measure", "effhub", "baseline", "ratio", "target", "")] + [
         ("training, s per step", f"{statistics.median(layer):.4f}", f"{statistics.median(bare):.4f}",
          f"{step_ratio:.3f}", "<= 1.10", "met" if step_ratio <= 1.10 else "MISSED"),
     ] + [

@@ -33,6 +33,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.tables import text_table
+
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 # the full benchmark: the demo recipe, tested on 2000 clips
 FULL_OVERRIDES = ["data.test_clips=2000"]
@@ -116,13 +118,6 @@ def cpu_times(model, pixel_values, repeats: int) -> dict:
             "skip_only_vs_full": per_clip["full_precision_on_executed_frames"] / per_clip["full_precision"],
             "policy_share_of_dynamic": per_clip["policy"] / per_clip["dynamic"],
             "load_average": list(os.getloadavg())}
-
-
-def _table(rows: list[tuple]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -235,12 +230,12 @@ def main(argv=None) -> int:
     atomic_write_json(output, json.loads(json.dumps(result)))
 
     print(f"\n(1) accuracy against average cost per video, {len(test_set)} test clips; ratios against full precision")
-    print(_table([("configuration", "top-1", "mAP", "GBitOPs", "BitOPs/FP", "GFLOPs proxy", "proxy/FP")] + [
+    print(text_table([("configuration", "top-1", "mAP", "GBitOPs", "BitOPs/FP", "GFLOPs proxy", "proxy/FP")] + [
         (name, f"{v['top1']:.3f}", f"{v['mAP']:.3f}", f"{v['bitops'] / 1e9:.3f}", f"{v['bitops_vs_full']:.3f}",
          f"{v['gflops_proxy']:.4f}", f"{v['proxy_vs_full']:.3f}") for name, v in evaluations.items()]))
     print("policy actions: " + ", ".join(f"{name} {share:.0%}" for name, share in policy["action_share"].items()))
     if "action_share_by_frame_kind" in policy:
-        print(_table([("frame kind", *config.action_names)] + [
+        print(text_table([("frame kind", *config.action_names)] + [
             (kind, *(f"{share[name]:.0%}" for name in config.action_names))
             for kind, share in policy["action_share_by_frame_kind"].items()]))
     for measure, curve in curves.items():
@@ -253,7 +248,7 @@ def main(argv=None) -> int:
     per_clip = timing["seconds_per_clip"]
     print(f"\n(2, 3) CPU ms per clip (batch of {timing['clips_per_call']}, median of {timing['repeats']}, load "
           f"{timing['load_average'][0]:.1f})")
-    print(_table([("path", "ms per clip", "vs full precision")] + [
+    print(text_table([("path", "ms per clip", "vs full precision")] + [
         (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}")
         for name, value in per_clip.items()]))
     print(f"policy share of dynamic time {timing['policy_share_of_dynamic']:.0%}; executed frames "

@@ -119,6 +119,16 @@ class RunLayout:
             raise CheckpointError(f"'{self.root}' has no {RUN_INFO_FILE}",
                                   "pass a run folder written by `effhub train` (or --method)") from None
 
+    def read_recipe(self, recipe_class: type):
+        """The run's recipe from `run_info.json`, built as `recipe_class`; `ConfigError` when the run has none."""
+        from ..recipes import build_dataclass
+
+        info = self.read_run_info()
+        if not info.get("recipe"):
+            raise ConfigError(f"'{self.root}' has no recipe in {RUN_INFO_FILE}",
+                              "pass a run folder written by effhub train")
+        return build_dataclass(recipe_class, info["recipe"])
+
     def read_stages(self) -> dict[str, Any]:
         """The finished-stage record (`{}` when there is none)."""
         path = self.stages_file

@@ -621,17 +621,13 @@ def evaluate_run(run_dir, options=None) -> dict:
         options (`effhub.training.EvalOptions`, *optional*): the data folder of real-data recipes, the split name.
     """
     from ...hub.cards import read_eval_results, rewrite_card, write_eval_results
-    from ...recipes import build_dataclass
     from ...training import EvalOptions, RunLayout
     from ...training.layout import CARD_SPEC_FILE
     from .modeling_adashare import AdaShareModel
 
     options = options or EvalOptions()
     layout = RunLayout(run_dir)
-    info = layout.read_run_info()
-    if not info.get("recipe"):
-        raise ConfigError(f"'{run_dir}' has no recipe in run_info.json", "pass a run folder written by effhub train")
-    recipe = build_dataclass(AdaShareRecipe, info["recipe"])
+    recipe = layout.read_recipe(AdaShareRecipe)
     model = AdaShareModel.from_pretrained(layout.root)
     _, test_set = load_datasets(recipe, options.data_dir)
     scores = evaluate_model(None, model, test_set, make_collator(recipe, model.config.task_names, False),

@@ -437,17 +437,13 @@ def evaluate_run(run_dir, options=None) -> dict:
         run_dir (`str` or `Path`): a folder written by `effhub train videoiq`.
         options (`effhub.training.EvalOptions`, *optional*): the data folder of real-data recipes.
     """
-    from ...recipes import build_dataclass
     from ...training import EvalOptions, RunLayout
     from .card_videoiq import write_videoiq_card
     from .modeling_videoiq import VideoIQForVideoClassification
 
     options = options or EvalOptions()
     layout = RunLayout(run_dir)
-    info = layout.read_run_info()
-    if not info.get("recipe"):
-        raise ConfigError(f"'{run_dir}' has no recipe in run_info.json", "pass a run folder written by effhub train")
-    recipe = build_dataclass(VideoIQRecipe, info["recipe"])
+    recipe = layout.read_recipe(VideoIQRecipe)
     model = VideoIQForVideoClassification.from_pretrained(layout.root)
     _, test_set, _ = load_datasets(recipe, options.data_dir)
     collate = VideoIQCollator(make_processor(recipe))
