@@ -79,7 +79,13 @@ def write_dualcoop_card(run_dir, model, recipe, outputs: dict, ratio: float, dat
             "label ratio": ratio,
             "setting": recipe.data.setting,
             "classes": len(config.class_names),
-            "dense features": "MaskCLIP value path" if config.dense_mode == "values" else "patch tokens",
+            "dense features": {"values": "MaskCLIP value path",
+                               "class_values": "class-token path with each patch's value", "tokens": "patch tokens",
+                               "global": "pooled embedding (no spatial aggregation)"}
+                              .get(config.dense_mode, config.dense_mode),
+            "negative prompt": "one per class (the paper)" if getattr(config, "negative_prompt", "class") == "class"
+                               else "shared, without class name",
+            "logit offset": f"{getattr(config, 'logit_offset', 0.0):.4g}",
             "scale constants": f"spatial temperature {config.region_temperature:.4g}, logit scale "
                                f"{config.logit_scale:.4g} ({config.scale_source})",
             "input size (train / eval)": f"{recipe.data.train_image_size} / {recipe.data.eval_image_size}",

@@ -29,7 +29,8 @@ PAPER_REGION_TEMPERATURE = 20.0
 PAPER_LOGIT_SCALE = 5.0
 OPENAI_CLIP_LOGIT_SCALE = 100.0
 SCALE_SOURCES = ("base_logit_scale", "paper", "fixed")
-DENSE_MODES = ("values", "tokens")
+DENSE_MODES = ("values", "class_values", "tokens", "global")
+NEGATIVE_PROMPTS = ("class", "shared")
 # a tokenizer reference that names a CLIP teacher shipped inside effhub (no machine path in adapter_config.json)
 SHIPPED_TEACHER_PREFIX = "effhub-shipped:"
 
@@ -81,7 +82,18 @@ class DualCoOpConfig(PeftConfig):
         region_temperature (`float`, *optional*): the spatial softmax temperature (filled at injection).
         logit_scale (`float`, *optional*): the scale of the aggregated dual logits (filled at injection).
         dense_mode (`str`): region features of the ViT: `"values"` (MaskCLIP's value path through the last block,
-            default) or `"tokens"` (the last layer's patch tokens).
+            default, as the paper's ResNet attention-pool path), `"class_values"` (the class token's path through the
+            last block with one patch's value in place of the attention output: the region features of effhub's
+            mean-pooling teachers, whose value path is not in the joint space), `"tokens"` (the last layer's patch
+            tokens) or `"global"` (one region, the pooled image embedding: no spatial aggregation).
+        negative_prompt (`str`): `"class"` (the paper): the negative prompt of class c is "<ctx_neg> <class c>.";
+            `"shared"`: one negative prompt "<ctx_neg> ." without a class name for every class. With a small text
+            tower the two prompts of one class share most of their feature and the (negative, positive) softmax
+            cancels the class (see docs/dualcoop.md); a shared negative keeps the class in the positive logit only.
+        logit_offset (`float`): a fixed (not learned) offset added to every positive dual logit, so that p(present)
+            starts near the label prior instead of 0.5; 0 (default) is the paper. Without it the first steps spend
+            the contexts on calibration and lose the prompts' ranking (docs/dualcoop.md); `dual_logit_offset` computes
+            one from the training labels.
         text_width (`int`, *optional*): the base CLIP's text embedding width (filled at injection; an adapter is
             refused on a CLIP of another width).
         image_size (`int`, *optional*): the input size the adapter was trained at (recorded; a different size is run
@@ -105,6 +117,8 @@ class DualCoOpConfig(PeftConfig):
     region_temperature: Optional[float] = field(default=None, metadata={"help": "spatial softmax temperature"})
     logit_scale: Optional[float] = field(default=None, metadata={"help": "scale of the dual logits"})
     dense_mode: str = field(default="values", metadata={"help": f"one of {DENSE_MODES}"})
+    negative_prompt: str = field(default="class", metadata={"help": f"one of {NEGATIVE_PROMPTS}"})
+    logit_offset: float = field(default=0.0, metadata={"help": "fixed offset added to the positive dual logits"})
     image_size: Optional[int] = field(default=None, metadata={"help": "training input size (pixels)"})
     text_width: Optional[int] = field(default=None, metadata={"help": "the base CLIP's text width (filled)"})
     asl_gamma_neg: float = field(default=2.0, metadata={"help": "ASL focusing of negatives"})
@@ -147,6 +161,10 @@ class DualCoOpConfig(PeftConfig):
                 raise ConfigError(f"{name}={value!r}", "pass a positive number")
         if self.dense_mode not in DENSE_MODES:
             raise ConfigError(f"dense_mode={self.dense_mode!r}", f"use one of {list(DENSE_MODES)}")
+        if isinstance(self.logit_offset, bool) or not isinstance(self.logit_offset, (int, float)):
+            raise ConfigError(f"logit_offset={self.logit_offset!r}", "pass a number (0 for the paper)")
+        if self.negative_prompt not in NEGATIVE_PROMPTS:
+            raise ConfigError(f"negative_prompt={self.negative_prompt!r}", f"use one of {list(NEGATIVE_PROMPTS)}")
         if self.class_token_ids is not None and len(self.class_token_ids) != len(self.class_names):
             raise ConfigError(f"{len(self.class_token_ids)} class_token_ids for {len(self.class_names)} class names",
                               "leave class_token_ids empty: they are filled from the tokenizer at injection")
@@ -174,4 +192,4 @@ def check_class_names(names) -> None:
 
 
 __all__ = ["DualCoOpConfig", "extend_peft_type", "check_class_names", "PEFT_TYPE_NAME", "PEFT_METHOD_NAME",
-           "TARGET_MODULE", "SCALE_SOURCES", "DENSE_MODES", "SHIPPED_TEACHER_PREFIX"]
+           "TARGET_MODULE", "SCALE_SOURCES", "DENSE_MODES", "NEGATIVE_PROMPTS", "SHIPPED_TEACHER_PREFIX"]

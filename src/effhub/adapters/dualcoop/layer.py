@@ -182,8 +182,13 @@ def region_features(clip, pixel_values: torch.Tensor, mode: str = "values",
 
     Args:
         mode (`str`): `"values"`: MaskCLIP's value path through the last block (`out_proj(v_proj(layer_norm1(h)))`
-            of the last block's input h; no query-key mixing, residual or MLP); `"tokens"`: the last block's output.
-            Either then goes through `post_layernorm` and `visual_projection`, as CLIP's class token does.
+            of the last block's input h; no query-key mixing, residual or MLP); `"class_values"`: the class token's
+            own path through the last block with the attention output replaced by one patch's value (`h_cls +
+            out_proj(v_proj(layer_norm1(h_i)))`, then the block's MLP with its residual), so that the mean over the
+            patches and the class token of the pre-MLP features is the class token's when the last block attends
+            uniformly (effhub's mean-pooling teachers); `"tokens"`: the last block's patch tokens; `"global"`: one
+            region, the pooled image embedding (no spatial aggregation). Each then goes through `post_layernorm`
+            and `visual_projection`, as CLIP's class token does.
     """
     vision = clip.vision_model
     hidden = vision.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
@@ -193,16 +198,21 @@ def region_features(clip, pixel_values: torch.Tensor, mode: str = "values",
         hidden = layer(hidden, None)
     last = layers[-1]
     if mode == "values":
-        tokens = last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(hidden)))
+        tokens = last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(hidden)))[:, 1:]
+    elif mode == "class_values":
+        tokens = hidden[:, :1] + last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(hidden[:, 1:])))
+        tokens = tokens + last.mlp(last.layer_norm2(tokens))
     elif mode == "tokens":
-        tokens = last(hidden, None)
+        tokens = last(hidden, None)[:, 1:]
+    elif mode == "global":
+        tokens = last(hidden, None)[:, :1]
     else:
-        raise ConfigError(f"dense mode {mode!r}", "use 'values' or 'tokens'")
-    return clip.visual_projection(vision.post_layernorm(tokens[:, 1:]))
+        raise ConfigError(f"dense mode {mode!r}", "use 'values', 'class_values', 'tokens' or 'global'")
+    return clip.visual_projection(vision.post_layernorm(tokens))
 
 
 def dual_logits(regions: torch.Tensor, text_features: torch.Tensor, region_temperature: float,
-                logit_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+                logit_scale: float, logit_offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-specific region aggregation: `(logits [B, 2, C], weights [B, C, N])`.
 
     Args:
@@ -210,6 +220,7 @@ def dual_logits(regions: torch.Tensor, text_features: torch.Tensor, region_tempe
         text_features (`torch.Tensor`): `[2C, D]` prompt features, the C negative prompts first.
         region_temperature (`float`): scale of the cosine similarities before the spatial softmax.
         logit_scale (`float`): scale of the aggregated logits.
+        logit_offset (`float`): added to every positive logit after scaling (0 in the paper).
     """
     num_classes = text_features.shape[0] // 2
     regions = regions / regions.norm(dim=-1, keepdim=True)
@@ -218,7 +229,21 @@ def dual_logits(regions: torch.Tensor, text_features: torch.Tensor, region_tempe
     negative, positive = similarity[:, :num_classes], similarity[:, num_classes:]
     weights = positive.softmax(dim=-1)
     logits = torch.stack([(negative * weights).sum(-1), (positive * weights).sum(-1)], dim=1)
-    return logit_scale * logits, weights
+    logits = logit_scale * logits
+    if logit_offset:
+        logits = logits + torch.tensor([0.0, float(logit_offset)], dtype=logits.dtype, device=logits.device)[:, None]
+    return logits, weights
+
+
+def dual_logit_offset(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The offset that makes the mean presence logit of `logits` `[B, 2, C]` (computed without offset) the log-odds
+    of the positive rate among the known `labels` (1, 0, -1): a data-driven start for `DualCoOpConfig.logit_offset`."""
+    labels = torch.as_tensor(labels)
+    known = labels >= 0
+    rate = float((labels == 1).sum()) / max(int(known.sum()), 1)
+    rate = min(max(rate, 1e-4), 1 - 1e-4)
+    margin = (logits[:, 1] - logits[:, 0]).detach().float()
+    return float(torch.logit(torch.tensor(rate))) - float(margin[known.to(margin.device)].mean())
 
 
 def presence_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -227,4 +252,4 @@ def presence_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["DualCoOpLayer", "pad_class_tokens", "prompt_length", "check_prompt_fits", "encode_prompts",
-           "region_features", "dual_logits", "presence_probabilities"]
+           "region_features", "dual_logits", "dual_logit_offset", "presence_probabilities"]

@@ -280,6 +280,19 @@ def _prompt_tokens(model, layer: DualCoOpLayer, config: DualCoOpConfig, class_na
     return cache[key]
 
 
+def shared_negative_features(model, context_neg, class_ids, lengths, config) -> torch.Tensor:
+    """`negative_prompt="shared"`: one negative prompt "<ctx_neg> ." without a class name, its text feature repeated
+    for every class `[C, D]` (class-specific negative contexts give one such prompt per class)."""
+    rows = torch.arange(class_ids.shape[0], device=class_ids.device)
+    full_stop = class_ids[rows, lengths - 1][:1, None]  # every class's token ids end with the full stop
+    one = torch.ones(1, dtype=torch.long, device=class_ids.device)
+    if context_neg.dim() == 3:
+        return encode_prompts(model, context_neg, full_stop.expand(class_ids.shape[0], 1),
+                              one.expand(class_ids.shape[0]), config.bos_token_id, config.eos_token_id)
+    feature = encode_prompts(model, context_neg, full_stop, one, config.bos_token_id, config.eos_token_id)
+    return feature.expand(class_ids.shape[0], -1)
+
+
 def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
                      labels: torch.Tensor | None = None, return_dict: bool | None = None,
                      interpolate_pos_encoding: bool | None = None, output_region_weights: bool = False, **kwargs):
@@ -327,15 +340,20 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
     context_pos, context_neg = layer.contexts(adapter)
     if indices is not None:
         context_pos, context_neg = context_pos[indices], context_neg[indices]
+    if config.negative_prompt == "shared":
+        negative = shared_negative_features(model, context_neg, class_ids, lengths, config)
+    else:
+        negative = encode_prompts(model, context_neg, class_ids, lengths, config.bos_token_id, config.eos_token_id)
     text = torch.cat([
-        encode_prompts(model, context_neg, class_ids, lengths, config.bos_token_id, config.eos_token_id),
+        negative,
         encode_prompts(model, context_pos, class_ids, lengths, config.bos_token_id, config.eos_token_id),
     ])
     if interpolate_pos_encoding is None:
         size = model.config.vision_config.image_size
         interpolate_pos_encoding = tuple(pixel_values.shape[-2:]) != (size, size)
     regions = region_features(model, pixel_values, config.dense_mode, interpolate_pos_encoding)
-    logits, weights = dual_logits(regions, text, config.region_temperature, config.logit_scale)
+    logits, weights = dual_logits(regions, text, config.region_temperature, config.logit_scale,
+                                  getattr(config, "logit_offset", 0.0))
     loss = None
     if labels is not None:
         labels = check_labels(labels, logits.shape[0], logits.shape[2])

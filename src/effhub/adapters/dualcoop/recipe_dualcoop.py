@@ -53,6 +53,9 @@ class DualCoOpModelRecipe:
     ctx_init_pos: str | None = None
     ctx_init_neg: str | None = None
     dense_mode: str = "values"
+    negative_prompt: str = "class"
+    # a number, or "prior": the log-odds of the training labels' positive rate minus the mean untrained margin
+    logit_offset: float | str = 0.0
     scale_source: str = "base_logit_scale"
 
 

@@ -197,11 +197,31 @@ def build_adapter(recipe: DualCoOpRecipe, clip, class_names, ratio: float):
     config = DualCoOpConfig(
         class_names=list(class_names), n_ctx=m.n_ctx, n_ctx_neg=m.n_ctx_neg, class_specific=m.class_specific,
         ctx_init_pos=m.ctx_init_pos, ctx_init_neg=m.ctx_init_neg, tokenizer=portable_reference(m.base_model),
-        dense_mode=m.dense_mode, scale_source=m.scale_source, image_size=recipe.data.train_image_size,
+        dense_mode=m.dense_mode, negative_prompt=m.negative_prompt,
+        logit_offset=0.0 if isinstance(m.logit_offset, str) else m.logit_offset,
+        scale_source=m.scale_source, image_size=recipe.data.train_image_size,
         loss_weight=recipe.loss_weight_for(ratio))
     model = get_peft_model(clip, config)
     model.peft_config["default"].base_model_name_or_path = portable_reference(m.base_model)
+    if isinstance(m.logit_offset, str) and m.logit_offset != "prior":
+        raise ConfigError(f"model.logit_offset={m.logit_offset!r}", "pass a number or 'prior'")
     return model
+
+
+def set_prior_offset(model, train_set, max_images: int = 256) -> float:
+    """`model.logit_offset: prior`: the offset that starts the mean presence logit of the (untrained) adapter on the
+    first training images at the log-odds of their known labels' positive rate (`dual_logit_offset`)."""
+    import torch
+
+    from .layer import dual_logit_offset
+
+    batch = collate([train_set[i] for i in range(min(len(train_set), max_images))])
+    config = model.peft_config["default"]
+    config.logit_offset = 0.0
+    with torch.no_grad():
+        logits = model(pixel_values=batch["pixel_values"]).logits
+    config.logit_offset = dual_logit_offset(logits, batch["labels"])
+    return config.logit_offset
 
 
 def _loss(recipe: DualCoOpRecipe, class_names):
@@ -336,6 +356,8 @@ def train(recipe: DualCoOpRecipe, options):
         clip = load_base_clip(recipe.model.base_model)
         model = build_adapter(recipe, clip, data.train_classes, ratio)
         train_set = MultiLabelImages(data.train_images, data.train_targets, recipe.data.train_image_size)
+        if recipe.model.logit_offset == "prior":
+            set_prior_offset(model, train_set)
         result = run.train_stage(STAGE_NAME, model, [build_phase(recipe, data.train_classes)], {"train": train_set},
                                  collate_fn=collate,
                                  outputs=lambda trained: evaluate_adapter(trained, data, recipe, run=run))
