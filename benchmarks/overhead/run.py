@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.tables import text_table
+from effhub.tables import text_table
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "overhead.json"
 REPO = Path(__file__).resolve().parents[2]

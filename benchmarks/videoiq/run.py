@@ -33,7 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.tables import text_table
+from effhub.tables import text_table
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 # the full benchmark: the demo recipe, tested on 2000 clips

@@ -144,24 +144,11 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
             check_mapping("AdaShareConfig", "task_loss_weights", task_loss_weights, "float", 0.0)
         self._validate_architecture()
         self.task_types = self._resolve_task_types(task_types or {})
-        weights = dict(task_loss_weights or {})
-        unknown = sorted(set(weights) - set(self.tasks))
-        if unknown:
-            raise TaskError(
-                f"task_loss_weights names unknown task(s) {unknown} (tasks: {list(self.tasks)})",
-                "give loss weights only for the configured tasks",
-            )
-        self.task_loss_weights = {name: float(weights.get(name, 1.0)) for name in self.tasks}
+        self.task_loss_weights = self._per_task_factors("task_loss_weights", task_loss_weights, "loss weights")
         if task_sparsity_weights is not None:
             check_mapping("AdaShareConfig", "task_sparsity_weights", task_sparsity_weights, "float", 0.0)
-        sparsity = dict(task_sparsity_weights or {})
-        unknown = sorted(set(sparsity) - set(self.tasks))
-        if unknown:
-            raise TaskError(
-                f"task_sparsity_weights names unknown task(s) {unknown} (tasks: {list(self.tasks)})",
-                "give sparsity weights only for the configured tasks",
-            )
-        self.task_sparsity_weights = {name: float(sparsity.get(name, 1.0)) for name in self.tasks}
+        self.task_sparsity_weights = self._per_task_factors("task_sparsity_weights", task_sparsity_weights,
+                                                            "sparsity weights")
         self.policy = None if policy is None else self.validate_policy(policy)
         self.segmentation_class_weights = self._check_class_weights(segmentation_class_weights)
         segmentation = self.segmentation_task
@@ -195,6 +182,15 @@ class AdaShareConfig(CheckedConfigMixin, PreTrainedConfig):
         return next((t for t, kind in getattr(self, "task_types", {}).items() if kind == "depth"), None)
 
     # -- validation -----------------------------------------------------------------------------------------------
+    def _per_task_factors(self, field: str, values: dict | None, what: str) -> dict[str, float]:
+        """`values` for every configured task (1.0 where missing); `TaskError` when it names an unknown task."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(self.tasks))
+        if unknown:
+            raise TaskError(f"{field} names unknown task(s) {unknown} (tasks: {list(self.tasks)})",
+                            f"give {what} only for the configured tasks")
+        return {name: float(values.get(name, 1.0)) for name in self.tasks}
+
     def _validate_architecture(self) -> None:
         if not self.tasks:
             raise TaskError("AdaShareConfig has no tasks", "pass tasks={'segmentation': 40, 'depth': 1, ...}")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ...multitask import TASK_TYPE_METRICS
+from ...tables import text_table
 
 DEMO_REPO_ID = "effhub/adashare-demo"
 
@@ -26,10 +27,7 @@ def comparison_table(config, adashare: dict, warmup: dict, fractions: dict) -> s
         better = "AdaShare" if (ours < theirs if lower else ours > theirs) else "hard sharing"
         rows.append((task, metric + (" (lower is better)" if lower else ""), f"{theirs:.4f}", f"{ours:.4f}", better,
                      f"{fractions[task]:.1%}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def run_demo(options) -> int:

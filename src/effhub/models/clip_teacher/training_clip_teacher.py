@@ -282,10 +282,9 @@ def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[st
 
     The query projection that `fix_mean_pooling` fixed at zero is never among them.
     """
-    fixed = set()
-    if recipe.model.vision_pooling == "mean":
-        attention = model.vision_model.encoder.layers[-1].self_attn
-        fixed = {id(attention.q_proj.weight), id(attention.q_proj.bias)}
+    from .vision_pretraining import mean_pooling_query
+
+    fixed = {id(param) for param in mean_pooling_query(model)} if recipe.model.vision_pooling == "mean" else set()
     return [p for name, p in model.named_parameters()
             if id(p) not in fixed and (not prefixes or name.startswith(tuple(prefixes)))]
 
@@ -409,7 +408,7 @@ def train(recipe: CLIPTeacherRecipe, options):
     """
     import torch
 
-    from ...data.captions import SPLIT_NAMES
+    from ...data.captions import COLOURS, SHAPES, SPLIT_NAMES
     from ...recipes import recipe_to_dict
     from ...training import Run
     from .evaluation import evaluate_clip, images_to_uint8
@@ -438,11 +437,10 @@ def train(recipe: CLIPTeacherRecipe, options):
                 ClipLabelledImages, ClipTeacherVisionClassifier, collate_labelled_images, head_outputs,
             )
 
-            colours, shapes = colour_and_shape_counts(world)
             classifier = ClipTeacherVisionClassifier(model.vision_model,
-                                                     head_outputs(recipe.pretrain.loss, colours, shapes))
+                                                     head_outputs(recipe.pretrain.loss, len(COLOURS), len(SHAPES)))
             images = ClipLabelledImages(images_to_uint8(singles["image"]), singles["label"], flipped_copies=True)
-            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, world, classifier)],
+            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, classifier)],
                             {"images": images}, collate_fn=collate_labelled_images)
         trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
                                   collate_fn=collate).model
@@ -455,16 +453,17 @@ def train(recipe: CLIPTeacherRecipe, options):
     return run.layout.root
 
 
-def pretraining_phase(recipe: CLIPTeacherRecipe, world, classifier):
+def pretraining_phase(recipe: CLIPTeacherRecipe, classifier):
     """The first stage's one phase: the vision tower and a class head, AdamW, warm-up and cosine decay."""
     from ...training import Phase, Update
     from .vision_pretraining import class_loss
 
+    from ...data.captions import COLOURS, SHAPES
+
     p = recipe.pretrain
-    colours, shapes = colour_and_shape_counts(world)
 
     def loss(model, batch, ctx):
-        return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, colours, shapes)
+        return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, len(COLOURS), len(SHAPES))
 
     return Phase(
         name="supervised", steps=p.steps, batch_size=p.batch_size, max_grad_norm=p.max_grad_norm,
@@ -475,12 +474,6 @@ def pretraining_phase(recipe: CLIPTeacherRecipe, world, classifier):
             scheduler=lambda optimizer, total: _scheduler(optimizer, total, p.warmup_steps),
         )],
     )
-
-
-def colour_and_shape_counts(world) -> tuple[int, int]:
-    """Numbers of colours and of shapes of the world's colour-major class list ("<colour> <shape>")."""
-    colours = len({name.split(" ")[0] for name in world.class_names})
-    return colours, len(world.class_names) // colours
 
 
 def contrastive_phase(recipe: CLIPTeacherRecipe, model):

@@ -22,14 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def mean_pooling_query(model) -> list[nn.Parameter]:
+    """The query projection (weight, bias) of the last vision layer of `model` (anything with a `vision_model`)."""
+    attention = model.vision_model.encoder.layers[-1].self_attn
+    return [attention.q_proj.weight, attention.q_proj.bias]
+
+
 def fix_mean_pooling(model) -> list[nn.Parameter]:
     """Zero the query projection of the last vision layer of a `CLIPModel` and freeze it; returns those parameters.
 
     The last layer then attends uniformly, so its class token (CLIP's pooled output) collects the mean of the value
     vectors of all tokens. The parameters must stay out of every optimiser (they are frozen here).
     """
-    attention = model.vision_model.encoder.layers[-1].self_attn
-    params = [attention.q_proj.weight, attention.q_proj.bias]
+    params = mean_pooling_query(model)
     with torch.no_grad():
         for param in params:
             param.zero_()
@@ -39,8 +44,7 @@ def fix_mean_pooling(model) -> list[nn.Parameter]:
 
 def is_mean_pooling(model) -> bool:
     """Whether the last vision layer's query projection is all zeros (a teacher pooled by `fix_mean_pooling`)."""
-    attention = model.vision_model.encoder.layers[-1].self_attn
-    return bool(attention.q_proj.weight.abs().sum() == 0 and attention.q_proj.bias.abs().sum() == 0)
+    return not any(param.any() for param in mean_pooling_query(model))
 
 
 class ClipTeacherVisionClassifier(nn.Module):
@@ -116,6 +120,7 @@ def head_outputs(kind: str, colours: int, shapes: int) -> int:
 
 
 __all__ = [
+    "mean_pooling_query",
     "fix_mean_pooling",
     "is_mean_pooling",
     "ClipTeacherVisionClassifier",

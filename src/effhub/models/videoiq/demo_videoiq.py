@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...tables import text_table
+
 DEMO_REPO_ID = "effhub/videoiq-demo"
 
 
@@ -20,10 +22,7 @@ def comparison_table(rows: list[dict]) -> str:
     lines = [header] + [(row["name"], f"{row['top1']:.3f}", f"{row['mAP']:.3f}", f"{row['gbitops']:.3f}",
                          f"{row['bitops_ratio']:.3f}", f"{row['gflops_proxy']:.4f}", f"{row['proxy_ratio']:.3f}")
                         for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in lines]
-    text.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(text)
+    return text_table(lines)
 
 
 def run_demo(options) -> int:

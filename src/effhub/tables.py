@@ -1,4 +1,4 @@
-"""Plain-text tables that the benchmarks print."""
+"""Plain-text tables that demos and benchmarks print."""
 
 from __future__ import annotations
 
@@ -9,3 +9,6 @@ def text_table(rows: list[tuple]) -> str:
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+__all__ = ["text_table"]
