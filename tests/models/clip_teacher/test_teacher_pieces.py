@@ -198,6 +198,60 @@ def test_labelled_images_add_mirrored_copies():
     assert torch.equal(batch["pixel_values"][1], batch["pixel_values"][0].flip(-1))
 
 
+def test_patch_labels_name_the_object_under_each_patch(world):
+    from effhub.models.clip_teacher.vision_pretraining import patch_labels
+
+    big = {"class_name": "red circle", "colour": "red", "shape": "circle", "size": "large", "texture": "plain",
+           "centre": [16.0, 16.0], "radius": 12.0, "angle": 0.0, "rgb": [220, 30, 30]}
+    small = dict(big, class_name="blue square", colour="blue", shape="square", centre=[52.0, 52.0], radius=5.0)
+    labels = patch_labels(world, [big, small], grid=8).reshape(8, 8)
+    background = len(world.class_names)
+    assert labels[1, 1] == labels[2, 2] == world.class_index("red circle")     # patches inside the circle
+    assert labels[6, 6] == world.class_index("blue square")
+    assert labels[0, 7] == labels[4, 1] == background                           # far from both objects
+    # a small square on a patch corner covers a quarter of each of four patches: neither object nor background
+    corner = dict(small, centre=[48.0, 48.0], radius=4.0)
+    assert (patch_labels(world, [corner], grid=8).reshape(8, 8)[5:7, 5:7] == -1).all()
+    assert (patch_labels(world, [], grid=8) == background).all()
+
+
+def test_object_images_mirror_pixels_and_patch_labels(world):
+    from effhub.models.clip_teacher.vision_pretraining import ClipObjectImages, collate_object_images
+
+    record = {"class_name": "green star", "colour": "green", "shape": "star", "size": "large", "texture": "plain",
+              "centre": [12.0, 30.0], "radius": 9.0, "angle": 0.0, "rgb": [30, 200, 30]}
+    other = dict(record, class_name="red circle", colour="red", shape="circle", centre=[50.0, 50.0])
+    pixels = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    images = ClipObjectImages(world, pixels, [[record], [record, other]], grid=8, flipped_copies=True)
+    assert len(images) == 4
+    assert images.targets[1].sum() == 2 and images.targets[0][world.class_index("green star")] == 1
+    mirrored = images[2]
+    assert np.array_equal(mirrored["pixels"], pixels[0][:, ::-1])
+    assert np.array_equal(mirrored["patch_labels"].reshape(8, 8), images[0]["patch_labels"].reshape(8, 8)[:, ::-1])
+    batch = collate_object_images([images[0], images[3]])
+    assert batch["targets"].shape == (2, len(world.class_names)) and batch["patch_labels"].shape == (2, 64)
+
+
+def test_objects_loss_matches_its_definition():
+    from effhub.models.clip_teacher.vision_pretraining import head_outputs, objects_loss
+
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    colours, shapes = 2, 3                                       # 6 classes, colour-major; 6 + 2 + 3 + 1 outputs
+    outputs = head_outputs("objects", colours, shapes)
+    assert outputs == 12
+    pooled, patches = torch.randn(1, outputs), torch.randn(1, 3, outputs)
+    targets = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.0]])    # class 4: colour 1, shape 1
+    patch_labels = torch.tensor([[4, 6, -1]])                   # on class 4, background, left out
+    presence = torch.tensor([[0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0]], dtype=torch.float)
+    expected = F.binary_cross_entropy_with_logits(pooled[:, :11], presence, reduction="sum")
+    kept = patches[0, :2]
+    expected = expected + F.cross_entropy(torch.cat([kept[:, :6], kept[:, 11:]], 1), torch.tensor([4, 6]))
+    expected = expected + F.cross_entropy(torch.cat([kept[:, 6:8], kept[:, 11:]], 1), torch.tensor([1, 2]))
+    expected = expected + F.cross_entropy(torch.cat([kept[:, 8:11], kept[:, 11:]], 1), torch.tensor([1, 3]))
+    assert torch.allclose(objects_loss(pooled, patches, targets, patch_labels, colours, shapes), expected)
+
+
 def test_locked_image_tower_trains_the_text_side_and_projections_only(small_model):
     import copy
 
@@ -227,6 +281,9 @@ def test_recipe_checks_name_the_fix():
 
     with pytest.raises(ConfigError, match="pretrain.steps"):
         check_recipe(load_recipe("clip-teacher", "demo", ["train.lock_image_tower=true", "pretrain.steps=0"]))
+    with pytest.raises(ConfigError, match="object_steps"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["train.lock_image_tower=false", "pretrain.steps=0",
+                                                          "pretrain.object_steps=5"]))
     with pytest.raises(ConfigError, match="pretrain.loss"):
         check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.loss=hinge"]))
     with pytest.raises(ConfigError, match="vision_pooling"):

@@ -97,7 +97,7 @@ SPLIT_KINDS = ("pairs", "multilabel", "single-object", "text-corpus", "image-poo
 SPLIT_NAMES: dict[str, dict[str, str]] = {
     "teacher": {
         "train": "pairs-train", "test": "pairs-test", "zero-shot": "single-object-test",
-        "single-train": "single-object-train",
+        "single-train": "single-object-train", "multi-train": "multi-object-train",
     },
     "teacher-probes": {
         "probe-train": "probe-single-train", "probe-test": "probe-single-test",

@@ -84,7 +84,8 @@ class ClipModelRecipe:
 
 @dataclass
 class ClipPretrainRecipe:
-    """The optional first stage: the vision tower trained as a classifier of single-object images (LiT's start).
+    """The optional first stage: the vision tower trained as a classifier of single-object images (LiT's start),
+    then, optionally, to name every object of single- and multi-object images from its pooled and patch tokens.
 
     Args:
         steps (`int`): optimiser steps; 0 skips the stage (the whole model is then trained contrastively, as CLIP).
@@ -92,6 +93,12 @@ class ClipPretrainRecipe:
             are added: twice as many samples).
         loss (`str`): `"colour-shape"` (a colour head and a shape head, a cross-entropy each) or `"classes"` (one
             cross-entropy over the colour-shape classes); see `vision_pretraining.class_loss`.
+        object_steps (`int`): steps of the stage's second phase, `objects` (0: none): the single-object images and
+            `multi_object_images` more, trained with `vision_pretraining.objects_loss` (the classes present, from
+            the pooled output; the object under each patch, from the patch tokens) through the same head.
+        multi_object_images (`int`): multi-object training images (1 to the world's `max_objects` objects) of the
+            `objects` phase, with their mirror images.
+        object_learning_rate (`float`): peak learning rate of the `objects` phase (its own warm-up and cosine decay).
     """
 
     steps: int = 0
@@ -102,6 +109,9 @@ class ClipPretrainRecipe:
     max_grad_norm: float = 1.0
     single_object_images: int = 12000
     loss: str = "colour-shape"
+    object_steps: int = 0
+    multi_object_images: int = 0
+    object_learning_rate: float = 5e-4
 
 
 @dataclass
@@ -272,6 +282,9 @@ def check_recipe(recipe: CLIPTeacherRecipe) -> None:
     if recipe.train.lock_image_tower and not recipe.pretrain.steps:
         raise ConfigError("train.lock_image_tower is true but pretrain.steps is 0: the locked tower would stay random",
                           "set pretrain.steps > 0, or lock_image_tower: false")
+    if recipe.pretrain.object_steps and not recipe.pretrain.steps:
+        raise ConfigError("pretrain.object_steps is set but pretrain.steps is 0: the objects phase continues the "
+                          "single-object one", "set pretrain.steps > 0, or object_steps: 0")
 
 
 def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[str] = ()) -> list:
@@ -419,10 +432,13 @@ def train(recipe: CLIPTeacherRecipe, options):
     world = build_world(recipe)
     # build the cached splits on the main process first, so that ranks do not generate them twice
     pairs = world.pairs(recipe.world.train_pairs, seed=recipe.world.seed, split=SPLIT_NAMES["teacher"]["train"])
-    singles = None
+    singles = multis = None
     if recipe.pretrain.steps:
         singles = world.single_object(recipe.pretrain.single_object_images, seed=recipe.world.seed,
                                       split=SPLIT_NAMES["teacher"]["single-train"])
+        if recipe.pretrain.object_steps and recipe.pretrain.multi_object_images:
+            multis = world.multilabel(recipe.pretrain.multi_object_images, seed=recipe.world.seed,
+                                      split=SPLIT_NAMES["teacher"]["multi-train"])
     build_eval_splits(world, recipe)
     tokenizer = build_tokenizer(world, recipe, pairs["caption"])
     torch.manual_seed(seed)
@@ -433,15 +449,13 @@ def train(recipe: CLIPTeacherRecipe, options):
 
     with Run(options, method=METHOD_NAME, seed=seed, recipe=recipe_to_dict(recipe)) as run:
         if singles is not None:
-            from .vision_pretraining import (
-                ClipLabelledImages, ClipTeacherVisionClassifier, collate_labelled_images, head_outputs,
-            )
+            from .vision_pretraining import ClipTeacherVisionClassifier, head_outputs
 
-            classifier = ClipTeacherVisionClassifier(model.vision_model,
-                                                     head_outputs(recipe.pretrain.loss, len(COLOURS), len(SHAPES)))
-            images = ClipLabelledImages(images_to_uint8(singles["image"]), singles["label"], flipped_copies=True)
-            run.train_stage("vision-pretraining", classifier, [pretraining_phase(recipe, classifier)],
-                            {"images": images}, collate_fn=collate_labelled_images)
+            loss = "objects" if recipe.pretrain.object_steps else recipe.pretrain.loss
+            classifier = ClipTeacherVisionClassifier(model.vision_model, head_outputs(loss, len(COLOURS), len(SHAPES)))
+            images, collate_images = pretraining_images(world, recipe, model, singles, multis)
+            run.train_stage("vision-pretraining", classifier, pretraining_phases(recipe, classifier), images,
+                            collate_fn=collate_images)
         trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
                                   collate_fn=collate).model
         run.save_pretrained(trained)
@@ -453,27 +467,73 @@ def train(recipe: CLIPTeacherRecipe, options):
     return run.layout.root
 
 
-def pretraining_phase(recipe: CLIPTeacherRecipe, classifier):
-    """The first stage's one phase: the vision tower and a class head, AdamW, warm-up and cosine decay."""
+def pretraining_images(world, recipe: CLIPTeacherRecipe, model, singles, multis=None) -> tuple[dict, dict]:
+    """The first stage's training images (with their mirror images) and collate functions, by dataset key:
+    `images` (single objects and their class) and, with `object_steps`, `objects` (single- and multi-object images
+    with their objects)."""
+    import json
+
+    from .evaluation import images_to_uint8
+    from .vision_pretraining import (
+        ClipLabelledImages, ClipObjectImages, collate_labelled_images, collate_object_images,
+    )
+
+    single_pixels = images_to_uint8(singles["image"])
+    images = {"images": ClipLabelledImages(single_pixels, singles["label"], flipped_copies=True)}
+    collate = {"images": collate_labelled_images}
+    if recipe.pretrain.object_steps:
+        splits = [split for split in (singles, multis) if split is not None]
+        pixels = np.concatenate([single_pixels] + [images_to_uint8(split["image"]) for split in splits[1:]])
+        objects = [json.loads(records) for split in splits for records in split["objects"]]
+        vision = model.config.vision_config
+        images["objects"] = ClipObjectImages(world, pixels, objects, vision.image_size // vision.patch_size,
+                                             flipped_copies=True)
+        collate["objects"] = collate_object_images
+    return images, collate
+
+
+def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
+    """The first stage's phases: `supervised` (single objects, the recipe's `loss`), then `objects` when
+    `object_steps` > 0; each trains the vision tower and the head with AdamW, warm-up and cosine decay.
+
+    With an `objects` phase the head has `objects_loss`'s outputs, and `supervised` reads its class (or colour and
+    shape) outputs, so the second phase starts from the heads the first one trained.
+    """
     from ...training import Phase, Update
-    from .vision_pretraining import class_loss
+    from .vision_pretraining import class_loss, objects_loss
 
     from ...data.captions import COLOURS, SHAPES
 
     p = recipe.pretrain
+    classes = len(COLOURS) * len(SHAPES)
+    single_outputs = slice(None)
+    if p.object_steps:
+        attributes = slice(classes, classes + len(COLOURS) + len(SHAPES))
+        single_outputs = slice(0, classes) if p.loss == "classes" else attributes
 
-    def loss(model, batch, ctx):
-        return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, len(COLOURS), len(SHAPES))
+    def single_loss(model, batch, ctx):
+        logits = model(batch["pixel_values"])[:, single_outputs]
+        return class_loss(logits, batch["labels"], p.loss, len(COLOURS), len(SHAPES))
 
-    return Phase(
-        name="supervised", steps=p.steps, batch_size=p.batch_size, max_grad_norm=p.max_grad_norm,
-        updates=[Update(
-            name="classes", dataset="images", loss=loss,
-            parameters=lambda classifier: trainable_parameters(classifier, recipe),
-            optimizer=lambda params: _adamw(list(params), classifier, p.learning_rate, p.weight_decay),
-            scheduler=lambda optimizer, total: _scheduler(optimizer, total, p.warmup_steps),
-        )],
-    )
+    def object_loss(model, batch, ctx):
+        pooled, patches = model(batch["pixel_values"], patch_logits=True)
+        return objects_loss(pooled, patches, batch["targets"], batch["patch_labels"], len(COLOURS), len(SHAPES))
+
+    def phase(name, steps, dataset, loss, learning_rate):
+        return Phase(
+            name=name, steps=steps, batch_size=p.batch_size, max_grad_norm=p.max_grad_norm,
+            updates=[Update(
+                name="classes", dataset=dataset, loss=loss,
+                parameters=lambda classifier: trainable_parameters(classifier, recipe),
+                optimizer=lambda params: _adamw(list(params), classifier, learning_rate, p.weight_decay),
+                scheduler=lambda optimizer, total: _scheduler(optimizer, total, p.warmup_steps),
+            )],
+        )
+
+    phases = [phase("supervised", p.steps, "images", single_loss, p.learning_rate)]
+    if p.object_steps:
+        phases.append(phase("objects", p.object_steps, "objects", object_loss, p.object_learning_rate))
+    return phases
 
 
 def contrastive_phase(recipe: CLIPTeacherRecipe, model):
