@@ -1,0 +1,147 @@
+"""The model zoo: `scripts/zoo.yaml`, the committed cards in `model_cards/` and the table that `scripts/build_zoo.py`
+generates from them; `effhub browse` and the local hub's list page show the zoo's models with the same metrics.
+
+The builder itself runs end to end in the slow test, on a one-entry zoo of the tiny method; the zoo on a local hub,
+through `effhub browse`, the list page and a browser, is tests/hub/test_zoo_pages.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, ModelCard
+
+from effhub.hub.cards import REPO_PLACEHOLDER
+from scripts import build_zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRIES = build_zoo.load_zoo(build_zoo.ZOO_FILE)
+BUILT = [entry for entry in ENTRIES if (build_zoo.CARDS_DIR / entry["name"] / build_zoo.RECORD_FILE).is_file()]
+
+
+def test_zoo_file_lists_registered_methods_and_full_variants():
+    from effhub.registry import get_method
+
+    for full in (False, True):
+        entries = build_zoo.load_zoo(build_zoo.ZOO_FILE, full=full)
+        assert [entry["name"] for entry in entries] == [entry["name"] for entry in ENTRIES]
+        for entry in entries:
+            get_method(entry["method"])
+            assert entry["full"] is full
+            build_zoo.recipe_fingerprint(entry)  # the recipe (with its overrides) resolves
+            assert build_zoo.data_fingerprint(entry)  # generated data: a version
+    adapters = [entry for entry in ENTRIES if get_method(entry["method"]).kind == "adapter"]
+    assert adapters and all(entry["depends"] for entry in adapters)  # an adapter's base model is published first
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("models: []", "no `models:` list"),
+    ("models:\n  - {name: a, method: tiny}", "has no `recipe`"),
+    ("models:\n  - {name: a, method: tiny, recipe: demo, repo_id: x/a, task: t, data: blobs, headline: {metric: m}, "
+     "efficiency: {label: l, source: 'f:k', format: count}, depends: [b]}", "depends on 'b'"),
+    ("models:\n  - {name: a, method: tiny, recipe: demo, repo_id: x/a, task: t, data: blobs, headline: {metric: m}, "
+     "efficiency: {label: l, source: 'f:k', format: count}, build: magic}", "build 'magic'"),
+    ("models:\n  - {name: a, method: tiny, recipe: demo, repo_id: a, task: t, data: blobs, headline: {metric: m}, "
+     "efficiency: {label: l, source: 'f:k', format: count}}", "'namespace/name'"),
+])
+def test_zoo_file_errors_name_the_problem(tmp_path, text, problem):
+    path = tmp_path / "zoo.yaml"
+    path.write_text(text)
+    with pytest.raises(build_zoo.ZooError, match=problem.replace("(", r"\(").replace("`", ".")):
+        build_zoo.load_zoo(path)
+
+
+def test_stale_reasons_see_recipe_data_code_and_dependencies():
+    entry = {**ENTRIES[0], "depends": ["base"]}
+    current = {"recipe": build_zoo.recipe_fingerprint(entry), "data": build_zoo.data_fingerprint(entry),
+               "code": {"effhub/registry.py": build_zoo._sha256_file(build_zoo.package_dir() / "registry.py")},
+               "depends": {"base": "f1"}}
+    assert build_zoo.stale_reasons(entry, current, {"base": {"fingerprint": "f1"}}) == []
+    assert build_zoo.stale_reasons(entry, None, {}) == ["never built"]
+    changed = {**current, "recipe": "0", "data": "scenes-v0", "code": {"effhub/registry.py": "0"},
+               "depends": {"base": "f0"}}
+    reasons = build_zoo.stale_reasons(entry, changed, {"base": {"fingerprint": "f1"}})
+    assert [reason.split(" ")[0] for reason in reasons] == ["recipe", "data", "code", "base"]
+    assert "effhub/registry.py" in reasons[2]
+
+
+# ------------------------------------------------------------------------------------------- the committed cards
+def test_every_zoo_entry_has_its_card():
+    assert [entry["name"] for entry in BUILT] == [entry["name"] for entry in ENTRIES], \
+        "run `make zoo` (scripts/build_zoo.py) and commit model_cards/"
+    names = {path.name for path in build_zoo.CARDS_DIR.iterdir() if path.is_dir()}
+    assert names == {entry["name"] for entry in ENTRIES}, "model_cards/ holds a folder no zoo entry names"
+
+
+@pytest.mark.parametrize("entry", BUILT, ids=[entry["name"] for entry in BUILT])
+def test_card_metadata_parses(entry):
+    folder = build_zoo.CARDS_DIR / entry["name"]
+    record = json.loads((folder / build_zoo.RECORD_FILE).read_text())
+    assert record["repo_id"] == entry["repo_id"] and record["size_bytes"] > 0
+    if entry["repo_type"] == "dataset":
+        card = DatasetCard.load(folder / "README.md", ignore_metadata_errors=False)
+        assert "effhub" in card.data.tags
+        return
+    card = ModelCard.load(folder / "README.md", ignore_metadata_errors=False)
+    results = card.data.eval_results
+    assert results, f"{entry['name']}: the card's model-index has no results"
+    for result in results:
+        assert math.isfinite(float(result.metric_value)) and result.task_type and result.dataset_type
+    assert "effhub" in card.data.tags
+    assert REPO_PLACEHOLDER not in card.text, "the card's usage code names no repository"
+    assert entry["repo_id"] in card.text
+    for image in (folder / "images").glob("*.png") if (folder / "images").is_dir() else []:
+        assert f"images/{image.name}" in card.text
+    if entry["depends"]:  # an adapter: its card names the base model the zoo published first
+        base = next(e for e in ENTRIES if e["name"] == entry["depends"][0])
+        assert card.data.base_model == base["repo_id"]
+
+
+def test_table_is_generated_from_the_cards():
+    table = (build_zoo.CARDS_DIR / build_zoo.TABLE_FILE).read_text()
+    assert table == build_zoo.zoo_table(ENTRIES), "model_cards/README.md is stale: python scripts/build_zoo.py --table"
+    lines = {line.split(" | ")[0].split("](")[0].strip("| ["): line for line in table.splitlines()
+             if line.startswith("| [")}
+    for entry in BUILT:
+        folder = build_zoo.CARDS_DIR / entry["name"]
+        line = lines[entry["name"]]
+        if entry["headline"].get("metric"):  # read independently of the builder: the card's own model-index
+            card = ModelCard.load(folder / "README.md")
+            value = next(r.metric_value for r in card.data.eval_results if r.metric_name == entry["headline"]["metric"])
+        else:
+            file_name, _, key = entry["headline"]["source"].partition(":")
+            value = json.loads((folder / file_name).read_text())[key]
+        assert f"{value:.4g}" in line, (entry["name"], value, line)
+        record = json.loads((folder / build_zoo.RECORD_FILE).read_text())
+        assert record["command"] in line and entry["efficiency"]["label"] in line
+
+
+# --------------------------------------------------------------------------------------------- the builder itself
+@pytest.mark.slow
+def test_builder_builds_then_skips_and_writes_the_table(tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(yaml.safe_dump({"models": [{
+        "name": "tiny-blobs", "method": "tiny", "recipe": "demo", "set": ["train.steps=10"],
+        "repo_id": "effhub-tests/zoo-tiny", "task": "image classification", "data": "blobs",
+        "headline": {"metric": "Accuracy"},
+        "efficiency": {"label": "parameters", "source": "card_spec.json:model_details.parameters", "format": "count"},
+    }]}))
+    command = [sys.executable, str(ROOT / "scripts" / "build_zoo.py"), "--zoo", str(zoo), "--build-dir",
+               str(tmp_path / "build"), "--cards-dir", str(tmp_path / "cards")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "1 built" in first.stdout and (tmp_path / "cards" / "tiny-blobs" / "README.md").is_file()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "1 skipped" in second.stdout, second.stdout + second.stderr
+    shutil.rmtree(tmp_path / "build" / "hub")  # a hub without the model: published again, not retrained
+    third = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert "1 published again" in third.stdout and "train:" not in third.stdout, third.stdout
+    table = (tmp_path / "cards" / "README.md").read_text()
+    assert "effhub-tests/zoo-tiny" in table and "parameters:" in table
