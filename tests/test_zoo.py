@@ -145,3 +145,48 @@ def test_builder_builds_then_skips_and_writes_the_table(tmp_path):
     assert "1 published again" in third.stdout and "train:" not in third.stdout, third.stdout
     table = (tmp_path / "cards" / "README.md").read_text()
     assert "effhub-tests/zoo-tiny" in table and "parameters:" in table
+
+
+def test_data_versions_of_generated_and_real_sets():
+    from effhub.data import data_version
+    from effhub.errors import DatasetError
+
+    versions = [data_version(name) for name in ("scenes", "clips", "caption-world", "blobs")]
+    assert all(versions) and len(set(versions)) == 4 and data_version("scenes") == data_version("scenes")
+    assert data_version("nyuv2") is None
+    with pytest.raises(DatasetError, match="no data version"):
+        data_version("imagenet")
+
+
+def test_budget_dataset_card_from_a_simulation(tmp_path):
+    from effhub.budget.card_budget import write_simulation_card
+
+    cell = lambda strategy, budget, counts, spend, delta: {  # noqa: E731
+        "cell": {"strategy": strategy, "budget": budget, "seed": 0}, "counts": counts, "spend": spend,
+        "delta_t": delta}
+    results = {"recipe": {"tasks": ["segmentation", "depth"], "costs": {"segmentation": 10.0, "depth": 1.0},
+                          "dataset": "scenes", "model_kind": "hard_sharing", "train_steps": 5},
+               "cells": [cell("reference", None, {"segmentation": 100, "depth": 100}, 1100.0, None),
+                         cell("taba", 300.0, {"segmentation": 20, "depth": 100}, 300.0, -4.5),
+                         cell("uniform_count", 300.0, {"segmentation": 27, "depth": 27}, 297.0, -6.25)],
+               "summary": {"strategies": {"taba": {"300": {"mean": -4.5}}, "uniform_count": {"300": {"mean": -6.25}}},
+                           "testbed": {}},
+               "table": "| strategy | budget 300 |"}
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "results.json").write_text(json.dumps(results))
+    card = DatasetCard.load(write_simulation_card(tmp_path / "sim", tmp_path / "out", "lab/budget"))
+    assert "effhub" in card.data.tags and "| taba | 300 | 0 | 20 | 100 | 300 | -4.50 |" in card.text
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["taba_delta_t"] == -4.5 and summary["best_heuristic"] == "uniform_count"
+    assert summary["budget_fraction"] == pytest.approx(300 / 1100)
+
+
+@pytest.mark.slow
+def test_export_shipped_teacher_measures_it_again(tmp_path):
+    from effhub.models.clip_teacher.weights import export_shipped_teacher, recorded_figures
+
+    folder = export_shipped_teacher(tmp_path / "teacher")
+    card = ModelCard.load(folder / "README.md")
+    accuracy = next(r.metric_value for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert accuracy == pytest.approx(recorded_figures()["zero_shot"]["accuracy"], abs=1e-6)
+    assert (folder / "run_info.json").is_file() and (folder / "model.safetensors").is_file()
