@@ -365,14 +365,6 @@ def efficiency_of(entry: dict, folder: Path) -> dict:
             "text": format_value(value, spec["format"], total)}
 
 
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
-
-
 def copy_card(entry: dict, run_dir: Path, target: Path) -> None:
     """Replace `model_cards/<name>/` with the card files of the publishable folder."""
     keep = MODEL_CARD_FILES if entry["repo_type"] == "model" else DATASET_CARD_FILES
@@ -410,6 +402,7 @@ def write_record(entry: dict, run_dir: Path, target: Path, stamp: dict) -> dict:
 
 def zoo_rows(entries: list[dict], cards_dir: Path = CARDS_DIR) -> list[dict]:
     """One row per entry whose card folder exists, read from the committed cards and build records only."""
+    from effhub.hub.pages import format_size
     from effhub.registry import get_method
 
     rows = []
@@ -426,7 +419,7 @@ def zoo_rows(entries: list[dict], cards_dir: Path = CARDS_DIR) -> list[dict]:
                      "task": entry["task"], "data": f"{headline['dataset']}",
                      "headline": f"{headline['label']}: {format_value(headline['value'], 'number')}",
                      "efficiency": f"{efficiency['label']}: {efficiency['text']}",
-                     "size": _size(record["size_bytes"]), "command": record["command"]})
+                     "size": format_size(record["size_bytes"]), "command": record["command"]})
     return rows
 
 

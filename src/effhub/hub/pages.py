@@ -110,7 +110,8 @@ def _format_value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _size(size: int) -> str:
+def format_size(size: int) -> str:
+    """A byte count for people: `812 B`, `47.1 KB`, `3.0 MB`."""
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -281,7 +282,7 @@ def repo_page(store: LocalHubStore, can_read, repo_type: str, repo_id: str, quer
     file_rows = "".join(
         f"<tr><td><a href=\"{here}/resolve/{sha}/{quote(path)}\" download>{_e(path)}</a>"
         f"{LFS_BADGE if entry.get('lfs') else ''}</td>"
-        f"<td class=\"num\" data-bytes=\"{entry['size']}\">{_e(_size(entry['size']))}</td></tr>"
+        f"<td class=\"num\" data-bytes=\"{entry['size']}\">{_e(format_size(entry['size']))}</td></tr>"
         for path, entry in files.items())
     files_html = (f"<h2>Files</h2><table id=\"files\"><thead><tr><th>path</th><th class=\"num\">size</th></tr></thead>"
                   f"<tbody>{file_rows}</tbody></table>")
@@ -301,4 +302,5 @@ def repo_page(store: LocalHubStore, can_read, repo_type: str, repo_id: str, quer
     return 200, _page(f"{repo_id} - effhub local hub", body)
 
 
-__all__ = ["list_page", "repo_page", "not_found_page", "render_card", "metric_rows", "headline_rows", "repo_path", "PAGE_HEADERS"]
+__all__ = ["list_page", "repo_page", "not_found_page", "render_card", "metric_rows", "headline_rows", "format_size",
+           "repo_path", "PAGE_HEADERS"]
