@@ -9,8 +9,10 @@ EXTRAS ?= test,plots,tracking,video
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.effhub-installed
 PYTEST_ARGS ?=
+# e.g. make zoo ZOO_ARGS="--full" or ZOO_ARGS="--only videoiq-clips --endpoint https://huggingface.co"
+ZOO_ARGS ?=
 
-.PHONY: install demo test bench bench-quick clean
+.PHONY: install demo test bench bench-quick zoo gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,14 @@ bench: install
 
 bench-quick: install
 	$(PY) -m benchmarks --quick
+
+# the model zoo (scripts/zoo.yaml): train, evaluate, publish (a local hub by default), cards in model_cards/
+zoo: install
+	$(PY) scripts/build_zoo.py $(ZOO_ARGS)
+
+# on a CUDA machine: the gpu-marked tests and the quick benchmarks in bf16, a JSON summary (docs/gpu-check.md)
+gpu-check: install
+	PYTHON=$(PY) scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

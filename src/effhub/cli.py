@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = commands.add_parser("card", help="(re)write the model card of a run folder from its evaluation JSON")
     card.add_argument("run_dir", type=Path)
+    card.add_argument("--repo-id", default=None,
+                      help="the repository the run is published as: shown in the card's usage code")
 
     push = commands.add_parser("push", help="push a model folder to a Hub repository (atomic: one commit)")
     push.add_argument("folder", type=Path)
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
     push.add_argument("--private", action="store_true")
     push.add_argument("--commit-message", default=None)
+    push.add_argument("--repo-type", choices=["model", "dataset"], default="model",
+                      help="a dataset repository for a folder of results (tables, plots) without weights")
 
     browse = commands.add_parser("browse", help="list models on a Hub with their headline metrics")
     browse.add_argument("--endpoint", default=None)
@@ -327,13 +331,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "card":
         from .hub.cards import rewrite_card
 
-        print(f"effhub: card written to {rewrite_card(args.run_dir)}")
+        print(f"effhub: card written to {rewrite_card(args.run_dir, repo_id=args.repo_id)}")
         return 0
     if args.command == "push":
         from .hub.publish import push_folder
 
         url = push_folder(args.folder, args.repo_id, endpoint=args.endpoint, private=args.private,
-                          commit_message=args.commit_message)
+                          commit_message=args.commit_message, repo_type=args.repo_type)
         print(f"effhub: pushed {args.folder} to {url}")
         return 0
     if args.command == "browse":

@@ -212,3 +212,14 @@ def test_plot_helpers(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"effhub\[plots\]"):
         cards.save_bar_plot(tmp_path / "b2.png", {"a": 1.0}, "t")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png"]  # nothing half-written
+
+
+def test_rewrite_card_with_a_repo_id_fills_the_usage_code(tmp_path, heatmap):
+    run_dir = tmp_path / "run"
+    spec = {**_spec(heatmap), "usage": f'model = AutoModel.from_pretrained("{cards.REPO_PLACEHOLDER}")'}
+    cards.write_model_card(run_dir, spec, _eval_results())
+    assert cards.REPO_PLACEHOLDER in (run_dir / "README.md").read_text()
+    card = ModelCard.load(cards.rewrite_card(run_dir, repo_id="lab/toy-multitask"))
+    assert 'from_pretrained("lab/toy-multitask")' in card.text and cards.REPO_PLACEHOLDER not in card.text
+    assert json.loads((run_dir / "card_spec.json").read_text())["repo_id"] == "lab/toy-multitask"
+    assert "lab/toy-multitask" in cards.rewrite_card(run_dir).read_text()  # recorded: a later rewrite keeps it

@@ -135,3 +135,36 @@ def test_cli_push_error_is_one_clear_line(hub_repo_id, tmp_path, capsys):
 
     assert main(["push", str(tmp_path / "missing"), hub_repo_id]) == 2
     assert "not a folder. Fix:" in capsys.readouterr().err
+
+
+def test_push_a_results_folder_as_a_dataset_repository(hub_api, hub_repo_id, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\ntags: [effhub]\n---\n# results\n")
+    (folder / "table.md").write_text("| a | b |\n")
+    with pytest.raises(CheckpointError, match="no model weights"):
+        push_folder(folder, hub_repo_id)  # a model repository still needs weights
+    url = push_folder(folder, hub_repo_id, repo_type="dataset")
+    assert f"/datasets/{hub_repo_id}" in url
+    assert sorted(hub_api.list_repo_files(hub_repo_id, repo_type="dataset")) == [".gitattributes", "README.md",
+                                                                                 "table.md"]
+    from effhub.hub.publish import files_to_push
+
+    assert files_to_push(folder) == ["README.md", "table.md"]
+
+
+def test_headline_metrics_are_the_list_pages(hub_api, hub_repo_id):
+    from effhub.hub.pages import headline_rows, metric_rows
+
+    data = ModelCardData(library_name="effhub", eval_results=[
+        EvalResult(task_type="image-segmentation", dataset_type="scenes", dataset_name="Scenes", metric_type="mean_iou",
+                   metric_name="mIoU", metric_value=0.5),
+        EvalResult(task_type="image-segmentation", dataset_type="scenes", dataset_name="Scenes",
+                   metric_type="pixel_accuracy", metric_name="Pixel accuracy", metric_value=0.9),
+        EvalResult(task_type="depth-estimation", dataset_type="scenes", dataset_name="Scenes", metric_type="abs_err",
+                   metric_name="Abs. error", metric_value=0.25)])
+    expected = [{"task": "image-segmentation", "dataset": "Scenes", "metric": "mIoU", "value": 0.5},
+                {"task": "depth-estimation", "dataset": "Scenes", "metric": "Abs. error", "value": 0.25}]
+    assert headline_metrics(data) == expected == headline_metrics(data.to_dict())
+    assert [{k: row[k] for k in ("task", "dataset", "metric", "value")}
+            for row in headline_rows(metric_rows(data.to_dict()))] == expected

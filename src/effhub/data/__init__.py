@@ -103,4 +103,38 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
-__all__ = [*_LAZY, "DATASETS", "DatasetEntry", "load_dataset"]
+def data_version(name: str) -> str | None:
+    """The version of a data set effhub generates, which changes whenever what the generator draws by default changes
+    (`scenes`, `clips`, `caption-world`, `blobs`); `None` for a real data set (its files are the user's).
+
+    The model zoo (`scripts/build_zoo.py`) records it to know when a model must be rebuilt.
+    """
+    import hashlib
+    import json
+
+    if name == "scenes":
+        from .dense.scenes import SCENES_V1
+
+        return f"scenes-{SCENES_V1.cache_key()}"
+    if name in ("clips", "blobs"):
+        from dataclasses import asdict
+
+        if name == "clips":
+            from .video.clips import CLIPS_V1 as config
+        else:
+            from .classification.blobs import BlobsConfig
+
+            config = BlobsConfig()
+        payload = json.dumps(asdict(config), sort_keys=True, default=list)
+        return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+    if name == "caption-world":
+        from .captions.world import CAPTION_WORLD_FINGERPRINT, CAPTION_WORLD_VERSION
+
+        return f"caption-world-v{CAPTION_WORLD_VERSION}-{CAPTION_WORLD_FINGERPRINT[:16]}"
+    if name in DATASETS and not DATASETS[name].generated:
+        return None
+    raise DatasetError(f"no data version is known for data set '{name}'",
+                       f"use one of scenes, clips, caption-world, blobs or a real data set ({', '.join(DATASETS)})")
+
+
+__all__ = [*_LAZY, "DATASETS", "DatasetEntry", "load_dataset", "data_version"]

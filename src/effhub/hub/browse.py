@@ -8,7 +8,8 @@ TABLE_COLUMNS = ("model", "task", "dataset", "metric", "value")
 
 
 def headline_metrics(card_data) -> list[dict]:
-    """The first metric per (task, dataset) of a card's `model-index`, in card order.
+    """The first metric per (task, dataset) of a card's `model-index`, in card order: the metrics the local hub's
+    list page shows for the model (`effhub.hub.pages.headline_rows`).
 
     Args:
         card_data (`huggingface_hub.ModelCardData` or `dict` or `None`): the card metadata of a model.
@@ -16,22 +17,14 @@ def headline_metrics(card_data) -> list[dict]:
     Returns:
         `list[dict]`: `{"task", "dataset", "metric", "value"}` entries (empty when the card has no results).
     """
+    from .pages import headline_rows, metric_rows
+
     if card_data is None:
         return []
-    if isinstance(card_data, dict):
-        from huggingface_hub import ModelCardData
-
-        card_data = ModelCardData(**card_data, ignore_metadata_errors=True)
-    seen, metrics = set(), []
-    for result in getattr(card_data, "eval_results", None) or []:
-        task = result.task_name or result.task_type
-        dataset = result.dataset_name or result.dataset_type
-        if (task, dataset) in seen:
-            continue
-        seen.add((task, dataset))
-        metrics.append({"task": task, "dataset": dataset, "metric": result.metric_name or result.metric_type,
-                        "value": result.metric_value})
-    return metrics
+    if not isinstance(card_data, dict):
+        card_data = card_data.to_dict()
+    return [{key: row[key] for key in ("task", "dataset", "metric", "value")}
+            for row in headline_rows(metric_rows(card_data))]
 
 
 def browse_models(endpoint: str | None = None, search: str | None = None, library: str | None = "effhub",

@@ -42,6 +42,8 @@ CARD_FILE = "README.md"
 IMAGES_FOLDER = "images"
 DEFAULT_TEMPLATE = "default"
 TEMPLATE_FOLDER = "hub/templates"
+# what a card's usage code loads before the model has a repository; `rewrite_card(run_dir, repo_id=...)` fills it in
+REPO_PLACEHOLDER = "<repo or folder>"
 
 REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 OPTIONAL_RESULT_KEYS = tuple(
@@ -369,8 +371,14 @@ def write_model_card(
     return path
 
 
-def rewrite_card(run_dir: str | os.PathLike) -> Path:
-    """Re-render `run_dir/README.md` from `run_dir/card_spec.json` and `run_dir/eval_results.json`."""
+def rewrite_card(run_dir: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Re-render `run_dir/README.md` from `run_dir/card_spec.json` and `run_dir/eval_results.json`.
+
+    Args:
+        run_dir (`str` or `os.PathLike`): a folder written by `effhub train` (or by `write_model_card`).
+        repo_id (`str`, *optional*): the repository the folder is published as: recorded in `card_spec.json` and put
+            in place of `REPO_PLACEHOLDER` in the card's usage code, so the card shows the id to load.
+    """
     run_dir = Path(run_dir)
     spec_path = run_dir / CARD_SPEC_FILE
     if not run_dir.is_dir():
@@ -390,6 +398,11 @@ def rewrite_card(run_dir: str | os.PathLike) -> Path:
     if not isinstance(spec, dict):
         raise ConfigError(f"{spec_path} does not hold a JSON object", "re-write the card from the training run")
     eval_results = read_eval_results(run_dir)
+    if repo_id is not None:
+        spec["repo_id"] = repo_id
+        if isinstance(spec.get("usage"), str):
+            spec["usage"] = spec["usage"].replace(REPO_PLACEHOLDER, repo_id)
+        atomic_write_json(spec_path, spec)
     if spec.get("images"):
         spec["images"] = {
             name: (path if Path(path).is_absolute() else run_dir / path) for name, path in spec["images"].items()
@@ -484,6 +497,7 @@ def save_heatmap(
 
 __all__ = [
     "CARD_FILE",
+    "REPO_PLACEHOLDER",
     "CARD_SPEC_FILE",
     "EVAL_RESULTS_FILE",
     "build_model_card",

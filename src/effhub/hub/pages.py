@@ -85,6 +85,17 @@ def metric_rows(card: dict | None) -> list[dict]:
     return rows
 
 
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The first metric per (task, dataset) of `metric_rows`, in card order: what the list page and `effhub browse`
+    show for a model."""
+    seen, kept = set(), []
+    for row in rows:
+        if (row["task"], row["dataset"]) not in seen:
+            seen.add((row["task"], row["dataset"]))
+            kept.append(row)
+    return kept
+
+
 def _metric_value(rows: list[dict], wanted: str) -> float | None:
     for row in rows:
         if wanted.lower() in (str(row["metric"]).lower(), str(row["type"]).lower()):
@@ -99,7 +110,8 @@ def _format_value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _size(size: int) -> str:
+def format_size(size: int) -> str:
+    """A byte count for people: `812 B`, `47.1 KB`, `3.0 MB`."""
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -172,11 +184,13 @@ def list_page(store: LocalHubStore, can_read, query: dict) -> tuple[int, str]:
     )
     lines = []
     for row in rows:
-        shown = next((m for m in row["metrics"] if metric and metric.lower() in
-                      (str(m["metric"]).lower(), str(m["type"]).lower())), row["metrics"][0] if row["metrics"] else None)
-        metric_cell = (f"<span class=\"metric-name\">{_e(shown['metric'])}</span> "
-                       f"<span class=\"metric-value\">{_e(_format_value(shown['value']))}</span>"
-                       f"<div class=\"muted\">{_e(shown['dataset'])}</div>") if shown else ""
+        chosen = next((m for m in row["metrics"] if metric and metric.lower() in
+                       (str(m["metric"]).lower(), str(m["type"]).lower())), None)
+        metric_cell = "".join(
+            f"<div class=\"metric\"><span class=\"metric-name\">{_e(shown['metric'])}</span> "
+            f"<span class=\"metric-value\">{_e(_format_value(shown['value']))}</span>"
+            f"<div class=\"muted\">{_e(shown['dataset'])}</div></div>"
+            for shown in ([chosen] if chosen else headline_rows(row["metrics"])))
         badges = "".join(f"<span class=\"tag\">{_e(t)}</span>" for t in row["tags"][:8])
         private = " <span class=\"tag private\">private</span>" if row["private"] else ""
         lines.append(
@@ -268,7 +282,7 @@ def repo_page(store: LocalHubStore, can_read, repo_type: str, repo_id: str, quer
     file_rows = "".join(
         f"<tr><td><a href=\"{here}/resolve/{sha}/{quote(path)}\" download>{_e(path)}</a>"
         f"{LFS_BADGE if entry.get('lfs') else ''}</td>"
-        f"<td class=\"num\" data-bytes=\"{entry['size']}\">{_e(_size(entry['size']))}</td></tr>"
+        f"<td class=\"num\" data-bytes=\"{entry['size']}\">{_e(format_size(entry['size']))}</td></tr>"
         for path, entry in files.items())
     files_html = (f"<h2>Files</h2><table id=\"files\"><thead><tr><th>path</th><th class=\"num\">size</th></tr></thead>"
                   f"<tbody>{file_rows}</tbody></table>")
@@ -288,4 +302,5 @@ def repo_page(store: LocalHubStore, can_read, repo_type: str, repo_id: str, quer
     return 200, _page(f"{repo_id} - effhub local hub", body)
 
 
-__all__ = ["list_page", "repo_page", "not_found_page", "render_card", "metric_rows", "repo_path", "PAGE_HEADERS"]
+__all__ = ["list_page", "repo_page", "not_found_page", "render_card", "metric_rows", "headline_rows", "format_size",
+           "repo_path", "PAGE_HEADERS"]

@@ -80,9 +80,22 @@ def _is_ignored(relative: str, patterns) -> bool:
     return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
 
 
+def files_to_push(folder: str | os.PathLike,
+                  ignore_patterns: list[str] | tuple[str, ...] | None = DEFAULT_IGNORE_PATTERNS) -> list[str]:
+    """The files of `folder` that `push_folder` uploads (relative POSIX paths, sorted): every file not ignored."""
+    folder = Path(folder)
+    patterns = list(ignore_patterns or [])
+    kept = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return [relative for relative in kept if not _is_ignored(relative, patterns)]
+
+
+REPO_TYPES = ("model", "dataset")
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, endpoint: str | None = None, token: str | None = None,
                 private: bool = False, commit_message: str | None = None,
-                ignore_patterns: list[str] | tuple[str, ...] | None = DEFAULT_IGNORE_PATTERNS) -> str:
+                ignore_patterns: list[str] | tuple[str, ...] | None = DEFAULT_IGNORE_PATTERNS,
+                repo_type: str = "model") -> str:
     """Create `repo_id` if needed and upload `folder` to it in one commit; return the repository URL.
 
     Works against the local hub (`effhub hub serve`) and any Hub endpoint, through `huggingface_hub.HfApi`.
@@ -99,9 +112,12 @@ def push_folder(folder: str | os.PathLike, repo_id: str, endpoint: str | None = 
         ignore_patterns (`list[str]`, *optional*): glob patterns (relative to `folder`) left out of the upload.
             Defaults to `DEFAULT_IGNORE_PATTERNS`: the run folder's `checkpoints/` and `logs/`, temporary, lock and
             cache files. Pass `[]` to upload everything.
+        repo_type (`str`, *optional*, defaults to `"model"`): `"model"`, or `"dataset"` for a folder of results
+            (tables, plots, JSON; no weights needed), e.g. the label budget tool's simulation.
 
     Raises:
-        `CheckpointError`: `folder` is missing or holds no model weights outside the ignored paths.
+        `CheckpointError`: `folder` is missing, or (a model repository) holds no model weights outside the ignored
+            paths.
         `OfflineError`: the endpoint is unreachable or `HF_HUB_OFFLINE` is set.
         `HubError`: the Hub refused the repository or the commit.
     """
@@ -110,13 +126,18 @@ def push_folder(folder: str | os.PathLike, repo_id: str, endpoint: str | None = 
     from .. import __version__
 
     folder = Path(folder)
+    if repo_type not in REPO_TYPES:
+        raise HubError(f"Cannot push '{folder}': repo_type {repo_type!r} is not supported",
+                       f"use one of {', '.join(REPO_TYPES)}")
     if not folder.is_dir():
         raise CheckpointError(f"Cannot push '{folder}': it is not a folder",
                               "pass a model or run folder written by save_pretrained or `effhub train`")
     patterns = list(ignore_patterns or [])
-    kept = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
-    kept = [relative for relative in kept if not _is_ignored(relative, patterns)]
-    if not any(_is_ignored(relative, MODEL_FILE_PATTERNS) for relative in kept):
+    kept = files_to_push(folder, patterns)
+    if repo_type == "dataset" and not kept:
+        raise CheckpointError(f"Cannot push '{folder}': it holds no files outside the ignored paths",
+                              "push a folder of results (README.md, tables, plots)")
+    if repo_type == "model" and not any(_is_ignored(relative, MODEL_FILE_PATTERNS) for relative in kept):
         raise CheckpointError(
             f"Cannot push '{folder}': it holds no model weights ({', '.join(MODEL_FILE_PATTERNS[:3])}, ...) outside "
             f"the ignored paths ({', '.join(patterns) or 'none'})",
@@ -124,11 +145,12 @@ def push_folder(folder: str | os.PathLike, repo_id: str, endpoint: str | None = 
     endpoint = resolve_endpoint(endpoint)
     api = HfApi(endpoint=endpoint, token=token, library_name="effhub", library_version=__version__)
     with hub_errors(endpoint, f"push '{folder}' to {repo_id}"):
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
         # one upload_folder call is one commit: readers see the old or the new repository, never a mix
         api.upload_folder(repo_id=repo_url.repo_id, folder_path=folder, ignore_patterns=patterns or None,
+                          repo_type=repo_type,
                           commit_message=commit_message or f"Upload {folder.resolve().name} with effhub")
     return str(repo_url)
 
 
-__all__ = ["push_folder", "DEFAULT_IGNORE_PATTERNS", "MODEL_FILE_PATTERNS", "resolve_endpoint", "hub_errors"]
+__all__ = ["push_folder", "files_to_push", "REPO_TYPES", "DEFAULT_IGNORE_PATTERNS", "MODEL_FILE_PATTERNS", "resolve_endpoint", "hub_errors"]

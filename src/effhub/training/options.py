@@ -14,6 +14,8 @@ from typing import Any
 from ..errors import ConfigError
 
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+# the precision of runs whose options do not name one (benchmarks, demos), e.g. bf16 for a GPU check
+MIXED_PRECISION_VARIABLE = "EFFHUB_MIXED_PRECISION"
 
 
 def _env_flag(name: str) -> bool:
@@ -39,7 +41,9 @@ class RunOptions:
         overwrite (`bool`): replace the run that `output_dir` holds (another method, recipe or a finished run):
             its files are removed first; files the run did not write are left alone. Without it such a folder is
             refused.
-        mixed_precision (`str`): `"no"`, `"fp16"` (GPU) or `"bf16"` (GPU or CPU).
+        mixed_precision (`str`, *optional*): `"no"`, `"fp16"` (GPU) or `"bf16"` (GPU or CPU); when not given, the
+            environment variable `EFFHUB_MIXED_PRECISION`, else `"no"` (`scripts/gpu_check.sh` runs the benchmarks
+            in bf16 this way).
         grad_accum (`int`): micro-batches accumulated into each optimizer step.
         log_with (`list[str]`): extra Accelerate trackers such as `["tensorboard"]`; `logs/metrics.jsonl` is always
             written.
@@ -58,7 +62,7 @@ class RunOptions:
     data_dir: str | Path | None = None
     resume: bool = False
     overwrite: bool = False
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None
     grad_accum: int = 1
     log_with: list[str] = field(default_factory=list)
     checkpoint_every: int = 0
@@ -77,7 +81,7 @@ class RunOptions:
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
         if self.mixed_precision is None:
-            self.mixed_precision = "no"
+            self.mixed_precision = os.environ.get(MIXED_PRECISION_VARIABLE, "").strip().lower() or "no"
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ConfigError(
                 f"mixed_precision={self.mixed_precision!r} is not supported",
@@ -162,4 +166,5 @@ class DemoOptions:
         self.output_dir = Path(self.output_dir)
 
 
-__all__ = ["RunOptions", "EvalOptions", "ConvertOptions", "DemoOptions", "MIXED_PRECISION_CHOICES"]
+__all__ = ["RunOptions", "EvalOptions", "ConvertOptions", "DemoOptions", "MIXED_PRECISION_CHOICES",
+           "MIXED_PRECISION_VARIABLE"]

@@ -42,7 +42,7 @@ def base_model_id(reference: str) -> str:
 
 def write_dualcoop_card(run_dir, model, recipe, outputs: dict, ratio: float, data) -> Path:
     """Write `eval_results.json` and the adapter card (`README.md`, replacing PEFT's) into the run folder."""
-    from ...hub.cards import write_model_card
+    from ...hub.cards import REPO_PLACEHOLDER, write_model_card
     from ...recipes import recipe_to_dict
 
     config = model.peft_config["default"]
@@ -54,7 +54,7 @@ def write_dualcoop_card(run_dir, model, recipe, outputs: dict, ratio: float, dat
              "base_model": base, "class_names": list(config.class_names),
              "unseen_classes": list(data.unseen_classes)}
     eval_results = eval_results_from_outputs(outputs, recipe.data.dataset, recipe.train.top_k, extra)
-    repo = "<repo id or folder of this adapter>"
+    repo = REPO_PLACEHOLDER
     card_spec = {
         "template": "effhub.adapters.dualcoop:card_template.md",
         "model_name": "dualcoop",

@@ -48,4 +48,35 @@ def recorded_figures(name: str = BASE_TEACHER) -> dict:
     return json.loads(path.read_text())
 
 
-__all__ = ["SHIPPED_DIR", "BASE_TEACHER", "base_teacher_path", "load_base_teacher", "recorded_figures"]
+def export_shipped_teacher(output_dir: str | Path, name: str = BASE_TEACHER) -> Path:
+    """Copy a shipped teacher into `output_dir` as a publishable model folder, measured now: its evaluation
+    (`eval_results.json`), its card (`README.md`, as `effhub train clip-teacher` writes it) and a `run_info.json`
+    naming its recipe, so `effhub eval <output_dir>` re-measures it. The model zoo publishes the teacher that
+    DualCoOp adapters name as their base model this way. Returns the folder.
+    """
+    import shutil
+
+    from ...atomic import atomic_write_json
+    from ...recipes import build_dataclass, recipe_to_dict
+    from ...training import RUN_INFO_FILE
+    from .evaluation import evaluate_clip
+    from .training_clip_teacher import CLIPTeacherRecipe, build_world, write_results_and_card
+
+    folder = base_teacher_path(name)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, output_dir / path.name)
+    recipe = build_dataclass(CLIPTeacherRecipe, json.loads((folder / "recipe.json").read_text()))
+    model, processor = load_base_teacher(name)
+    world = build_world(recipe)
+    metrics = evaluate_clip(model, processor.tokenizer, world, recipe)
+    atomic_write_json(output_dir / RUN_INFO_FILE, {"method": "clip-teacher", "seed": recipe.seed,
+                                                   "recipe": recipe_to_dict(recipe), "shipped": name})
+    write_results_and_card(output_dir, recipe, metrics, model, world)
+    return output_dir
+
+
+__all__ = ["SHIPPED_DIR", "BASE_TEACHER", "base_teacher_path", "load_base_teacher", "recorded_figures",
+           "export_shipped_teacher"]
