@@ -57,6 +57,28 @@ def test_simulation_writes_results_and_resumes(tmp_path, monkeypatch):
     assert len(calls) == 3
 
 
+def test_a_cell_can_train_adashare_on_its_labels(tmp_path):
+    from safetensors.torch import load_file
+
+    from effhub.budget.simulation import Cell, run_cell
+
+    recipe = _recipe("model_kind=adashare", "adashare_overrides=[warmup_steps=2,policy_epochs=2,"
+                     "weight_steps_per_epoch=1,policy_steps_per_epoch=1,retrain_steps=2,curriculum_speed=1]")
+    result = run_cell(recipe, Cell("uniform_budget", 200.0, 0), tmp_path)
+    assert set(result["scores"]) == {"segmentation", "depth", "normals"}
+    checkpoints = tmp_path / "cells" / "uniform_budget-b200-s0" / "run" / "checkpoints"
+    assert list(json.loads((checkpoints / "stages.json").read_text())["stages"]) == ["policy", "retrain"]
+    # the policy stage moved the select/skip logits away from their initial values
+    from effhub.budget.training_budget import build_model, task_channels
+    from effhub.budget.simulation import load_data
+
+    pool, _ = load_data(recipe)
+    initial = build_model(recipe.model, task_channels(pool, recipe.tasks, 7), 0, recipe.task_loss_weights)
+    learned = load_file(checkpoints / "policy" / "model.safetensors")
+    names = [name for name in learned if name.startswith("policy")]
+    assert names and any(not learned[name].equal(initial.state_dict()[name]) for name in names)
+
+
 def test_simulation_refuses_another_recipe_in_the_folder(tmp_path):
     from effhub.budget.simulation import _check_folder
 

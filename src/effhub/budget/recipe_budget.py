@@ -70,8 +70,13 @@ class BudgetRecipe:
         budgets: the budgets of the grid.
         strategies: the allocators of the grid (`taba`, heuristics, `single:<task>`).
         seeds: the seeds of the grid (allocation choices, initial weights, data order).
-        model_kind: `hard_sharing` (every task runs every block of one network).
+        model_kind: `hard_sharing` (every task runs every block of one network, `train_steps` of training) or
+            `adashare` (AdaShare learns which blocks each task runs from the cell's labels, then re-trains that
+            architecture: the schedule of the AdaShare recipe `adashare_recipe`).
         model: the network (AdaShare's fields; a hard-sharing AdaShare).
+        adashare_recipe: with `model_kind: adashare`, the AdaShare recipe (name or YAML path) whose warm-up,
+            policy and re-training schedule every cell runs; its data and `model` are replaced by the cell's.
+        adashare_overrides: `KEY=VALUE` overrides of that AdaShare recipe (e.g. `warmup_steps=500`).
         task_loss_weights: lambda per task.
         class_weight_power: balanced segmentation class weights counted on the labelled images (0: none).
         train_steps, batch_size, lr, weight_decay: the training of every cell (the same for every allocation).
@@ -93,8 +98,10 @@ class BudgetRecipe:
     budgets: list[float] = field(default_factory=lambda: [300.0, 1200.0])
     strategies: list[str] = field(default_factory=lambda: ["taba", "uniform_budget", "uniform_count"])
     seeds: list[int] = field(default_factory=lambda: [0])
-    model_kind: Literal["hard_sharing"] = "hard_sharing"
+    model_kind: Literal["hard_sharing", "adashare"] = "hard_sharing"
     model: AdaShareModelRecipe = field(default_factory=_demo_model)
+    adashare_recipe: str = "demo"
+    adashare_overrides: list[str] = field(default_factory=list)
     task_loss_weights: dict[str, float] = field(default_factory=dict)
     class_weight_power: float = 0.5
     train_steps: int = 400

@@ -156,17 +156,22 @@ def run_cell(recipe, cell: Cell, output_dir: str | os.PathLike, data_dir=None, p
     weights = class_weights_of(labelled, recipe.tasks, channels.get("segmentation", 0), recipe.class_weight_power) \
         if "segmentation" in channels else None
     model = build_model(recipe.model, channels, cell.seed, recipe.task_loss_weights, weights)
-    phase = training_phase(model, recipe.train_steps, recipe.batch_size, recipe.lr, recipe.weight_decay)
     options = RunOptions(output_dir=cell_dir / "run", seed=cell.seed, overwrite=True, progress=progress)
     from ..recipes import recipe_to_dict
 
     with Run(options, method="budget", seed=cell.seed, recipe={"simulation": recipe_to_dict(recipe),
                                                                "cell": cell.to_dict()}) as run:
-        stage = run.train_stage("train", model, [phase], {"train": labelled}, collate_fn=make_collator(recipe.tasks),
-                                outputs=lambda trained: {"test": evaluate_scores(run, trained, test,
-                                                                                 recipe.eval_batch_size)},
-                                phase_end_checkpoints=False)
-    result = {"cell": cell.to_dict(), "scores": stage.outputs["test"], "counts": allocation.counts,
+        if recipe.model_kind == "adashare":
+            scores = train_adashare_cell(run, recipe, cell.seed, model, labelled, test)
+        else:
+            phase = training_phase(model, recipe.train_steps, recipe.batch_size, recipe.lr, recipe.weight_decay)
+            stage = run.train_stage("train", model, [phase], {"train": labelled},
+                                    collate_fn=make_collator(recipe.tasks),
+                                    outputs=lambda trained: {"test": evaluate_scores(run, trained, test,
+                                                                                     recipe.eval_batch_size)},
+                                    phase_end_checkpoints=False)
+            scores = stage.outputs["test"]
+    result = {"cell": cell.to_dict(), "scores": scores, "counts": allocation.counts,
               "spend": allocation.total_spend, "labelled_images": len(labelled),
               "allocation_seconds": allocated - start, "seconds": time.perf_counter() - start}
     if allocation.strategy == "taba":
@@ -175,6 +180,45 @@ def run_cell(recipe, cell: Cell, output_dir: str | os.PathLike, data_dir=None, p
         result["trivial"] = trivial_scores(pool, test, channels, recipe.eval_batch_size)
     atomic_write_json(cell_dir / RESULT_FILE, result)
     return result
+
+
+def train_adashare_cell(run, recipe, seed: int, model, labelled, test) -> dict:
+    """Train AdaShare on a cell's labelled images; returns the test scores of the re-trained architecture.
+
+    The schedule is the AdaShare recipe `recipe.adashare_recipe` with `recipe.adashare_overrides` (warm-up, policy learning on the labelled images
+    halved into `train1` / `train2`, re-training of the most likely architecture from the initial weights), with the
+    cell's network, batch size and task loss weights. Every loss is label-masked, so an image trains only the tasks
+    the allocation labelled on it. No validation split is carved out: the most likely architecture is kept.
+    """
+    import dataclasses
+
+    import torch
+
+    from ..models.adashare.training_adashare import (
+        build_policy_phases, split_ids, train_fixed_architecture,
+    )
+    from ..recipes import load_recipe
+    from .training_budget import make_collator
+
+    schedule = dataclasses.replace(load_recipe("adashare", recipe.adashare_recipe, recipe.adashare_overrides),
+                                   batch_size=recipe.batch_size,
+                                   eval_batch_size=recipe.eval_batch_size, architecture="argmax",
+                                   single_task_references=False)
+    initial_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    train1, train2, _ = split_ids(labelled, 0.0, seed).select(labelled)
+    train_all = labelled  # train1 and train2 together: no validation split is carved out
+    collate = make_collator(recipe.tasks)
+    policy_stage = run.train_stage("policy", model, build_policy_phases(schedule, model, len(train1), len(train2)),
+                                   {"train": train_all, "train1": train1, "train2": train2}, collate_fn=collate,
+                                   initial_state={"temperature": schedule.gumbel_tau_init, "policy_epoch": 0},
+                                   phase_end_checkpoints=False)
+    learned = policy_stage.model
+    logits = {task: value.detach().cpu().tolist() for task, value in learned.policy.items()}
+    torch.manual_seed(seed)
+    result = train_fixed_architecture(run, schedule, seed, "retrain", learned.config, learned.argmax_policy(),
+                                      initial_state, {"train": train_all}, test, (collate, collate),
+                                      policy_logits=logits)
+    return result.outputs["test"]
 
 
 def _cell_job(recipe_dict: dict, cell: dict, output_dir: str, data_dir, threads: int) -> dict:
