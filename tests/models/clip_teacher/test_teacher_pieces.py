@@ -198,58 +198,44 @@ def test_labelled_images_add_mirrored_copies():
     assert torch.equal(batch["pixel_values"][1], batch["pixel_values"][0].flip(-1))
 
 
-def test_patch_labels_name_the_object_under_each_patch(world):
-    from effhub.models.clip_teacher.vision_pretraining import patch_labels
-
-    big = {"class_name": "red circle", "colour": "red", "shape": "circle", "size": "large", "texture": "plain",
-           "centre": [16.0, 16.0], "radius": 12.0, "angle": 0.0, "rgb": [220, 30, 30]}
-    small = dict(big, class_name="blue square", colour="blue", shape="square", centre=[52.0, 52.0], radius=5.0)
-    labels = patch_labels(world, [big, small], grid=8).reshape(8, 8)
-    background = len(world.class_names)
-    assert labels[1, 1] == labels[2, 2] == world.class_index("red circle")     # patches inside the circle
-    assert labels[6, 6] == world.class_index("blue square")
-    assert labels[0, 7] == labels[4, 1] == background                           # far from both objects
-    # a small square on a patch corner covers a quarter of each of four patches: neither object nor background
-    corner = dict(small, centre=[48.0, 48.0], radius=4.0)
-    assert (patch_labels(world, [corner], grid=8).reshape(8, 8)[5:7, 5:7] == -1).all()
-    assert (patch_labels(world, [], grid=8) == background).all()
-
-
-def test_object_images_mirror_pixels_and_patch_labels(world):
+def test_object_images_hold_labels_and_patch_covers_and_mirror_them(world):
     from effhub.models.clip_teacher.vision_pretraining import ClipObjectImages, collate_object_images
 
-    record = {"class_name": "green star", "colour": "green", "shape": "star", "size": "large", "texture": "plain",
-              "centre": [12.0, 30.0], "radius": 9.0, "angle": 0.0, "rgb": [30, 200, 30]}
-    other = dict(record, class_name="red circle", colour="red", shape="circle", centre=[50.0, 50.0])
+    star = {"class_name": "green star", "colour": "green", "shape": "star", "size": "large", "texture": "plain",
+            "centre": [12.0, 30.0], "radius": 9.0, "angle": 0.0, "rgb": [30, 200, 30]}
+    circle = dict(star, class_name="red circle", colour="red", shape="circle", centre=[52.0, 52.0], radius=6.0)
     pixels = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
-    images = ClipObjectImages(world, pixels, [[record], [record, other]], grid=8, flipped_copies=True)
+    images = ClipObjectImages(world, pixels, [[star], [star, circle]], grid=8, flipped_copies=True)
     assert len(images) == 4
-    assert images.targets[1].sum() == 2 and images.targets[0][world.class_index("green star")] == 1
-    mirrored = images[2]
-    assert np.array_equal(mirrored["pixels"], pixels[0][:, ::-1])
-    assert np.array_equal(mirrored["patch_labels"].reshape(8, 8), images[0]["patch_labels"].reshape(8, 8)[:, ::-1])
+    assert images[0]["object_labels"].tolist() == [world.class_index("green star"), -1]
+    assert images[1]["object_labels"].tolist() == [world.class_index("green star"), world.class_index("red circle")]
+    covers = images[1]["object_covers"].reshape(2, 8, 8)
+    assert covers[1, 6, 6] > 0.9 and covers[1, 0, 0] == 0 and covers[0, 3, 1] > 0.5   # rows are y, columns x
+    assert not images[0]["object_covers"][1].any()                                  # the padding object covers nothing
+    mirrored = images[3]
+    assert np.array_equal(mirrored["pixels"], pixels[1][:, ::-1])
+    assert np.array_equal(mirrored["object_covers"].reshape(2, 8, 8), covers[:, :, ::-1])
     batch = collate_object_images([images[0], images[3]])
-    assert batch["targets"].shape == (2, len(world.class_names)) and batch["patch_labels"].shape == (2, 64)
+    assert batch["object_labels"].shape == (2, 2) and batch["object_covers"].shape == (2, 2, 64)
 
 
-def test_objects_loss_matches_its_definition():
-    from effhub.models.clip_teacher.vision_pretraining import head_outputs, objects_loss
+def test_objects_loss_names_each_object_from_its_patches_and_a_lone_one_from_the_pooled_output():
+    from effhub.models.clip_teacher.vision_pretraining import class_loss, objects_loss
 
-    F = torch.nn.functional
     torch.manual_seed(0)
-    colours, shapes = 2, 3                                       # 6 classes, colour-major; 6 + 2 + 3 + 1 outputs
-    outputs = head_outputs("objects", colours, shapes)
-    assert outputs == 12
-    pooled, patches = torch.randn(1, outputs), torch.randn(1, 3, outputs)
-    targets = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.0]])    # class 4: colour 1, shape 1
-    patch_labels = torch.tensor([[4, 6, -1]])                   # on class 4, background, left out
-    presence = torch.tensor([[0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0]], dtype=torch.float)
-    expected = F.binary_cross_entropy_with_logits(pooled[:, :11], presence, reduction="sum")
-    kept = patches[0, :2]
-    expected = expected + F.cross_entropy(torch.cat([kept[:, :6], kept[:, 11:]], 1), torch.tensor([4, 6]))
-    expected = expected + F.cross_entropy(torch.cat([kept[:, 6:8], kept[:, 11:]], 1), torch.tensor([1, 2]))
-    expected = expected + F.cross_entropy(torch.cat([kept[:, 8:11], kept[:, 11:]], 1), torch.tensor([1, 3]))
-    assert torch.allclose(objects_loss(pooled, patches, targets, patch_labels, colours, shapes), expected)
+    colours, shapes = 2, 3                                       # 6 classes, colour-major; a colour and a shape head
+    pooled, patches = torch.randn(2, 5), torch.randn(2, 4, 5)   # 2 images of 4 patches
+    labels = torch.tensor([[4, -1], [1, 5]])                    # image 0: one object; image 1: two
+    covers = torch.tensor([[[1.0, 0.5, 0, 0], [0, 0, 0, 0]],
+                           [[0, 0, 1.0, 0], [0, 0.25, 0, 0.75]]])
+    regions = torch.stack([(patches[0, 0] + 0.5 * patches[0, 1]) / 1.5, patches[1, 2],
+                           (0.25 * patches[1, 1] + 0.75 * patches[1, 3])])
+    expected = class_loss(regions, torch.tensor([4, 1, 5]), "colour-shape", colours, shapes)
+    expected = expected + class_loss(pooled[:1], torch.tensor([4]), "colour-shape", colours, shapes)
+    assert torch.allclose(objects_loss(pooled, patches, labels, covers, "colour-shape", colours, shapes), expected)
+    # without a lone object the pooled output is not trained
+    only_pair = objects_loss(pooled[1:], patches[1:], labels[1:], covers[1:], "colour-shape", colours, shapes)
+    assert torch.allclose(only_pair, class_loss(regions[1:], torch.tensor([1, 5]), "colour-shape", colours, shapes))
 
 
 def test_locked_image_tower_trains_the_text_side_and_projections_only(small_model):

@@ -71,8 +71,8 @@ def test_locked_contrastive_stage_leaves_the_pretrained_vision_tower_as_it_was(r
     vision = [key for key in final if key.startswith("vision_model.")]
     assert vision and all(torch.equal(final[key], pretrained[key]) for key in vision)
     assert any(key.startswith("head.") for key in pretrained) and not any(key.startswith("head.") for key in final)
-    # the objects phase ran after the single-object one, through the objects head (64 classes, 8 + 8, background)
-    assert pretrained["head.weight"].shape[0] == 64 + 8 + 8 + 1
+    # the objects phase ran after the single-object one, through the same colour and shape heads
+    assert pretrained["head.weight"].shape[0] == 8 + 8
     logged = (run_dir / "logs" / "metrics.jsonl").read_text()
     assert "supervised/classes/loss" in logged and "objects/classes/loss" in logged
     # mean pooling: the (only, hence last) vision layer's query projection stayed zero through both stages

@@ -94,8 +94,8 @@ class ClipPretrainRecipe:
         loss (`str`): `"colour-shape"` (a colour head and a shape head, a cross-entropy each) or `"classes"` (one
             cross-entropy over the colour-shape classes); see `vision_pretraining.class_loss`.
         object_steps (`int`): steps of the stage's second phase, `objects` (0: none): the single-object images and
-            `multi_object_images` more, trained with `vision_pretraining.objects_loss` (the classes present, from
-            the pooled output; the object under each patch, from the patch tokens) through the same head.
+            `multi_object_images` more, every object named from the patch tokens it covers (a lone object also from
+            the pooled output) through the same head (`vision_pretraining.objects_loss`).
         multi_object_images (`int`): multi-object training images (1 to the world's `max_objects` objects) of the
             `objects` phase, with their mirror images.
         object_learning_rate (`float`): peak learning rate of the `objects` phase (its own warm-up and cosine decay).
@@ -451,8 +451,8 @@ def train(recipe: CLIPTeacherRecipe, options):
         if singles is not None:
             from .vision_pretraining import ClipTeacherVisionClassifier, head_outputs
 
-            loss = "objects" if recipe.pretrain.object_steps else recipe.pretrain.loss
-            classifier = ClipTeacherVisionClassifier(model.vision_model, head_outputs(loss, len(COLOURS), len(SHAPES)))
+            classifier = ClipTeacherVisionClassifier(model.vision_model,
+                                                     head_outputs(recipe.pretrain.loss, len(COLOURS), len(SHAPES)))
             images, collate_images = pretraining_images(world, recipe, model, singles, multis)
             run.train_stage("vision-pretraining", classifier, pretraining_phases(recipe, classifier), images,
                             collate_fn=collate_images)
@@ -493,31 +493,23 @@ def pretraining_images(world, recipe: CLIPTeacherRecipe, model, singles, multis=
 
 
 def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
-    """The first stage's phases: `supervised` (single objects, the recipe's `loss`), then `objects` when
-    `object_steps` > 0; each trains the vision tower and the head with AdamW, warm-up and cosine decay.
-
-    With an `objects` phase the head has `objects_loss`'s outputs, and `supervised` reads its class (or colour and
-    shape) outputs, so the second phase starts from the heads the first one trained.
-    """
+    """The first stage's phases: `supervised` (single objects), then `objects` when `object_steps` > 0 (every object
+    of single- and multi-object images, through the same head: `objects_loss`); each trains the vision tower and
+    the head with AdamW, warm-up and cosine decay."""
     from ...training import Phase, Update
     from .vision_pretraining import class_loss, objects_loss
 
     from ...data.captions import COLOURS, SHAPES
 
     p = recipe.pretrain
-    classes = len(COLOURS) * len(SHAPES)
-    single_outputs = slice(None)
-    if p.object_steps:
-        attributes = slice(classes, classes + len(COLOURS) + len(SHAPES))
-        single_outputs = slice(0, classes) if p.loss == "classes" else attributes
 
     def single_loss(model, batch, ctx):
-        logits = model(batch["pixel_values"])[:, single_outputs]
-        return class_loss(logits, batch["labels"], p.loss, len(COLOURS), len(SHAPES))
+        return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, len(COLOURS), len(SHAPES))
 
     def object_loss(model, batch, ctx):
         pooled, patches = model(batch["pixel_values"], patch_logits=True)
-        return objects_loss(pooled, patches, batch["targets"], batch["patch_labels"], len(COLOURS), len(SHAPES))
+        return objects_loss(pooled, patches, batch["object_labels"], batch["object_covers"], p.loss, len(COLOURS),
+                            len(SHAPES))
 
     def phase(name, steps, dataset, loss, learning_rate):
         return Phase(

@@ -13,13 +13,12 @@ that layer's attention is uniform, so the class token adds the mean of every tok
 pooled feature becomes a (learned) mean over the patches, which learns shapes several times faster than a class
 token that must first learn where to attend (`fix_mean_pooling`). The weights stay those of a standard CLIP layer.
 
-Objects (`loss="objects"`): single-object images teach the pooled feature one class; a teacher to adapt to
-multi-label recognition (DualCoOp) must also name every object of a scene from its global feature, and its patch
-features must say which object they lie on. This loss trains on single- and multi-object images at once: the pooled
-feature predicts which classes, colours and shapes are present (a binary cross-entropy each), and every patch token,
-through the same head, predicts the class, colour and shape of the object it lies on, or background (a
-cross-entropy each). Sharing the head puts patch tokens and the pooled feature in one space, so the projection the
-contrastive stage learns for the pooled feature also serves the patches (dense recognition, as MaskCLIP reads it).
+Objects (the optional `objects` phase): single-object images show large objects; multi-object scenes shrink them to
+a patch or two, and a tower trained on single objects does not see their shapes. The `objects` phase continues the
+first stage on single- and multi-object images with the same colour and shape heads: every object is named from the
+patch tokens its silhouette covers (their cover-weighted mean through the post-layernorm and the head), a lone
+object also from the pooled output (`objects_loss`). Patch tokens and the pooled output share the head, so the
+projection the contrastive stage learns for the pooled feature also reads the patches.
 """
 
 from __future__ import annotations
@@ -110,105 +109,74 @@ def collate_labelled_images(items: list[dict]) -> dict:
             "labels": torch.tensor([item["label"] for item in items], dtype=torch.long)}
 
 
-def patch_labels(world, objects: list[dict], grid: int, on_object: float = 0.3, background: float = 0.05):
-    """The class index of the object each patch of a `grid x grid` image lies on, `(grid * grid,)` int64.
-
-    A patch gets the class of the object covering most of it when that object covers at least `on_object` of it,
-    `num_classes` (background) when all objects together cover less than `background` of it, and -1 (left out of
-    the loss) otherwise: a patch on an object's edge is neither that object nor background.
-    """
-    from .probing import patch_coverage
-
-    labels = np.full(grid * grid, -1, dtype=np.int64)
-    if not objects:
-        labels[:] = len(world.class_names)
-        return labels
-    cover = patch_coverage(world, objects, grid)
-    best = cover.argmax(axis=0)
-    best_cover = cover.max(axis=0)
-    classes = np.array([world.class_index(record["class_name"]) for record in objects])
-    labels[best_cover >= on_object] = classes[best[best_cover >= on_object]]
-    labels[cover.sum(axis=0) < background] = len(world.class_names)
-    return labels
-
-
 class ClipObjectImages:
-    """Images with every object they hold: uint8 pixels, multi-hot class targets and per-patch labels.
+    """Images with every object they hold: uint8 pixels, and per object its class and the share of each patch that its
+    silhouette covers (the targets of `objects_loss`).
 
     Args:
         world (`CaptionWorld`): the world the images were drawn from (class indices, object silhouettes).
         objects: the objects of each image (the records of a split's `objects` JSON column).
         grid (`int`): patches per side of the vision tower.
-        flipped_copies (`bool`): add every image mirrored left-right (its patch labels mirrored too).
+        flipped_copies (`bool`): add every image mirrored left-right (its patch covers mirrored too).
     """
 
     def __init__(self, world, pixels: np.ndarray, objects: list[list[dict]], grid: int, flipped_copies: bool = False):
+        from .probing import patch_coverage
+
+        most = max(len(records) for records in objects)
         self.pixels = pixels
         self.grid = grid
-        self.targets = np.zeros((len(objects), len(world.class_names)), dtype=np.float32)
+        self.labels = np.full((len(objects), most), -1, dtype=np.int64)
+        self.covers = np.zeros((len(objects), most, grid * grid), dtype=np.float32)
         for row, records in enumerate(objects):
-            self.targets[row, [world.class_index(record["class_name"]) for record in records]] = 1
-        self.patch_labels = np.stack([patch_labels(world, records, grid) for records in objects])
+            self.labels[row, :len(records)] = [world.class_index(record["class_name"]) for record in records]
+            self.covers[row, :len(records)] = patch_coverage(world, records, grid)
         self.flipped_copies = flipped_copies
 
     def __len__(self) -> int:
-        return len(self.targets) * (2 if self.flipped_copies else 1)
+        return len(self.labels) * (2 if self.flipped_copies else 1)
 
     def __getitem__(self, index: int) -> dict:
-        image, flipped = index % len(self.targets), index >= len(self.targets)
-        pixels, patches = self.pixels[image], self.patch_labels[image]
+        image, flipped = index % len(self.labels), index >= len(self.labels)
+        pixels, covers = self.pixels[image], self.covers[image]
         if flipped:
             pixels = pixels[:, ::-1]
-            patches = patches.reshape(self.grid, self.grid)[:, ::-1].reshape(-1)
-        return {"pixels": pixels, "targets": self.targets[image], "patch_labels": np.ascontiguousarray(patches)}
+            covers = covers.reshape(len(covers), self.grid, self.grid)[:, :, ::-1].reshape(len(covers), -1)
+        return {"pixels": pixels, "object_labels": self.labels[image], "object_covers": np.ascontiguousarray(covers)}
 
 
 def collate_object_images(items: list[dict]) -> dict:
-    """Batch `ClipObjectImages` items: `pixel_values`, `targets` `(B, C)` and `patch_labels` `(B, P)`."""
+    """Batch `ClipObjectImages` items: `pixel_values`, `object_labels` `(B, O)` (-1: no object) and
+    `object_covers` `(B, O, P)`."""
     from .processing import pixel_values_from_uint8
 
     return {"pixel_values": pixel_values_from_uint8(np.stack([item["pixels"] for item in items])),
-            "targets": torch.from_numpy(np.stack([item["targets"] for item in items])),
-            "patch_labels": torch.from_numpy(np.stack([item["patch_labels"] for item in items]))}
+            "object_labels": torch.from_numpy(np.stack([item["object_labels"] for item in items])),
+            "object_covers": torch.from_numpy(np.stack([item["object_covers"] for item in items]))}
 
 
-def objects_loss(pooled_logits: torch.Tensor, patch_logits: torch.Tensor, targets: torch.Tensor,
-                 patch_labels: torch.Tensor, colours: int, shapes: int) -> torch.Tensor:
-    """The `"objects"` loss: presence from the pooled output, the covering object (or background) per patch.
+def objects_loss(pooled_logits: torch.Tensor, patch_logits: torch.Tensor, object_labels: torch.Tensor,
+                 object_covers: torch.Tensor, kind: str, colours: int, shapes: int) -> torch.Tensor:
+    """The `objects` phase's loss: every object named from the patches it covers, a lone object also from the pooled
+    output, each by `class_loss(kind)` through the same head.
 
-    The head's outputs are the `colours * shapes` classes (colour-major), the colours, the shapes and background.
+    An object's logits are the head's logits of its patches averaged with the share of each patch its silhouette
+    covers (the head is linear, so this is the head on the cover-weighted mean of the patch tokens).
 
     Args:
         pooled_logits (`torch.Tensor`): `(B, K)` head logits of the pooled output.
         patch_logits (`torch.Tensor`): `(B, P, K)` head logits of the patch tokens.
-        targets (`torch.Tensor`): `(B, C)` 0/1 presence of each class.
-        patch_labels (`torch.Tensor`): `(B, P)` class of the object under each patch, `C` for background, -1 to
-            leave the patch out.
+        object_labels (`torch.Tensor`): `(B, O)` class index of each object, -1 where an image has fewer objects.
+        object_covers (`torch.Tensor`): `(B, O, P)` share of each patch covered by each object.
     """
-    classes = colours * shapes
-    colour_of = torch.arange(classes, device=targets.device) // shapes
-    shape_of = torch.arange(classes, device=targets.device) % shapes
-    colour_present = torch.zeros(len(targets), colours, device=targets.device).index_add_(1, colour_of, targets)
-    shape_present = torch.zeros(len(targets), shapes, device=targets.device).index_add_(1, shape_of, targets)
-    presence = torch.cat([targets, colour_present.clamp_max(1), shape_present.clamp_max(1)], dim=1)
-    # summed over the outputs (a mean over 80 outputs of which 3-12 are positive would leave the pooled feature
-    # almost no gradient next to the patch terms)
-    loss = F.binary_cross_entropy_with_logits(pooled_logits[:, :classes + colours + shapes], presence,
-                                              reduction="none").sum(dim=1).mean()
-
-    logits = patch_logits.reshape(-1, patch_logits.shape[-1])
-    labels = patch_labels.reshape(-1)
-    keep = labels >= 0
-    logits, labels = logits[keep], labels[keep]
-    if len(labels) == 0:
-        return loss
-    is_object = labels < classes
-    object_labels = labels.clamp_max(classes - 1)
-    background = logits[:, -1:]
-    for start, count, target in ((0, classes, object_labels), (classes, colours, object_labels // shapes),
-                                 (classes + colours, shapes, object_labels % shapes)):
-        choice = torch.cat([logits[:, start:start + count], background], dim=1)
-        loss = loss + F.cross_entropy(choice, torch.where(is_object, target, torch.full_like(target, count)))
+    area = object_covers.sum(dim=-1)
+    valid = (object_labels >= 0) & (area > 0)
+    region_logits = torch.einsum("bop,bpk->bok", object_covers, patch_logits) / area.clamp_min(1e-6).unsqueeze(-1)
+    loss = class_loss(region_logits[valid], object_labels[valid], kind, colours, shapes)
+    alone = valid.sum(dim=1) == 1
+    if alone.any():
+        lone_labels = object_labels[alone].max(dim=1).values
+        loss = loss + class_loss(pooled_logits[alone], lone_labels, kind, colours, shapes)
     return loss
 
 
@@ -232,9 +200,7 @@ def class_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, colours: i
 
 
 def head_outputs(kind: str, colours: int, shapes: int) -> int:
-    """Outputs of the first stage's head for loss `kind` (see `class_loss` and `objects_loss`)."""
-    if kind == "objects":
-        return colours * shapes + colours + shapes + 1
+    """Outputs of the first stage's head for loss `kind` (see `class_loss`)."""
     return colours + shapes if kind == "colour-shape" else colours * shapes
 
 
@@ -245,7 +211,6 @@ __all__ = [
     "ClipTeacherVisionClassifier",
     "ClipLabelledImages",
     "collate_labelled_images",
-    "patch_labels",
     "ClipObjectImages",
     "collate_object_images",
     "objects_loss",
