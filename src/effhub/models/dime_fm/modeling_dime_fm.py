@@ -79,6 +79,16 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
                 param.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------------ weights
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """`False`: this class initialises through `transformers.initialization` like the library's own models.
+
+        transformers treats classes defined outside it as custom code and then skips `_init_weights` for modules
+        without parameters of their own; for CLIP those are the attention and MLP blocks, whose scaled inits would be
+        lost whenever `from_pretrained` initialises missing weights.
+        """
+        return False
+
     def mean_pooling_query(self) -> list[nn.Parameter]:
         """The query projection (weight, bias) of the last vision layer (held at zero under mean pooling)."""
         attention = self.vision_model.encoder.layers[-1].self_attn
@@ -89,9 +99,16 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
         super()._init_weights(module)
         if module is self:
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
-        if self.config.vision_pooling == "mean" and module is self.vision_model.encoder.layers[-1].self_attn:
-            init.zeros_(module.q_proj.weight)
-            init.zeros_(module.q_proj.bias)
+
+    @torch.no_grad()
+    def initialize_weights(self):
+        """Initialise as CLIP does, then hold the mean-pooling query at zero (the vision tower is a sub-model that
+        transformers initialises with its own `_init_weights`, so the zeros are set here, after it)."""
+        super().initialize_weights()
+        if self.config.vision_pooling == "mean":
+            for param in self.mean_pooling_query():
+                if not param.is_meta:
+                    param.zero_()
 
     def text_parameters(self) -> list[nn.Parameter]:
         """The text tower's and text projection's parameters."""
