@@ -135,11 +135,13 @@ def resolve_features(recipe: DimeFmRecipe, options) -> Path | None:
     return Path(str(options.output_dir).rstrip("/") + "-features")
 
 
-def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, accelerator=None):
+def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, accelerator=None,
+                      build_cache: bool = False):
     """`(datasets, collate_fns, cache info)` of the distillation stage: `{"images": ..., "texts": ...}`.
 
     With a cache, image rows carry the teacher's embedding and text rows are the cached text embeddings (the
-    teacher is never run); online, image rows carry pixels only and text rows the texts.
+    teacher is never run); online, image rows carry pixels only and text rows the texts. With `build_cache` a
+    missing cache is built first (from the recipe's sources).
     """
     from .features_dime_fm import (
         ImageRows, PixelCollator, TextCollator, TextRows, cache_features, load_feature_cache, unpaired_sources,
@@ -151,7 +153,7 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
         return ({"images": ImageRows(images, teacher.processor, recipe.data.image_column), "texts": TextRows(texts)},
                 {"images": PixelCollator(teacher.processor), "texts": TextCollator(teacher.processor.tokenizer)},
                 None)
-    if not (features / "dime_fm_cache.json").is_file() and not recipe.features:
+    if build_cache and not (features / "dime_fm_cache.json").is_file():
         cache_features(teacher, recipe.data.images, recipe.data.texts, features, recipe.data.image_column,
                        recipe.data.text_column, accelerator=accelerator)
     cache = load_feature_cache(features, teacher)
@@ -360,6 +362,7 @@ def train(recipe: DimeFmRecipe, options, record=None):
     if options.extra.get("teacher"):
         recipe.teacher = str(options.extra["teacher"])
     teacher = load_teacher(recipe.teacher)
+    given = options.extra.get("features") or recipe.features
     features = resolve_features(recipe, options)
     if features is not None:
         recipe.features = str(features)
@@ -367,7 +370,8 @@ def train(recipe: DimeFmRecipe, options, record=None):
     torch.manual_seed(seed)
     student = build_student(teacher, recipe)
     with Run(options, method=METHOD_NAME, seed=seed, recipe=recipe_to_dict(recipe)) as run:
-        datasets, collate, _ = training_datasets(recipe, teacher, features, run.accelerator)
+        datasets, collate, _ = training_datasets(recipe, teacher, features, run.accelerator,
+                                                 build_cache=not given)
         online = teacher.model.to(run.accelerator.device) if features is None else None
         trained = run.train_stage(STAGE_NAME, student, [distillation_phase(recipe, student, online, record)],
                                   datasets, collate_fn=collate).model
