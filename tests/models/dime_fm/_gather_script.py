@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 

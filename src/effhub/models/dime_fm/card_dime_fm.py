@@ -31,6 +31,7 @@ def eval_results_from_metrics(metrics: dict) -> dict:
         "teacher_linear_probe_accuracy": teacher["linear_probe"]["accuracy"],
         "teacher_retrieval": teacher["retrieval"],
         "zero_shot_chance": student["zero_shot"]["chance"],
+        "side_by_side": metrics,
     }
     return {"model_name": MODEL_NAME, "results": results, "extra": extra}
 
