@@ -330,18 +330,17 @@ class TextCollator:
 
 
 # ---------------------------------------------------------------------------------------------------- the cache
-def _normalised(tensor):
-    return tensor / tensor.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def _image_step(model, batch):
-    output = model.get_image_features(pixel_values=batch["pixel_values"])
-    return {"image_embeds": _normalised(output if hasattr(output, "norm") else output.pooler_output)}
+    from .modeling_dime_fm import _normalise, _pooled
+
+    return {"image_embeds": _normalise(_pooled(model.get_image_features(pixel_values=batch["pixel_values"])))}
 
 
 def _text_step(model, batch):
+    from .modeling_dime_fm import _normalise, _pooled
+
     output = model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return {"text_embeds": _normalised(output if hasattr(output, "norm") else output.pooler_output)}
+    return {"text_embeds": _normalise(_pooled(output))}
 
 
 def cache_info(teacher: Teacher, image_description: dict, text_description: dict) -> dict:
