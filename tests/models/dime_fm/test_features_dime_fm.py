@@ -113,3 +113,18 @@ def test_one_paired_dataset_is_split_into_unpaired_halves(tmp_path):
                                                             text_column="caption")
     assert images["id"] == pairs["id"][0::2] and texts["text"] == pairs["caption"][1::2]
     assert (image_info["rows_taken"], text_info["rows_taken"]) == ("even", "odd")
+
+
+def test_cache_features_command_line(tmp_path, capsys):
+    from effhub.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a red circle.\na blue star.\n")
+    output = tmp_path / "feats"
+    assert main(["dime-fm", "cache-features", "--teacher", "base", "--images", "world:4", "--texts", str(texts),
+                 "--output", str(output), "--batch-size", "4", "--no-progress", "1"]) == 0
+    assert "2 texts" in capsys.readouterr().out
+    assert main(["dime-fm", "cache-features", "--teacher", "base", "--images", str(tmp_path / "none"), "--texts",
+                 str(texts), "--output", str(tmp_path / "other")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
