@@ -114,3 +114,20 @@ def test_recipe_defaults_are_the_papers_losses():
     assert (loss.vl, loss.pvl, loss.ud, loss.vl_temperature, loss.pvl_temperature, loss.ud_temperature) == (
         0.7, 0.3, 0.0, 1.0, 3.0, 7.0)
     assert loss.logit_scale is None  # the teacher's learned scale
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_two_process_run(tmp_path):
+    from tests.launch import accelerate_launch
+
+    from effhub.models.dime_fm import DimeFmModel
+
+    overrides = [word for item in TINY for word in ("--set", item)]
+    result = accelerate_launch("-m", "effhub.train", "dime-fm", "--recipe", "demo", *overrides,
+                               "--output-dir", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "run" / "eval_results.json").read_text())["extra"]["side_by_side"]["teacher"][
+        "zero_shot"]["num_samples"] == 64
+    DimeFmModel.from_pretrained(tmp_path / "run")

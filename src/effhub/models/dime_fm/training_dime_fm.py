@@ -376,8 +376,9 @@ def train(recipe: DimeFmRecipe, options, record=None):
         trained = run.train_stage(STAGE_NAME, student, [distillation_phase(recipe, student, online, record)],
                                   datasets, collate_fn=collate).model
         run.save_pretrained(trained)
+        # every process evaluates (zero-shot hits are summed across them); the main process writes
+        metrics = evaluate_side_by_side(trained, teacher, recipe, run.accelerator)
         if run.is_main_process:
-            metrics = evaluate_side_by_side(trained, teacher, recipe)
             save_clip_processor(teacher.processor, run.layout.root)
             write_results_and_card(run.layout.root, recipe, metrics, trained)
         run.wait_for_everyone()
