@@ -15,6 +15,9 @@ def eval_results_from_metrics(metrics: dict) -> dict:
 
     student, teacher = metrics["student"], metrics["teacher"]
     results = clip_results({"zero_shot": student["zero_shot"], "retrieval": student["retrieval"]})["results"]
+    for result in results:
+        if result["task_type"] == "image-text-retrieval":
+            result["dataset_split"] = "distillation-test"  # the held-out pairs DIME-FM evaluates on
     results.append({
         "task_type": "image-classification", "task_name": "Linear probe on frozen image features",
         "dataset_type": DATASET_TYPE, "dataset_name": f"{DATASET_NAME} (single object)",
