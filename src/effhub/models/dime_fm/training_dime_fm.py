@@ -144,7 +144,8 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
     missing cache is built first (from the recipe's sources).
     """
     from .features_dime_fm import (
-        ImageRows, PixelCollator, TextCollator, TextRows, cache_features, load_feature_cache, unpaired_sources,
+        ImageRows, PixelCollator, TextCollator, TextRows, cache_features, load_feature_cache, load_image_source,
+        unpaired_sources,
     )
 
     if features is None:
@@ -158,9 +159,9 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
                        recipe.data.text_column, accelerator=accelerator)
     cache = load_feature_cache(features, teacher)
     source = cache.info["images"]
-    images, _, image_description, _ = unpaired_sources(source["spec"], cache.info["texts"]["spec"],
-                                                      source.get("column", "image"),
-                                                      cache.info["texts"].get("column", "text"))
+    images, image_description = load_image_source(source["spec"], source.get("column", "image"))
+    if source.get("rows_taken") == "even":  # one paired dataset split into unpaired halves
+        images = images.select(range(0, len(images), 2))
     if image_description.get("fingerprint") != source.get("fingerprint") or len(images) != len(cache.image_embeds):
         raise ConfigError(f"the image source '{source['spec']}' changed since its features were cached in "
                           f"'{features}'", "cache the features again into a fresh folder")
