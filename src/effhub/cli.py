@@ -212,7 +212,8 @@ def add_method_tools(commands, methods) -> None:
             tool_parser = tools.add_parser(tool.name, help=tool.help)
             for option in entry.options_of(tool.name):
                 tool_parser.add_argument(f"--{option.name.replace('_', '-')}", dest=f"extra_{option.name}",
-                                         default=option.default, required=option.required, help=option.help)
+                                         default=option.default, required=option.required, help=option.help,
+                                         metavar=option.name.upper())
             tool_parser.set_defaults(entry=entry, tool_entry=tool)
 
 
