@@ -1,4 +1,5 @@
-"""The `effhub` command line: train, eval, card, push, browse, hub serve, demo, convert, recipes, budget, methods.
+"""The `effhub` command line: train, eval, export, card, push, browse, hub serve, demo, convert, recipes, budget, methods,
+and each method's own commands (`effhub <method> <command>`).
 
 Method-specific work is looked up in the method registry (:mod:`effhub.registry`), so a new method folder brings its
 own `train`/`eval`/`convert`/`demo` (and declares its extra options) without editing this file. This is the only
@@ -21,7 +22,7 @@ from .errors import EffhubError, TrainingInterrupted
 from .training.options import ConvertOptions, DemoOptions, EvalOptions, RunOptions
 
 # commands that load or train models: they need the Auto-class registrations
-MODEL_COMMANDS = ("train", "eval", "convert", "demo")
+MODEL_COMMANDS = ("train", "eval", "convert", "demo", "export")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
             method_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                                        help="override a value of the recipe (repeatable)")
 
+    export = commands.add_parser("export", help="write a trained run folder in another format (e.g. a plain CLIP)")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", required=True, help="the target format the method offers, e.g. clip")
+    export.add_argument("--output", type=Path, required=True, help="the folder to write")
+    export.add_argument("--method", default=None, help="method name (default: read from the run folder)")
+
     demo = commands.add_parser("demo", help="run a method's end-to-end demo on the embedded defaults")
     demo.add_argument("method", nargs="?", default=None, help="method (default: the flagship demo)")
     demo.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipes_show.add_argument("name")
 
     add_budget_arguments(commands)
+    add_method_tools(commands, methods)
 
     methods_parser = commands.add_parser("methods", help="list the registered methods with their kind")
     methods_parser.add_argument("--kind", default=None, help="only methods of this kind (model, adapter, tool)")
@@ -195,6 +203,22 @@ def add_budget_arguments(commands) -> None:
     simulate.add_argument("--overwrite", action="store_true",
                           help="discard an earlier simulation in --output (default: resume it)")
     simulate.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+
+
+def add_method_tools(commands, methods) -> None:
+    """`effhub <method> <command> --flags` for the commands a method declares (`MethodEntry.tools`)."""
+    for entry in methods:
+        if not entry.tools:
+            continue
+        parser = commands.add_parser(entry.name, help=f"{entry.name}'s own commands")
+        tools = parser.add_subparsers(dest="tool", required=True)
+        for tool in entry.tools:
+            tool_parser = tools.add_parser(tool.name, help=tool.help)
+            for option in entry.options_of(tool.name):
+                tool_parser.add_argument(f"--{option.name.replace('_', '-')}", dest=f"extra_{option.name}",
+                                         default=option.default, required=option.required, help=option.help,
+                                         metavar=option.name.upper())
+            tool_parser.set_defaults(entry=entry, tool_entry=tool)
 
 
 def _split_list(text: str | None, what: str) -> list[str] | None:
@@ -324,6 +348,17 @@ def _run(args: argparse.Namespace) -> int:
         output = args.entry.load("convert")(args.source, options)
         print(f"effhub: converted checkpoint written to {output}")
         return 0
+    if args.command == "export":
+        method = _method_of_run(args.run_dir, args.method)
+        output = get_method(method).load("export")(args.run_dir, args.format, args.output)
+        print(f"effhub: exported {args.run_dir} as {args.format} to {output}")
+        return 0
+    if getattr(args, "tool_entry", None) is not None:
+        import importlib
+
+        integrate_all()
+        module_name, _, function_name = args.tool_entry.run.partition(":")
+        return int(getattr(importlib.import_module(module_name), function_name)(_extra(args)) or 0)
     if args.command == "demo":
         name = args.method or _flagship_demo()
         return int(get_method(name).load("demo")(DemoOptions(output_dir=args.output_dir,

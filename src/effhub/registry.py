@@ -38,14 +38,33 @@ class MethodOption:
     Args:
         name (`str`): the option's name (`policy` becomes `--policy`); its value lands in the options' `extra`.
         help (`str`): one line for `--help`.
-        command (`str`): the command it belongs to (`train`, `convert`, `eval`).
+        command (`str`): the command it belongs to (`train`, `convert`, `eval`, or one of the method's own
+            `MethodCommand`s).
         default (`Any`): the value when the flag is absent.
+        required (`bool`): the flag must be given.
     """
 
     name: str
     help: str
     command: str = "train"
     default: Any = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class MethodCommand:
+    """A command of a method's own, run as `effhub <method> <name> --flags` (e.g. `effhub dime-fm cache-features`).
+
+    Args:
+        name (`str`): the sub-command's name.
+        help (`str`): one line for `--help`.
+        run (`str`): `"module:function"` taking the `{option name: value}` dict of its `MethodOption`s (those whose
+            `command` is `name`); returns an exit status or `None`.
+    """
+
+    name: str
+    help: str
+    run: str
 
 
 @dataclass(frozen=True)
@@ -61,9 +80,12 @@ class MethodEntry:
         evaluate (`str`, *optional*): `"module:function"` taking `(run_dir, EvalOptions)`; returns a metrics dict.
         convert (`str`, *optional*): `"module:function"` taking `(source, ConvertOptions)`.
         demo (`str`, *optional*): `"module:function"` taking `(DemoOptions)`; the method's end-to-end demo.
+        export (`str`, *optional*): `"module:function"` taking `(run_dir, format, output)`: write a trained run in
+            another format (`effhub export <run> --format <format> --output <folder>`); returns the folder.
         integrate (`str`, *optional*): `"module:function"` registering the method's classes with transformers' Auto
             classes (or PEFT); run by `import effhub`.
         options (`tuple[MethodOption, ...]`): extra command-line options of the method's commands.
+        tools (`tuple[MethodCommand, ...]`): commands of the method's own (`effhub <name> <command>`).
         papers (`tuple[str, ...]`): citation keys of the papers this method implements (`CITATION.cff`).
     """
 
@@ -75,8 +97,10 @@ class MethodEntry:
     evaluate: str | None = None
     convert: str | None = None
     demo: str | None = None
+    export: str | None = None
     integrate: str | None = None
     options: tuple[MethodOption, ...] = field(default_factory=tuple)
+    tools: tuple[MethodCommand, ...] = field(default_factory=tuple)
     papers: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
@@ -101,7 +125,8 @@ class MethodEntry:
     @property
     def commands(self) -> list[str]:
         """The commands this method supports (for `effhub methods`)."""
-        return [name for name in ("train", "evaluate", "convert", "demo") if getattr(self, name)]
+        return ([name for name in ("train", "evaluate", "convert", "demo", "export") if getattr(self, name)]
+                + [tool.name for tool in self.tools])
 
 
 def register_method(entry: MethodEntry) -> MethodEntry:
@@ -154,5 +179,5 @@ def list_methods(kind: str | None = None) -> list[MethodEntry]:
     return [_METHODS[name] for name in sorted(_METHODS) if kind is None or _METHODS[name].kind == kind]
 
 
-__all__ = ["MethodEntry", "MethodOption", "METHOD_KINDS", "register_method", "discover", "integrate_all",
+__all__ = ["MethodEntry", "MethodOption", "MethodCommand", "METHOD_KINDS", "register_method", "discover", "integrate_all",
            "get_method", "list_methods"]

@@ -1,0 +1,26 @@
+"""The DIME-FM benchmark at toy size, end to end: every arm trained and measured, the table's JSON written."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.slow
+def test_toy_benchmark_writes_every_arm_and_the_targets(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.dime_fm import run
+
+    monkeypatch.setitem(run.SETTINGS, "quick", {"samples": 32, "steps": 2, "batch_size": 8, "seeds": [0, 1]})
+    assert run.main(["--quick", "--output", str(tmp_path / "result.json")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert set(result["arms"]) == set(run.ARMS)
+    assert all(len(result["arms"][arm]) == 2 for arm in run.ARMS)
+    assert result["summary"]["vision_parameter_ratio"] < 0.25
+    assert result["teacher"]["zero_shot_accuracy"] > 0.5
+    assert set(result["summary"]["targets"]) == {"at_most_quarter_of_vision_parameters",
+                                                 "at_least_90_percent_of_zero_shot",
+                                                 "ahead_of_contrastive_from_scratch",
+                                                 "ahead_of_paired_logit_distillation"}
