@@ -44,7 +44,7 @@ MODEL_NAME = "effhub-dime-fm"
 
 def write_results_and_card(run_dir, recipe, metrics: dict, model):
     """Write `eval_results.json` and `README.md` (the card) into the run folder."""
-    from ...hub.cards import write_eval_results, write_model_card
+    from ...hub.cards import REPO_PLACEHOLDER, write_eval_results, write_model_card
     from ...recipes import recipe_to_dict
 
     eval_results = eval_results_from_metrics(metrics)
@@ -78,7 +78,7 @@ def write_results_and_card(run_dir, recipe, metrics: dict, model):
             "student linear probe": f"{student['linear_probe']['accuracy']:.3f}",
         },
         "usage": "import effhub\nfrom transformers import pipeline\n"
-        "classifier = pipeline(\"zero-shot-image-classification\", model=\"<repo or folder>\")\n"
+        f"classifier = pipeline(\"zero-shot-image-classification\", model=\"{REPO_PLACEHOLDER}\")\n"
         "classifier(image, candidate_labels=[\"a red circle\", \"a blue square\"])",
         "training": recipe_to_dict(recipe),
         "limitations": "Distilled and evaluated only on effhub's generated shapes (64 colour-shape classes); the "
