@@ -27,7 +27,8 @@ def test_frozen_generator_fingerprint():
 
     assert CLIPS_V1.to_dict() == {"num_frames": 8, "size": 32, "evidence_fraction": 0.5, "noise": 0.05,
                                   "min_radius": 8, "max_radius": 12, "stripe_period": 8, "blur": 4,
-                                  "occlusion": 0.85, "background": (0.0, 0.25), "stripe_contrast": 0.55}
+                                  "occlusion": 0.85, "background": (0.0, 0.25), "stripe_contrast": 0.55,
+                                  "faint_fraction": 0.0, "faint_stripe_contrast": 0.15}
     clips = generate_clips(4, seed=0)
     digest = hashlib.sha256()
     for key in ("frames", "label", "frame_kind"):

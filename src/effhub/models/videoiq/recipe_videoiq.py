@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class VideoIQDataRecipe:
-    """Generated clips (`dataset: clips`) or a frame-folder data set; clip counts apply to generated data."""
+    """Generated clips (`dataset: clips`) or a frame-folder data set; clip counts and `clips_version` (the frozen
+    generator version, `effhub.data.video.clips.CLIP_VERSIONS`; 1 for runs recorded before version 2) apply to
+    generated data."""
 
     train_clips: int = 1024
     test_clips: int = 512
     num_frames: int = 8
     image_size: int = 32
     evidence_fraction: float = 0.5
+    clips_version: int = 1
 
 
 @dataclass

@@ -38,11 +38,11 @@ def load_datasets(recipe: VideoIQRecipe, data_dir=None):
     from ...data import load_dataset
 
     if recipe.dataset == "clips":
-        from ...data.video.clips import CLIP_CLASSES, ClipConfig
+        from ...data.video.clips import CLIP_CLASSES, clip_config
 
-        clip_config = ClipConfig(num_frames=recipe.data.num_frames, size=recipe.data.image_size,
-                                 evidence_fraction=recipe.data.evidence_fraction,
-                                 **dict(recipe.dataset_options))
+        clip_config = clip_config(recipe.data.clips_version, num_frames=recipe.data.num_frames,
+                                  size=recipe.data.image_size, evidence_fraction=recipe.data.evidence_fraction,
+                                  **dict(recipe.dataset_options))
         train = load_dataset("clips", "train", kind="video", num_clips=recipe.data.train_clips, seed=recipe.seed,
                              config=clip_config)
         test = load_dataset("clips", "test", kind="video", num_clips=recipe.data.test_clips, seed=recipe.seed,
@@ -356,6 +356,46 @@ def evaluate_mode(model, dataset, collate_fn, batch_size, mode="policy", run=Non
     return summary
 
 
+def frame_kind_accuracy(model, dataset, collate_fn, batch_size, run=None) -> dict:
+    """The test-bed check of generated clips: top-1 when only the frames of one kind are read, at one precision
+    (the unquantised network, then every bit-width of the family), and every other frame is left out of the
+    average (`{kind: {"full precision": top1, "32-bit": top1, ..., "clips": n}}`; a clip without a frame of that
+    kind is left out of its row). It shows what each bit-width loses on each kind of frame, i.e. what a per-frame
+    policy can buy. Needs the `frame_kind` column."""
+    from ...data.video.clips import FRAME_KINDS
+
+    config = model.config
+    precisions = [None, *range(config.num_precisions)]
+    names = ["full precision", *config.action_names[:config.num_precisions]]
+
+    def step(net, batch):
+        kinds, labels, pixel_values = batch["frame_kind"], batch["labels"], batch["pixel_values"]
+        batch_size, frames = kinds.shape
+        result = {f"present_{k}": (kinds == k).any(1).long() for k in range(len(FRAME_KINDS))}
+        for index, precision in enumerate(precisions):
+            features = net.frame_features(pixel_values.flatten(0, 1), precision).view(batch_size, frames, -1)
+            for k in range(len(FRAME_KINDS)):
+                executed = (kinds == k).to(features.dtype)
+                logits = net.classify(features * executed[..., None], executed)
+                result[f"correct_{k}_{index}"] = ((logits.argmax(-1) == labels) & (kinds == k).any(1)).long()
+        return result
+
+    if run is not None:
+        totals = run.evaluate(model, dataset, step, batch_size, collate_fn=collate_fn, reduce="sum")
+    else:
+        from ...training import evaluate
+
+        totals = evaluate(model, dataset, step, batch_size, collate_fn=collate_fn, reduce="sum")
+    table = {}
+    for k, kind in enumerate(FRAME_KINDS):
+        clips = int(totals[f"present_{k}"])
+        if clips == 0:
+            continue
+        table[kind] = {name: float(totals[f"correct_{k}_{index}"]) / clips for index, name in enumerate(names)}
+        table[kind]["clips"] = clips
+    return table
+
+
 def full_comparison(model, dataset, collate_fn, batch_size, run=None, random_seed: int = 0) -> dict:
     """The learned policy against every uniform precision, the unquantised network and a uniform random policy."""
     results = {"policy": evaluate_mode(model, dataset, collate_fn, batch_size, "policy", run, examples=8)}
@@ -462,6 +502,7 @@ __all__ = [
     "efficiency_codebook",
     "evaluate_mode",
     "evaluate_run",
+    "frame_kind_accuracy",
     "full_comparison",
     "load_datasets",
     "make_processor",
