@@ -3,16 +3,19 @@
 One run of the three training stages (the demo recipe; the full benchmark tests on 2000 clips, `--quick` on the
 demo's 512), or an existing run (`--from-run`), then:
 
+0. The test-bed check: top-1 from the frames of one kind alone (the others left out), at full precision and at every
+   bit-width of the family: what each precision loses on each kind of frame, i.e. what a per-frame policy can buy.
 1. Accuracy against average cost, both measures (exact BitOPs and the paper's GFLOPs proxy), as ratios against the
    full-precision network measured in the same run: the learned policy (dynamic inference), every uniform bit-width
    of the family, the unquantised network, a uniform random policy (every action equally likely) and a random policy
    with the learned policy's share of each action (the same average cost, no frame-by-frame choice). The uniform
    curve at the policy's cost is the linear interpolation between neighbouring uniform points (mixing two precisions
-   over videos reaches any point between them).
-2. CPU time per clip of dynamic inference (policy included) against the full-precision backbone on every frame, and
-   the full-precision backbone on only the frames the policy executes (what skipping alone would give). No 8-bit
-   kernels are used here (the family is 32/4/2 and the lower bit-widths run in float simulation, which costs more
-   than float itself): any saving comes from skips.
+   over videos reaches any point between them). The bit-widths of 8 or less are then put on PyTorch's quantized CPU
+   kernels (`prepare_int8_kernels`, calibrated on 16 training clips) and the policy and uniform rows are measured
+   again on that path.
+2. CPU time per clip of dynamic inference (policy included) against the full-precision backbone on every frame: in
+   float simulation of the quantisers and on the int8 kernels; the full-precision backbone on only the frames the
+   policy executes gives the saving of skips alone, simulation minus kernels the saving of the kernels.
 3. The policy network's share of the dynamic inference time.
 
 The machine is shared: timings are medians of interleaved repeats and the load average is recorded with them.

@@ -42,7 +42,7 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     assert not any("teacher" in key for key in model.state_dict())
     results = json.loads((short_run / "eval_results.json").read_text())
     evaluations = results["extra"]["evaluations"]
-    assert set(evaluations) == {"policy", "uniform 32-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
+    assert set(evaluations) == {"policy", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
                                 "random policy"}
     assert evaluations["uniform 2-bit"]["bitops"] < evaluations["uniform 4-bit"]["bitops"] < \
         evaluations["full precision"]["bitops"]
@@ -51,6 +51,31 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     assert f"{policy_top1:.4g}"[:4] in card and "Share of each action" in card
     assert (short_run / "images" / "choices.png").is_file()
     assert (short_run / "preprocessor_config.json").is_file()
+
+
+def test_frame_kind_check_reads_each_kind_alone(short_run):
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
+    from effhub.models.videoiq.training_videoiq import (
+        VideoIQCollator,
+        frame_kind_accuracy,
+        load_datasets,
+        make_processor,
+    )
+    from effhub.training import RunLayout
+
+    recipe = RunLayout(short_run).read_recipe(VideoIQRecipe)
+    assert recipe.data.clips_version == 2
+    model = VideoIQForVideoClassification.from_pretrained(short_run)
+    _, test_set, _ = load_datasets(recipe)
+    table = frame_kind_accuracy(model, test_set, VideoIQCollator(make_processor(recipe)), 4)
+    kinds = test_set["frame_kind"]
+    for kind, row in table.items():
+        assert set(row) == {"full precision", "8-bit", "4-bit", "2-bit", "clips"}
+        assert all(0.0 <= row[name] <= 1.0 for name in row if name != "clips")
+    from effhub.data.video.clips import FRAME_KINDS
+
+    for kind, row in table.items():
+        assert row["clips"] == int((kinds == FRAME_KINDS.index(kind)).any(1).sum()) > 0
 
 
 def test_eval_command_reproduces_the_run(short_run, capsys):
