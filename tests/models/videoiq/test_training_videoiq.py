@@ -124,6 +124,17 @@ def test_policy_losses_follow_the_paper():
     assert terms["balance"].item() == pytest.approx(0.0)  # every action used 1/A of the time
     assert terms["efficiency"].item() == pytest.approx(0.16 * (1 + 0.25 + 0.0625) / 4)
     assert terms["entropy"].item() == pytest.approx(0.1 * torch.log(torch.tensor(4.0)).item())
+    # the measured codebook: BitOPs per frame over the top bit-width's (the full-precision stem included), skip 0
+    config = tiny_config(skip_list=[1], bit_width_family=[8, 4, 2])
+    model = VideoIQForVideoClassification(config)
+    measured = efficiency_codebook(config, "bitops", model.frame_costs())
+    bits = model.frame_costs()["frame_bitops"]
+    assert measured.tolist() == pytest.approx([1.0, bits[1] / bits[0], bits[2] / bits[0], 0.0])
+    assert measured[2] > 0.0625  # the full-precision stem makes a 2-bit frame dearer than the paper's codebook says
+    terms = policy_losses(output, torch.tensor([0]), torch.zeros(1, 5), config, VideoIQRecipe(), measured)
+    assert terms["efficiency"].item() == pytest.approx(0.16 * float(measured.sum()) / 4)
+    with pytest.raises(ConfigError, match="codebook 'flops' is unknown"):
+        efficiency_codebook(config, "flops")
 
 
 def test_any_precision_update_accumulates_every_bit_width():

@@ -85,17 +85,35 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(F.softmax(teacher_logits, -1) * F.log_softmax(student_logits, -1)).sum(-1).mean()
 
 
-def efficiency_codebook(config) -> torch.Tensor:
-    """The paper's cost per action: `min(b, 8)^2 / 64` per bit-width, 0 per skip."""
-    return torch.tensor([min(b, 8) ** 2 / 64 for b in config.bit_width_family] + [0.0] * len(config.skip_list))
+CODEBOOKS = ("paper", "bitops")
 
 
-def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe) -> dict[str, torch.Tensor]:
-    """The policy stage's loss terms (weighted) and their sum under `loss`."""
+def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = None) -> torch.Tensor:
+    """The cost per action of the efficiency loss, skips 0.
+
+    `"paper"`: `min(b, 8)^2 / 64` per bit-width (32 and 8 bits cost 1, 2 bits 0.0625). `"bitops"`: the measured
+    BitOPs of one frame at each bit-width over those of the top bit-width (`frame_costs`, from
+    `model.frame_costs()`): it includes the full-precision stem, which every executed frame pays, so that a skip saves
+    what it really saves (on the demo's network 2 bits cost 0.34 of 8 bits, not 0.0625)."""
+    skips = [0.0] * len(config.skip_list)
+    if kind == "paper":
+        return torch.tensor([min(b, 8) ** 2 / 64 for b in config.bit_width_family] + skips)
+    if kind == "bitops":
+        if frame_costs is None:
+            raise ConfigError("the 'bitops' codebook needs the model's frame costs", "pass model.frame_costs()")
+        bits = frame_costs["frame_bitops"]
+        return torch.tensor([value / bits[0] for value in bits] + skips)
+    raise ConfigError(f"efficiency codebook '{kind}' is unknown", f"use one of {list(CODEBOOKS)}")
+
+
+def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
+                  codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The policy stage's loss terms (weighted) and their sum under `loss` (`codebook`: the efficiency cost per
+    action, the paper's by default)."""
     weights = recipe.policy
     actions = output.policy
     usage = actions.mean(dim=(0, 1))
-    codebook = efficiency_codebook(config).to(usage)
+    codebook = (efficiency_codebook(config) if codebook is None else codebook).to(usage)
     terms = {
         "ce": F.cross_entropy(output.logits, labels),
         "kd": weights.kd_weight * distillation_loss(output.logits, teacher_logits),
@@ -151,7 +169,11 @@ class PolicyBackboneClassifier(torch.nn.Module):
 
 
 def check_family_lists(recipe: VideoIQRecipe) -> None:
-    """The per-bit lists of the any-precision stage must have one value per bit-width."""
+    """The per-bit lists of the any-precision stage must have one value per bit-width; the efficiency codebook must
+    be known."""
+    if recipe.policy.efficiency_codebook not in CODEBOOKS:
+        raise ConfigError(f"policy.efficiency_codebook is '{recipe.policy.efficiency_codebook}'",
+                          f"use one of {list(CODEBOOKS)}")
     family = recipe.model.bit_width_family
     for name in ("pact_lr", "pact_weight_decay"):
         values = getattr(recipe.any_precision, name)
@@ -198,7 +220,10 @@ def build_phases(recipe: VideoIQRecipe, model, teacher_holder: dict, options, tr
         with torch.no_grad():
             teacher_logits = teacher(pixel_values=batch["pixel_values"], precision="full").logits
         output = net(pixel_values=batch["pixel_values"], temperature=ctx.state["temperature"])
-        terms = policy_losses(output, batch["labels"], teacher_logits, config, recipe)
+        if "codebook" not in teacher_holder:
+            costs = model.frame_costs() if recipe.policy.efficiency_codebook == "bitops" else None
+            teacher_holder["codebook"] = efficiency_codebook(config, recipe.policy.efficiency_codebook, costs)
+        terms = policy_losses(output, batch["labels"], teacher_logits, config, recipe, teacher_holder["codebook"])
         usage = output.policy.detach().mean(dim=(0, 1))
         terms.update({f"usage_{name.replace(' ', '_')}": usage[i] for i, name in enumerate(config.action_names)})
         return {key: value if key == "loss" else value.detach() for key, value in terms.items()}
