@@ -39,12 +39,18 @@ def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     assert benchmark_module.main(argv) == 0
     result = json.loads(output.read_text())
     evaluations = result["evaluations"]
-    assert set(evaluations) == {"policy", "uniform 32-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
+    assert set(evaluations) == {"policy", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
                                 "random policy (uniform actions)", "random policy (policy's action shares)"}
     assert evaluations["full precision"]["bitops_vs_full"] == pytest.approx(1.0)
     assert evaluations["uniform 2-bit"]["bitops_vs_full"] < evaluations["uniform 4-bit"]["bitops_vs_full"] < 1
+    testbed = result["testbed_frame_kind_top1"]
+    assert "evidence" in testbed or "faint evidence" in testbed
+    assert set(next(iter(testbed.values()))) == {"full precision", "8-bit", "4-bit", "2-bit", "clips"}
+    assert result["int8_bit_widths"] == [8, 4, 2] and set(result["int8_evaluations"]) == {
+        "policy", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit"}
     timing = result["timing"]
     assert timing["seconds_per_clip"]["full_precision"] > 0 and 0 < timing["policy_share_of_dynamic"] < 1
+    assert timing["int8_kernels"] and "dynamic_int8" in timing["seconds_per_clip"]
     assert set(result["targets"]) == {
         "policy_above_uniform_curve_bitops", "policy_above_uniform_curve_proxy",
         "policy_within_0.5_points_of_full_precision_at_half_its_bitops",

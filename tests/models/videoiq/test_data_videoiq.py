@@ -6,8 +6,16 @@ import pytest
 from PIL import Image
 
 from effhub.data import load_dataset
-from effhub.data.video.clips import CLIPS_V1, FRAME_KINDS, ClipConfig, generate_clips
-from effhub.errors import DatasetError
+from effhub.data.video.clips import (
+    CLIPS_V1,
+    CLIPS_V2,
+    EVIDENCE_KINDS,
+    FRAME_KINDS,
+    ClipConfig,
+    clip_config,
+    generate_clips,
+)
+from effhub.errors import ConfigError, DatasetError
 
 
 def test_clips_are_deterministic_and_half_evidence():
@@ -27,12 +35,44 @@ def test_frozen_generator_fingerprint():
 
     assert CLIPS_V1.to_dict() == {"num_frames": 8, "size": 32, "evidence_fraction": 0.5, "noise": 0.05,
                                   "min_radius": 8, "max_radius": 12, "stripe_period": 8, "blur": 4,
-                                  "occlusion": 0.85, "background": (0.0, 0.25), "stripe_contrast": 0.55}
+                                  "occlusion": 0.85, "background": (0.0, 0.25), "stripe_contrast": 0.55,
+                                  "faint_fraction": 0.0, "faint_stripe_contrast": 0.15}
     clips = generate_clips(4, seed=0)
     digest = hashlib.sha256()
     for key in ("frames", "label", "frame_kind"):
         digest.update(np.ascontiguousarray(clips[key]).tobytes())
     assert digest.hexdigest() == "78dccdc78b378f27896b45cea3cc021d634bd62793543f7660f5155e0ff86ca6"
+
+
+def _fingerprint(clips) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in ("frames", "label", "frame_kind"):
+        digest.update(np.ascontiguousarray(clips[key]).tobytes())
+    return digest.hexdigest()
+
+
+def test_frozen_generator_fingerprint_version_2():
+    """Version 2, the generator the current benchmark results were measured on (version 1 stays readable)."""
+    assert CLIPS_V2.to_dict() == {**CLIPS_V1.to_dict(), "faint_fraction": 0.5, "faint_stripe_contrast": 0.15}
+    assert _fingerprint(generate_clips(4, seed=0, config=CLIPS_V2)) == \
+        "fed6ed1d428f165e6a6f400725e96914ae78ce87bc71a890fb2e2bf3e3cab769"
+    assert clip_config(2) == CLIPS_V2 and clip_config(1, num_frames=4).num_frames == 4
+    with pytest.raises(ConfigError, match="clips version 3"):
+        clip_config(3)
+
+
+def test_version_2_has_faint_clips_and_half_evidence_frames():
+    clips = generate_clips(200, seed=1, config=CLIPS_V2)
+    kinds = clips["frame_kind"]
+    evidence = np.isin(kinds, EVIDENCE_KINDS)
+    assert (evidence.sum(1) == 4).all()  # 50% of the frames, clear or faint
+    faint = (kinds == FRAME_KINDS.index("faint evidence")).any(1)
+    assert 0.4 < faint.mean() < 0.6
+    assert not ((kinds == 0).any(1) & faint).any()  # a clip is clear or faint, never both
+    # without faint clips the same seed draws version 1's clips (version 2 only adds one draw per clip)
+    assert not np.isin(generate_clips(20, seed=1)["frame_kind"], [FRAME_KINDS.index("faint evidence")]).any()
 
 
 def _fixture(root, name="activitynet"):

@@ -113,6 +113,64 @@ def test_each_frame_runs_once_at_its_precision_and_skipped_frames_not_at_all():
     assert sorted(seen) == [(0, 2), (1, 1), (2, 2)], "frames are batched by action; the 3 skipped frames run nowhere"
 
 
+def test_inference_caches_the_quantised_weight_until_it_changes():
+    model = VideoIQForVideoClassification(tiny_config()).eval()
+    conv = model.backbone.blocks[0].conv1
+    with torch.no_grad():
+        first = conv.quantized_weight(4)
+        assert conv.quantized_weight(4) is first
+        assert torch.equal(first, quantize_weight(conv.weight, 4, 32))
+        conv.weight.mul_(0.5).add_(0.1)  # an optimiser step or a load changes the weight in place
+        second = conv.quantized_weight(4)
+    assert second is not first and torch.equal(second, quantize_weight(conv.weight, 4, 32))
+    assert conv.quantized_weight(4).requires_grad  # with autograd: quantised afresh, gradients flow
+
+
+def test_int8_kernels_run_the_low_bit_widths_close_to_the_simulation():
+    config = tiny_config(bit_width_family=[8, 4, 2], image_size=32, base_width=8)
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(config).eval()
+    pixel_values = clips(6, config)
+    with torch.no_grad():
+        simulated = {bits: model(pixel_values, precision=bits).logits for bits in (8, 4, 2)}
+        simulated_policy = model(pixel_values).logits
+    assert model.prepare_int8_kernels(pixel_values[:2]) == [8, 4, 2] == model.int8_bit_widths
+    with torch.no_grad():
+        for bits in (8, 4, 2):
+            kernel = model(pixel_values, precision=bits).logits
+            # conv outputs are rounded to 8 bits: close to the simulation (an untrained network: about 10% of the
+            # logits' norm), not equal to it
+            assert (kernel - simulated[bits]).norm() < 0.25 * simulated[bits].norm(), bits
+            assert not torch.equal(kernel, simulated[bits])  # really another path
+        assert (model(pixel_values).logits - simulated_policy).norm() < 0.25 * simulated_policy.norm()
+    model.train()  # the training path (autograd) never uses the kernels
+    assert torch.equal(model.backbone.blocks[0].conv1.quantized_weight(8),
+                       quantize_weight(model.backbone.blocks[0].conv1.weight, 8, 8))
+    model.eval()
+    model.release_int8_kernels()
+    assert model.int8_bit_widths == []
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values, precision=8).logits, simulated[8])
+
+
+def test_int8_kernels_leave_32_bit_in_float_and_follow_weight_changes():
+    config = tiny_config(image_size=32, base_width=8)  # 32/4/2
+    model = VideoIQForVideoClassification(config).eval()
+    pixel_values = clips(2, config)
+    assert model.prepare_int8_kernels(pixel_values) == [4, 2]
+    with pytest.raises(ConfigError, match="not a bit-width"):
+        model.prepare_int8_kernels(pixel_values, bit_widths=[8])
+    with torch.no_grad():
+        before = model(pixel_values, precision=4).logits
+        for module in model.backbone.modules():
+            if hasattr(module, "pact_alpha"):
+                module.weight.mul_(-1.0)  # stale kernels must not be used
+        after = model(pixel_values, precision=4).logits
+        model.release_int8_kernels()
+        assert torch.equal(after, model(pixel_values, precision=4).logits)
+    assert not torch.equal(before, after)
+
+
 def test_dynamic_inference_equals_the_mixed_training_path():
     config = tiny_config()
     model = VideoIQForVideoClassification(config).eval()

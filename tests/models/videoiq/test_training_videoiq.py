@@ -42,7 +42,7 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     assert not any("teacher" in key for key in model.state_dict())
     results = json.loads((short_run / "eval_results.json").read_text())
     evaluations = results["extra"]["evaluations"]
-    assert set(evaluations) == {"policy", "uniform 32-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
+    assert set(evaluations) == {"policy", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "full precision",
                                 "random policy"}
     assert evaluations["uniform 2-bit"]["bitops"] < evaluations["uniform 4-bit"]["bitops"] < \
         evaluations["full precision"]["bitops"]
@@ -51,6 +51,31 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     assert f"{policy_top1:.4g}"[:4] in card and "Share of each action" in card
     assert (short_run / "images" / "choices.png").is_file()
     assert (short_run / "preprocessor_config.json").is_file()
+
+
+def test_frame_kind_check_reads_each_kind_alone(short_run):
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
+    from effhub.models.videoiq.training_videoiq import (
+        VideoIQCollator,
+        frame_kind_accuracy,
+        load_datasets,
+        make_processor,
+    )
+    from effhub.training import RunLayout
+
+    recipe = RunLayout(short_run).read_recipe(VideoIQRecipe)
+    assert recipe.data.clips_version == 2
+    model = VideoIQForVideoClassification.from_pretrained(short_run)
+    _, test_set, _ = load_datasets(recipe)
+    table = frame_kind_accuracy(model, test_set, VideoIQCollator(make_processor(recipe)), 4)
+    kinds = torch.stack([torch.as_tensor(sample["frame_kind"]) for sample in test_set])
+    for kind, row in table.items():
+        assert set(row) == {"full precision", "8-bit", "4-bit", "2-bit", "clips"}
+        assert all(0.0 <= row[name] <= 1.0 for name in row if name != "clips")
+    from effhub.data.video.clips import FRAME_KINDS
+
+    for kind, row in table.items():
+        assert row["clips"] == int((kinds == FRAME_KINDS.index(kind)).any(1).sum()) > 0
 
 
 def test_eval_command_reproduces_the_run(short_run, capsys):
@@ -99,6 +124,17 @@ def test_policy_losses_follow_the_paper():
     assert terms["balance"].item() == pytest.approx(0.0)  # every action used 1/A of the time
     assert terms["efficiency"].item() == pytest.approx(0.16 * (1 + 0.25 + 0.0625) / 4)
     assert terms["entropy"].item() == pytest.approx(0.1 * torch.log(torch.tensor(4.0)).item())
+    # the measured codebook: BitOPs per frame over the top bit-width's (the full-precision stem included), skip 0
+    config = tiny_config(skip_list=[1], bit_width_family=[8, 4, 2])
+    model = VideoIQForVideoClassification(config)
+    measured = efficiency_codebook(config, "bitops", model.frame_costs())
+    bits = model.frame_costs()["frame_bitops"]
+    assert measured.tolist() == pytest.approx([1.0, bits[1] / bits[0], bits[2] / bits[0], 0.0])
+    assert measured[2] > 0.0625  # the full-precision stem makes a 2-bit frame dearer than the paper's codebook says
+    terms = policy_losses(output, torch.tensor([0]), torch.zeros(1, 5), config, VideoIQRecipe(), measured)
+    assert terms["efficiency"].item() == pytest.approx(0.16 * float(measured.sum()) / 4)
+    with pytest.raises(ConfigError, match="codebook 'flops' is unknown"):
+        efficiency_codebook(config, "flops")
 
 
 def test_any_precision_update_accumulates_every_bit_width():

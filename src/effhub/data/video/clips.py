@@ -12,8 +12,14 @@ other frame is one of four uninformative kinds:
 - **repeated**: an exact copy of the previous frame (redundant: it adds nothing a model has not seen).
 
 So a per-frame policy can save computation on the uninformative frames (skip them, or read them at a low precision)
-without losing the clip's class. Everything is deterministic by seed; the parameters are a frozen dataclass
-(:data:`CLIPS_V1` is the version the benchmarks freeze).
+without losing the clip's class. Version 2 (:data:`CLIPS_V2`) adds **faint** clips (`faint_fraction` of the clips):
+their stripes have a low contrast (`faint_stripe_contrast`), a fine detail that a network reading its activations at
+a few bits loses while the stripes of the other clips survive it; their evidence frames are recorded as
+`faint evidence`. A policy can then do better than any single precision: skip the uninformative frames, read the
+clear evidence at a low precision and spend bits on the faint evidence only.
+
+Everything is deterministic by seed; the parameters are frozen dataclasses, one per version (:data:`CLIP_VERSIONS`;
+:data:`CLIPS_V2` is the version the benchmarks freeze, :data:`CLIPS_V1` stays readable).
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ STRIPES = ("horizontal stripes", "vertical stripes")
 CLIP_CLASSES = tuple(f"{shape} with {stripes}" for shape in SHAPES for stripes in STRIPES)
 """The class names: shape x stripe orientation (8 classes)."""
 
-FRAME_KINDS = ("evidence", "blank", "blurred", "occluded", "repeated")
-"""Per-frame kinds recorded with every clip (`frame_kind` column, index into this tuple)."""
+FRAME_KINDS = ("evidence", "blank", "blurred", "occluded", "repeated", "faint evidence")
+"""Per-frame kinds recorded with every clip (`frame_kind` column, index into this tuple). `faint evidence` (version 2)
+is an evidence frame of a faint clip: both evidence kinds count towards `evidence_fraction`."""
+EVIDENCE_KINDS = (0, 5)
+"""Indices of the kinds that carry the class evidence."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class ClipConfig:
         occlusion (`float`): share of the object's bounding box the occluder covers.
         background (`tuple[float, float]`): range of the per-clip background grey level.
         stripe_contrast (`float`): the dark stripes are the object's colour times `1 - stripe_contrast`.
+        faint_fraction (`float`): share of the clips drawn as faint (version 2; 0 in version 1).
+        faint_stripe_contrast (`float`): `stripe_contrast` of the faint clips (every frame of the clip).
     """
 
     num_frames: int = 8
@@ -62,6 +73,8 @@ class ClipConfig:
     occlusion: float = 0.85
     background: tuple[float, float] = (0.0, 0.25)
     stripe_contrast: float = 0.55
+    faint_fraction: float = 0.0
+    faint_stripe_contrast: float = 0.15
 
     def __post_init__(self):
         if self.num_frames < 1 or self.size < 2 * self.max_radius + 2:
@@ -70,6 +83,8 @@ class ClipConfig:
         if not 0.0 < self.evidence_fraction <= 1.0:
             raise ConfigError(f"evidence_fraction={self.evidence_fraction} is outside (0, 1]",
                               "pass a fraction such as 0.5")
+        if not 0.0 <= self.faint_fraction <= 1.0:
+            raise ConfigError(f"faint_fraction={self.faint_fraction} is outside [0, 1]", "pass a share such as 0.5")
 
     @property
     def evidence_frames(self) -> int:
@@ -85,6 +100,23 @@ CLIPS_V1 = ClipConfig()
 period 8 on objects of radius 8-12). A test pins a fingerprint of the clips it draws. (Earlier, never released
 parameters, stripes of period 4 on objects of radius 6-10 with the dark stripes near the background's grey, were too
 hard for a small network to learn in a few hundred steps.)"""
+
+CLIPS_V2 = ClipConfig(faint_fraction=0.5, faint_stripe_contrast=0.15)
+"""Version 2, frozen before its first benchmark run: version 1 plus faint clips (half of the clips; stripes of
+contrast 0.15 instead of 0.55). On version 1 a network read at 4 bits lost nothing against full precision, so a
+per-frame precision choice had nothing to buy but skips; on the faint clips low bit-widths lose the stripes."""
+
+CLIP_VERSIONS = {1: CLIPS_V1, 2: CLIPS_V2}
+"""Every frozen version of the generator parameters, by number (recipes name one with `data.clips_version`)."""
+
+
+def clip_config(version: int = 1, **changes) -> ClipConfig:
+    """The parameters of frozen `version` with `changes` (e.g. `num_frames`, `size`) applied."""
+    from dataclasses import replace
+
+    if version not in CLIP_VERSIONS:
+        raise ConfigError(f"clips version {version!r} is unknown", f"use one of {sorted(CLIP_VERSIONS)}")
+    return replace(CLIP_VERSIONS[version], **changes)
 
 
 def _shape_mask(shape: int, offset_y: np.ndarray, offset_x: np.ndarray, radius: int) -> np.ndarray:
@@ -114,8 +146,10 @@ def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
     return image
 
 
-def _render_object(rng, label: int, config: ClipConfig, grid_y, grid_x, background) -> tuple[np.ndarray, tuple]:
-    """A frame with the object of class `label` at a random place, size and colour; returns it and its box."""
+def _render_object(rng, label: int, config: ClipConfig, grid_y, grid_x, background,
+                   contrast: float) -> tuple[np.ndarray, tuple]:
+    """A frame with the object of class `label` at a random place, size and colour, stripes of `contrast`; returns
+    it and its box."""
     shape, stripes = divmod(label, len(STRIPES))
     radius = int(rng.integers(config.min_radius, config.max_radius + 1))
     centre_y = int(rng.integers(radius + 1, config.size - radius - 1))
@@ -126,7 +160,7 @@ def _render_object(rng, label: int, config: ClipConfig, grid_y, grid_x, backgrou
     coordinate = grid_y if stripes == 0 else grid_x
     dark = ((coordinate + phase) % config.stripe_period) < config.stripe_period // 2
     colour = rng.uniform(0.55, 1.0, 3)
-    shade = np.where(dark[..., None], colour * (1.0 - config.stripe_contrast), colour)
+    shade = np.where(dark[..., None], colour * (1.0 - contrast), colour)
     frame = np.where(mask[..., None], shade, background)
     return frame, (centre_y - radius, centre_y + radius + 1, centre_x - radius, centre_x + radius + 1)
 
@@ -134,10 +168,13 @@ def _render_object(rng, label: int, config: ClipConfig, grid_y, grid_x, backgrou
 def _clip_frames(rng, label: int, config: ClipConfig, grid_y, grid_x) -> tuple[np.ndarray, np.ndarray]:
     """One clip: (T, H, W, 3) float frames in [0, 1] and the (T,) frame kinds."""
     frames_total = config.num_frames
+    # version 1 draws nothing here (its clips stay bit-identical)
+    faint = config.faint_fraction > 0 and bool(rng.random() < config.faint_fraction)
+    contrast = config.faint_stripe_contrast if faint else config.stripe_contrast
     kinds = np.empty(frames_total, dtype=np.int64)
     evidence = rng.choice(frames_total, size=config.evidence_frames, replace=False)
-    kinds[:] = rng.integers(1, len(FRAME_KINDS), frames_total)
-    kinds[evidence] = 0
+    kinds[:] = rng.integers(1, FRAME_KINDS.index("repeated") + 1, frames_total)  # blank, blurred, occluded, repeated
+    kinds[evidence] = FRAME_KINDS.index("faint evidence") if faint else 0
     if kinds[0] == FRAME_KINDS.index("repeated"):  # nothing to repeat at the start
         kinds[0] = FRAME_KINDS.index("blank")
     base = rng.uniform(*config.background, 3)
@@ -151,7 +188,8 @@ def _clip_frames(rng, label: int, config: ClipConfig, grid_y, grid_x) -> tuple[n
         if name == "blank":
             frame = background.copy()
         else:
-            frame, (top, bottom, left, right) = _render_object(rng, label, config, grid_y, grid_x, background)
+            frame, (top, bottom, left, right) = _render_object(rng, label, config, grid_y, grid_x, background,
+                                                               contrast)
             if name == "blurred":
                 frame = _box_blur(frame, config.blur)
             elif name == "occluded":
@@ -165,7 +203,7 @@ def _clip_frames(rng, label: int, config: ClipConfig, grid_y, grid_x) -> tuple[n
     return np.clip(frames, 0.0, 1.0), kinds
 
 
-def generate_clips(num_clips: int, seed: int, config: ClipConfig = CLIPS_V1) -> dict[str, np.ndarray]:
+def generate_clips(num_clips: int, seed: int, config: ClipConfig | None = None) -> dict[str, np.ndarray]:
     """Generate `num_clips` clips as numpy arrays (deterministic by `seed`).
 
     Returns:
@@ -174,6 +212,7 @@ def generate_clips(num_clips: int, seed: int, config: ClipConfig = CLIPS_V1) -> 
     """
     if not isinstance(num_clips, int) or num_clips < 1:
         raise ConfigError(f"num_clips={num_clips!r}", "ask for at least one clip")
+    config = config or CLIPS_V1
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(CLIP_CLASSES), num_clips)
     grid_y, grid_x = np.mgrid[0:config.size, 0:config.size]
@@ -219,11 +258,15 @@ def load_clips(split: str = "train", num_clips: int | None = None, seed: int = 0
 
 __all__ = [
     "CLIPS_V1",
+    "CLIPS_V2",
     "CLIP_CLASSES",
+    "CLIP_VERSIONS",
+    "EVIDENCE_KINDS",
     "FRAME_KINDS",
     "SHAPES",
     "STRIPES",
     "ClipConfig",
+    "clip_config",
     "generate_clips",
     "load_clips",
 ]

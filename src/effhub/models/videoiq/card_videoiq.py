@@ -55,7 +55,10 @@ def save_choices_picture(path, model, examples: dict) -> Path:
         rows.append(f"clip {index} ({name})")
     columns = [str(t + 1) for t in range(len(actions[0]))]
     if kinds is not None:  # mark the generated clips' evidence frames
-        rows = [f"{row}: evidence at {[t + 1 for t, k in enumerate(kinds[i]) if k == 0]}" for i, row in enumerate(rows)]
+        from ...data.video.clips import EVIDENCE_KINDS
+
+        rows = [f"{row}: evidence at {[t + 1 for t, k in enumerate(kinds[i]) if k in EVIDENCE_KINDS]}"
+                for i, row in enumerate(rows)]
     names = ", ".join(f"{i} = {name}" for i, name in enumerate(model.config.action_names))
     return save_heatmap(path, actions, rows, columns, title=f"Per-frame actions ({names})", value_format=".0f")
 
@@ -92,6 +95,9 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
                     f"and skipped frames are not computed."
                     + (f" The generated clips show the class evidence in {recipe.data.evidence_fraction:.0%} of the "
                        "frames; the others are blank, blurred, occluded or repeats of the previous frame."
+                       + (" In half of the clips (version 2 of the generator) the stripes that tell the class apart "
+                          "have a low contrast, a detail that low bit-widths lose."
+                          if getattr(recipe.data, "clips_version", 1) >= 2 else "")
                        if generated else "")),
         "model_details": {
             "recognition network": f"TSN-style ResNet-{config.backbone_depth}, base width {config.base_width}",

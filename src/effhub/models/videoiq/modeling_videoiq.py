@@ -77,6 +77,13 @@ def pact(inputs: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> torch.T
     Gradients pass straight through inside [0, alpha]; alpha's gradient is the sum of the upstream gradients where
     x > alpha. `bits=None` or 32 clip without rounding.
     """
+    if not torch.is_grad_enabled():  # inference: the same values with fewer temporaries
+        top = float(alpha)
+        clipped = inputs.clamp(0.0, top)
+        if bits is None or bits >= FULL_PRECISION_BITS:
+            return clipped
+        scale = (2 ** bits - 1) / max(top, 1e-8)
+        return clipped.mul_(scale).round_().div_(scale)
     clipped = torch.minimum(F.relu(inputs), alpha)
     if bits is None or bits >= FULL_PRECISION_BITS:
         return clipped
@@ -101,13 +108,66 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         # one clip value per bit-width (separate parameters: the recipe gives each bit-width its own LR and decay)
         self.pact_alpha = nn.ParameterList(nn.Parameter(torch.empty(())) for _ in self.bit_width_family)
         self.last_bits = FULL_PRECISION_BITS  # the bit-width of the latest call (read by the BitOPs counter)
+        self._weight_cache: dict = {}  # inference only: bits -> (weight version, quantised weight)
+        self._int8: dict = {}  # inference only: bits -> (weight version, calibrated int8 convolution)
+
+    def _weight_key(self) -> tuple:
+        return (self.weight._version, self.weight.data_ptr(), self.weight.device, self.weight.dtype)
+
+    @staticmethod
+    def _int8_forward(conv, inputs: torch.Tensor, alpha: float, bits: int) -> torch.Tensor:
+        # PACT at k <= 8 bits is exactly an unsigned 8-bit affine tensor: scale alpha / (2^k - 1), zero point 0
+        if bits < 8:
+            inputs = inputs.clamp(0.0, alpha)
+        quantised = torch.quantize_per_tensor(inputs.contiguous(), alpha / (2 ** bits - 1), 0, torch.quint8)
+        return conv(quantised).dequantize()
+
+    @torch.no_grad()
+    def prepare_int8(self, bits: int, output_absmax: float) -> None:
+        """Run bit-width `bits` (<= 8) of this layer on PyTorch's quantized CPU kernels from now on (inference,
+        until the weight changes): the PACT input is exactly an 8-bit tensor; the weight at `bits` is re-quantised
+        per tensor to signed 8 bits (exact at 8 bits up to one rounding, finer than the grid below 8); the int32
+        accumulator is re-quantised to 8 bits over +-`output_absmax` (calibrated), then dequantised."""
+        import torch.ao.nn.quantized as nnq
+
+        if bits not in self.bit_width_family or bits > 8:
+            raise ConfigError(f"no 8-bit kernel path for bit-width {bits} of {self.bit_width_family}",
+                              "prepare bit-widths of the family that are 8 or less")
+        weight = self.quantized_weight(bits).detach().float().cpu()
+        scale = max(float(weight.abs().max()), 1e-8) / 127
+        conv = nnq.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                          padding=self.padding, dilation=self.dilation, groups=self.groups, bias=False)
+        conv.set_weight_bias(torch.quantize_per_tensor(weight, scale, 0, torch.qint8), None)
+        conv.scale, conv.zero_point = max(float(output_absmax), 1e-6) / 127, 128
+        self._int8[bits] = (self._weight_key(), conv)
+
+    def release_int8(self) -> None:
+        """Back to float simulation for every bit-width."""
+        self._int8.clear()
+
+    def quantized_weight(self, bits: int | None) -> torch.Tensor:
+        """The weight at `bits` (None: full precision). Without autograd the result is cached per bit-width until
+        the weight changes (an optimiser step or a load bumps its version), so inference does not re-quantise the
+        shared weight on every call."""
+        if torch.is_grad_enabled():
+            return quantize_weight(self.weight, bits, self.bit_width_family[0])
+        key = self._weight_key()
+        cached = self._weight_cache.get(bits)
+        if cached is None or cached[0] != key:
+            cached = (key, quantize_weight(self.weight, bits, self.bit_width_family[0]))
+            self._weight_cache[bits] = cached
+        return cached[1]
 
     def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
         """Run at the family's `precision`-th bit-width (None: full precision, clip value of the top bit-width)."""
         bits = None if precision is None else self.bit_width_family[precision]
         self.last_bits = FULL_PRECISION_BITS if bits is None else bits
         alpha = self.pact_alpha[0 if precision is None else precision]
-        weight = quantize_weight(self.weight, bits, self.bit_width_family[0])
+        if bits is not None and bits in self._int8 and not torch.is_grad_enabled():
+            key, conv = self._int8[bits]
+            if key == self._weight_key() and inputs.device.type == "cpu":
+                return self._int8_forward(conv, inputs, float(alpha), bits)
+        weight = self.quantized_weight(bits)
         return F.conv2d(pact(inputs, alpha, bits), weight, None, self.stride, self.padding, self.dilation,
                         self.groups)
 
@@ -576,6 +636,71 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
             policy_aux_logits=policy_output.aux_logits if policy_output is not None else None,
             bitops=costs["bitops"], macs=costs["macs"], gflops_proxy=costs["gflops_proxy"],
         )
+
+    @torch.no_grad()
+    def prepare_int8_kernels(self, pixel_values: torch.Tensor, bit_widths: list[int] | None = None) -> list[int]:
+        """Run the bit-widths of 8 or less (or `bit_widths`) on PyTorch's quantized CPU kernels (best effort).
+
+        Every any-precision convolution gets an int8 kernel per bit-width (see
+        `VideoIQAnyPrecisionConv2d.prepare_int8`), its output range calibrated on `pixel_values` `(B, T, C, H, W)`
+        (a few training clips) run in float simulation. Dynamic and uniform inference then use these kernels for
+        those bit-widths until the weights change or `release_int8_kernels()` is called; accuracy must be measured
+        on this path (weights are re-quantised to 8 bits, conv outputs rounded to 8 bits). Returns the bit-widths
+        prepared: none (float simulation stays) when the model is not on the CPU or the build has no quantized
+        engine.
+        """
+        self.check_pixel_values(pixel_values)
+        family = self.config.bit_width_family
+        wanted = [bits for bits in family if bits <= 8] if bit_widths is None else list(bit_widths)
+        for bits in wanted:
+            self.precision_index(bits)  # a bit-width of the family
+        engine = torch.backends.quantized.engine
+        if not wanted or self.classifier.weight.device.type != "cpu" or engine in (None, "none") or \
+                engine not in torch.backends.quantized.supported_engines:
+            return []
+        self.release_int8_kernels()
+        convs = [m for m in self.backbone.modules() if isinstance(m, VideoIQAnyPrecisionConv2d)]
+        frames = pixel_values.flatten(0, 1)
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            for bits in wanted:
+                peaks: dict = {}
+                hooks = [conv.register_forward_hook(
+                    lambda module, args, output: peaks.__setitem__(module, max(peaks.get(module, 0.0),
+                                                                               float(output.abs().max()))))
+                    for conv in convs]
+                try:
+                    self.backbone(frames, family.index(bits))
+                finally:
+                    for hook in hooks:
+                        hook.remove()
+                for conv in convs:
+                    conv.prepare_int8(bits, peaks[conv])
+        except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
+            import warnings
+
+            warnings.warn(f"VideoIQ: no int8 kernels ({error}); the bit-widths stay in float simulation")
+            self.release_int8_kernels()
+            return []
+        finally:
+            for module, training in modes:
+                module.training = training
+        return wanted
+
+    def release_int8_kernels(self) -> None:
+        """Drop the int8 kernels of `prepare_int8_kernels` (every bit-width back to float simulation)."""
+        for module in self.backbone.modules():
+            if isinstance(module, VideoIQAnyPrecisionConv2d):
+                module.release_int8()
+
+    @property
+    def int8_bit_widths(self) -> list[int]:
+        """The bit-widths currently running on int8 kernels."""
+        for module in self.backbone.modules():
+            if isinstance(module, VideoIQAnyPrecisionConv2d):
+                return sorted(module._int8, reverse=True)
+        return []
 
     @torch.no_grad()
     def spread_top_batchnorm(self) -> None:

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class VideoIQDataRecipe:
-    """Generated clips (`dataset: clips`) or a frame-folder data set; clip counts apply to generated data."""
+    """Generated clips (`dataset: clips`) or a frame-folder data set; clip counts and `clips_version` (the frozen
+    generator version, `effhub.data.video.clips.CLIP_VERSIONS`; 1 for runs recorded before version 2) apply to
+    generated data."""
 
     train_clips: int = 1024
     test_clips: int = 512
     num_frames: int = 8
     image_size: int = 32
     evidence_fraction: float = 0.5
+    clips_version: int = 1
 
 
 @dataclass
@@ -75,7 +78,8 @@ class VideoIQAnyPrecisionRecipe(VideoIQStageRecipe):
 class VideoIQPolicyRecipe(VideoIQStageRecipe):
     """Stage 3: the policy over the frozen any-precision network. `lr` trains the LSTM, the action head and the
     auxiliary classifier, `encoder_lr` the frame encoder. The temperature decays once per epoch (`epoch_steps`;
-    0 = one pass over the training clips)."""
+    0 = one pass over the training clips). `efficiency_codebook`: the paper's cost per action (`"paper"`,
+    min(b, 8)^2 / 64) or the measured BitOPs per frame relative to the top bit-width (`"bitops"`)."""
 
     lr: float = 0.01
     encoder_lr: float = 1e-5
@@ -83,6 +87,7 @@ class VideoIQPolicyRecipe(VideoIQStageRecipe):
     kd_weight: float = 1.0
     policy_weight: float = 1.0
     efficiency_weight: float = 0.16
+    efficiency_codebook: str = "paper"
     balance_weight: float = 1.0
     entropy_weight: float = 0.1
 

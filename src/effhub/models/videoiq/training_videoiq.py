@@ -38,11 +38,11 @@ def load_datasets(recipe: VideoIQRecipe, data_dir=None):
     from ...data import load_dataset
 
     if recipe.dataset == "clips":
-        from ...data.video.clips import CLIP_CLASSES, ClipConfig
+        from ...data.video.clips import CLIP_CLASSES, clip_config
 
-        clip_config = ClipConfig(num_frames=recipe.data.num_frames, size=recipe.data.image_size,
-                                 evidence_fraction=recipe.data.evidence_fraction,
-                                 **dict(recipe.dataset_options))
+        clip_config = clip_config(recipe.data.clips_version, num_frames=recipe.data.num_frames,
+                                  size=recipe.data.image_size, evidence_fraction=recipe.data.evidence_fraction,
+                                  **dict(recipe.dataset_options))
         train = load_dataset("clips", "train", kind="video", num_clips=recipe.data.train_clips, seed=recipe.seed,
                              config=clip_config)
         test = load_dataset("clips", "test", kind="video", num_clips=recipe.data.test_clips, seed=recipe.seed,
@@ -85,17 +85,35 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(F.softmax(teacher_logits, -1) * F.log_softmax(student_logits, -1)).sum(-1).mean()
 
 
-def efficiency_codebook(config) -> torch.Tensor:
-    """The paper's cost per action: `min(b, 8)^2 / 64` per bit-width, 0 per skip."""
-    return torch.tensor([min(b, 8) ** 2 / 64 for b in config.bit_width_family] + [0.0] * len(config.skip_list))
+CODEBOOKS = ("paper", "bitops")
 
 
-def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe) -> dict[str, torch.Tensor]:
-    """The policy stage's loss terms (weighted) and their sum under `loss`."""
+def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = None) -> torch.Tensor:
+    """The cost per action of the efficiency loss, skips 0.
+
+    `"paper"`: `min(b, 8)^2 / 64` per bit-width (32 and 8 bits cost 1, 2 bits 0.0625). `"bitops"`: the measured
+    BitOPs of one frame at each bit-width over those of the top bit-width (`frame_costs`, from
+    `model.frame_costs()`): it includes the full-precision stem, which every executed frame pays, so that a skip saves
+    what it really saves (on the demo's network 2 bits cost 0.34 of 8 bits, not 0.0625)."""
+    skips = [0.0] * len(config.skip_list)
+    if kind == "paper":
+        return torch.tensor([min(b, 8) ** 2 / 64 for b in config.bit_width_family] + skips)
+    if kind == "bitops":
+        if frame_costs is None:
+            raise ConfigError("the 'bitops' codebook needs the model's frame costs", "pass model.frame_costs()")
+        bits = frame_costs["frame_bitops"]
+        return torch.tensor([value / bits[0] for value in bits] + skips)
+    raise ConfigError(f"efficiency codebook '{kind}' is unknown", f"use one of {list(CODEBOOKS)}")
+
+
+def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
+                  codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The policy stage's loss terms (weighted) and their sum under `loss` (`codebook`: the efficiency cost per
+    action, the paper's by default)."""
     weights = recipe.policy
     actions = output.policy
     usage = actions.mean(dim=(0, 1))
-    codebook = efficiency_codebook(config).to(usage)
+    codebook = (efficiency_codebook(config) if codebook is None else codebook).to(usage)
     terms = {
         "ce": F.cross_entropy(output.logits, labels),
         "kd": weights.kd_weight * distillation_loss(output.logits, teacher_logits),
@@ -151,7 +169,11 @@ class PolicyBackboneClassifier(torch.nn.Module):
 
 
 def check_family_lists(recipe: VideoIQRecipe) -> None:
-    """The per-bit lists of the any-precision stage must have one value per bit-width."""
+    """The per-bit lists of the any-precision stage must have one value per bit-width; the efficiency codebook must
+    be known."""
+    if recipe.policy.efficiency_codebook not in CODEBOOKS:
+        raise ConfigError(f"policy.efficiency_codebook is '{recipe.policy.efficiency_codebook}'",
+                          f"use one of {list(CODEBOOKS)}")
     family = recipe.model.bit_width_family
     for name in ("pact_lr", "pact_weight_decay"):
         values = getattr(recipe.any_precision, name)
@@ -198,7 +220,10 @@ def build_phases(recipe: VideoIQRecipe, model, teacher_holder: dict, options, tr
         with torch.no_grad():
             teacher_logits = teacher(pixel_values=batch["pixel_values"], precision="full").logits
         output = net(pixel_values=batch["pixel_values"], temperature=ctx.state["temperature"])
-        terms = policy_losses(output, batch["labels"], teacher_logits, config, recipe)
+        if "codebook" not in teacher_holder:
+            costs = model.frame_costs() if recipe.policy.efficiency_codebook == "bitops" else None
+            teacher_holder["codebook"] = efficiency_codebook(config, recipe.policy.efficiency_codebook, costs)
+        terms = policy_losses(output, batch["labels"], teacher_logits, config, recipe, teacher_holder["codebook"])
         usage = output.policy.detach().mean(dim=(0, 1))
         terms.update({f"usage_{name.replace(' ', '_')}": usage[i] for i, name in enumerate(config.action_names)})
         return {key: value if key == "loss" else value.detach() for key, value in terms.items()}
@@ -356,6 +381,46 @@ def evaluate_mode(model, dataset, collate_fn, batch_size, mode="policy", run=Non
     return summary
 
 
+def frame_kind_accuracy(model, dataset, collate_fn, batch_size, run=None) -> dict:
+    """The test-bed check of generated clips: top-1 when only the frames of one kind are read, at one precision
+    (the unquantised network, then every bit-width of the family), and every other frame is left out of the
+    average (`{kind: {"full precision": top1, "32-bit": top1, ..., "clips": n}}`; a clip without a frame of that
+    kind is left out of its row). It shows what each bit-width loses on each kind of frame, i.e. what a per-frame
+    policy can buy. Needs the `frame_kind` column."""
+    from ...data.video.clips import FRAME_KINDS
+
+    config = model.config
+    precisions = [None, *range(config.num_precisions)]
+    names = ["full precision", *config.action_names[:config.num_precisions]]
+
+    def step(net, batch):
+        kinds, labels, pixel_values = batch["frame_kind"], batch["labels"], batch["pixel_values"]
+        batch_size, frames = kinds.shape
+        result = {f"present_{k}": (kinds == k).any(1).long() for k in range(len(FRAME_KINDS))}
+        for index, precision in enumerate(precisions):
+            features = net.frame_features(pixel_values.flatten(0, 1), precision).view(batch_size, frames, -1)
+            for k in range(len(FRAME_KINDS)):
+                executed = (kinds == k).to(features.dtype)
+                logits = net.classify(features * executed[..., None], executed)
+                result[f"correct_{k}_{index}"] = ((logits.argmax(-1) == labels) & (kinds == k).any(1)).long()
+        return result
+
+    if run is not None:
+        totals = run.evaluate(model, dataset, step, batch_size, collate_fn=collate_fn, reduce="sum")
+    else:
+        from ...training import evaluate
+
+        totals = evaluate(model, dataset, step, batch_size, collate_fn=collate_fn, reduce="sum")
+    table = {}
+    for k, kind in enumerate(FRAME_KINDS):
+        clips = int(totals[f"present_{k}"])
+        if clips == 0:
+            continue
+        table[kind] = {name: float(totals[f"correct_{k}_{index}"]) / clips for index, name in enumerate(names)}
+        table[kind]["clips"] = clips
+    return table
+
+
 def full_comparison(model, dataset, collate_fn, batch_size, run=None, random_seed: int = 0) -> dict:
     """The learned policy against every uniform precision, the unquantised network and a uniform random policy."""
     results = {"policy": evaluate_mode(model, dataset, collate_fn, batch_size, "policy", run, examples=8)}
@@ -462,6 +527,7 @@ __all__ = [
     "efficiency_codebook",
     "evaluate_mode",
     "evaluate_run",
+    "frame_kind_accuracy",
     "full_comparison",
     "load_datasets",
     "make_processor",
