@@ -156,7 +156,7 @@ def test_push_a_results_folder_as_a_dataset_repository(hub_api, hub_repo_id, tmp
 def test_headline_metrics_are_the_list_pages(hub_api, hub_repo_id):
     from effhub.hub.pages import headline_rows, metric_rows
 
-    data = ModelCardData(library_name="effhub", eval_results=[
+    data = ModelCardData(library_name="effhub", model_name="scenes-model", eval_results=[
         EvalResult(task_type="image-segmentation", dataset_type="scenes", dataset_name="Scenes", metric_type="mean_iou",
                    metric_name="mIoU", metric_value=0.5),
         EvalResult(task_type="image-segmentation", dataset_type="scenes", dataset_name="Scenes",

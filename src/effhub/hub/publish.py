@@ -113,7 +113,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, endpoint: str | None = 
             Defaults to `DEFAULT_IGNORE_PATTERNS`: the run folder's `checkpoints/` and `logs/`, temporary, lock and
             cache files. Pass `[]` to upload everything.
         repo_type (`str`, *optional*, defaults to `"model"`): `"model"`, or `"dataset"` for a folder of results
-            (tables, plots, JSON; no weights needed), e.g. the label budget tool's simulation.
+            (tables, plots, JSON; no weights needed), e.g. the results of a tool's simulation.
 
     Raises:
         `CheckpointError`: `folder` is missing, or (a model repository) holds no model weights outside the ignored
