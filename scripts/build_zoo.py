@@ -548,7 +548,8 @@ def build_zoo(entries: list[dict], args) -> int:
                   f"{entry['recipe']}{' --full' if entry['full'] else ''}) -> {entry['repo_id']}", flush=True)
             entry_started = time.perf_counter()
             broken = [dependency for dependency in entry["depends"] if dependency in failed]
-            missing = [dependency for dependency in entry["depends"] if not stamps.get(dependency)]
+            missing = [dependency for dependency in entry["depends"]
+                       if not stamps.get(dependency) and dependency not in broken]
             try:
                 if broken or missing:
                     raise ZooError(f"depends on {', '.join(broken + missing)}, which "

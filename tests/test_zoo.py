@@ -130,6 +130,28 @@ def test_table_is_generated_from_the_cards():
 
 
 # --------------------------------------------------------------------------------------------- the builder itself
+def test_builder_goes_past_a_failed_entry_and_reports_it(tmp_path):
+    def entry(name, **extra):
+        return {"name": name, "method": "tiny", "recipe": "demo", "repo_id": f"effhub-tests/{name}",
+                "task": "image classification", "data": "blobs", "headline": {"metric": "Accuracy"},
+                "efficiency": {"label": "parameters", "source": "card_spec.json:model_details.parameters",
+                               "format": "count"}, **extra}
+
+    zoo = tmp_path / "zoo.yaml"
+    # the first entry's recipe override is refused; the second depends on it; the third is broken on its own
+    zoo.write_text(yaml.safe_dump({"models": [entry("broken", set=["train.steps=-1"]),
+                                              entry("dependent", depends=["broken"]),
+                                              entry("also-broken", set=["train.no_such_key=1"])]}))
+    command = [sys.executable, str(ROOT / "scripts" / "build_zoo.py"), "--zoo", str(zoo), "--build-dir",
+               str(tmp_path / "build"), "--cards-dir", str(tmp_path / "cards")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[3/3] also-broken" in result.stdout and "3 failed" in result.stdout
+    for name in ("broken", "dependent", "also-broken"):
+        assert f"zoo: FAILED {name}:" in result.stderr
+    assert "depends on broken, which failed" in result.stderr
+
+
 @pytest.mark.slow
 def test_builder_builds_then_skips_and_writes_the_table(tmp_path):
     zoo = tmp_path / "zoo.yaml"
