@@ -99,6 +99,7 @@ def test_card_metadata_parses(entry):
     assert "effhub" in card.data.tags
     assert REPO_PLACEHOLDER not in card.text, "the card's usage code names no repository"
     assert entry["repo_id"] in card.text
+    assert str(ROOT) not in card.text, "a published card names a path of the machine that built it"
     for image in (folder / "images").glob("*.png") if (folder / "images").is_dir() else []:
         assert f"images/{image.name}" in card.text
     from effhub.registry import get_method

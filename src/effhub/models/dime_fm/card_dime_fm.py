@@ -42,6 +42,19 @@ def eval_results_from_metrics(metrics: dict) -> dict:
 MODEL_NAME = "effhub-dime-fm"
 
 
+def _without_machine_paths(training: dict) -> dict:
+    """The recipe as the card shows it: a teacher or feature cache given as an absolute path keeps its folder name
+    only (a card is published; the path of the machine that trained it means nothing elsewhere)."""
+    import os
+    from pathlib import Path
+
+    for key in ("teacher", "features"):
+        value = training.get(key)
+        if isinstance(value, str) and os.path.isabs(value):
+            training[key] = Path(value).name
+    return training
+
+
 def write_results_and_card(run_dir, recipe, metrics: dict, model):
     """Write `eval_results.json` and `README.md` (the card) into the run folder."""
     from ...hub.cards import REPO_PLACEHOLDER, write_eval_results, write_model_card
@@ -80,7 +93,7 @@ def write_results_and_card(run_dir, recipe, metrics: dict, model):
         "usage": "import effhub\nfrom transformers import pipeline\n"
         f"classifier = pipeline(\"zero-shot-image-classification\", model=\"{REPO_PLACEHOLDER}\")\n"
         "classifier(image, candidate_labels=[\"a red circle\", \"a blue square\"])",
-        "training": recipe_to_dict(recipe),
+        "training": _without_machine_paths(recipe_to_dict(recipe)),
         "limitations": "Distilled and evaluated only on effhub's generated shapes (64 colour-shape classes); the "
         "student inherits its teacher's limits and knows nothing of natural images.",
         "citation": bibtex("sun2023dimefm", "radford2021clip"),
