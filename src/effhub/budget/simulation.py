@@ -192,8 +192,6 @@ def train_adashare_cell(run, recipe, seed: int, model, labelled, test) -> dict:
     """
     import dataclasses
 
-    import torch
-
     from ..models.adashare.training_adashare import (
         build_policy_phases, split_ids, train_fixed_architecture,
     )
@@ -214,7 +212,6 @@ def train_adashare_cell(run, recipe, seed: int, model, labelled, test) -> dict:
                                    phase_end_checkpoints=False)
     learned = policy_stage.model
     logits = {task: value.detach().cpu().tolist() for task, value in learned.policy.items()}
-    torch.manual_seed(seed)
     result = train_fixed_architecture(run, schedule, seed, "retrain", learned.config, learned.argmax_policy(),
                                       initial_state, {"train": train_all}, test, (collate, collate),
                                       policy_logits=logits)

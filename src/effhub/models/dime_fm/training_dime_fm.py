@@ -37,11 +37,12 @@ def check_recipe(recipe: DimeFmRecipe) -> None:
 
 
 def distillation_weights(recipe: DimeFmRecipe):
+    """The recipe's loss weights and temperatures as the losses' `DistillationWeights` (which checks them)."""
+    from dataclasses import fields
+
     from .losses_dime_fm import DistillationWeights
 
-    loss = recipe.loss
-    return DistillationWeights(vl=loss.vl, pvl=loss.pvl, ud=loss.ud, vl_temperature=loss.vl_temperature,
-                               pvl_temperature=loss.pvl_temperature, ud_temperature=loss.ud_temperature)
+    return DistillationWeights(**{f.name: getattr(recipe.loss, f.name) for f in fields(DistillationWeights)})
 
 
 def student_vision_config(recipe: DimeFmRecipe, teacher) -> dict:
