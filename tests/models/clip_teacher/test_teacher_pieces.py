@@ -238,6 +238,29 @@ def test_objects_loss_names_each_object_from_its_patches_and_a_lone_one_from_the
     assert torch.allclose(only_pair, class_loss(regions[1:], torch.tensor([1, 5]), "colour-shape", colours, shapes))
 
 
+def test_presence_loss_is_binary_cross_entropy_summed_over_classes_against_the_classes_present():
+    from effhub.models.clip_teacher.vision_pretraining import presence_loss
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0]])
+    labels = torch.tensor([[2, -1, -1], [0, 0, 1]])             # image 1 holds class 0 twice: present once
+    targets = torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    probabilities = torch.sigmoid(logits)
+    by_hand = -(targets * probabilities.log() + (1 - targets) * (1 - probabilities).log()).sum() / 2
+    assert torch.allclose(presence_loss(logits, labels), by_hand)
+
+
+def test_classifier_presence_head_reads_the_pooled_output(small_model):
+    from effhub.models.clip_teacher.vision_pretraining import ClipTeacherVisionClassifier
+
+    classifier = ClipTeacherVisionClassifier(small_model.vision_model, 5, num_classes=6)
+    pixel_values = torch.randn(2, 3, 64, 64)
+    logits = classifier(pixel_values, patch_logits=True)
+    assert logits.pooled.shape == (2, 5) and logits.patches.shape == (2, 64, 5) and logits.presence.shape == (2, 6)
+    pooled = small_model.vision_model(pixel_values=pixel_values).pooler_output
+    assert torch.allclose(logits.presence, classifier.presence_head(pooled), atol=1e-6)
+    assert ClipTeacherVisionClassifier(small_model.vision_model, 5)(pixel_values, patch_logits=True).presence is None
+
+
 def test_locked_image_tower_trains_the_text_side_and_projections_only(small_model):
     import copy
 
@@ -270,6 +293,10 @@ def test_recipe_checks_name_the_fix():
     with pytest.raises(ConfigError, match="object_steps"):
         check_recipe(load_recipe("clip-teacher", "demo", ["train.lock_image_tower=false", "pretrain.steps=0",
                                                           "pretrain.object_steps=5"]))
+    with pytest.raises(ConfigError, match="presence_weight.*object_steps"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.presence_weight=1.0"]))
+    with pytest.raises(ConfigError, match="presence_weight"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.object_steps=5", "pretrain.presence_weight=-1"]))
     with pytest.raises(ConfigError, match="pretrain.loss"):
         check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.loss=hinge"]))
     with pytest.raises(ConfigError, match="vision_pooling"):

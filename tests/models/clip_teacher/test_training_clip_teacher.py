@@ -18,7 +18,7 @@ QUICK_OVERRIDES = (
     "world.zero_shot_samples=64", "world.tokenizer_texts=400", "world.cache=false", "model.text_layers=1",
     "model.vision_layers=1", "model.projection_dim=32", "model.text_hidden_size=32", "model.vision_hidden_size=32",
     "pretrain.steps=4", "pretrain.batch_size=16", "pretrain.warmup_steps=2", "pretrain.single_object_images=64",
-    "pretrain.object_steps=3", "pretrain.multi_object_images=32",
+    "pretrain.object_steps=3", "pretrain.multi_object_images=32", "pretrain.presence_weight=1.0",
 )
 
 
@@ -71,8 +71,11 @@ def test_locked_contrastive_stage_leaves_the_pretrained_vision_tower_as_it_was(r
     vision = [key for key in final if key.startswith("vision_model.")]
     assert vision and all(torch.equal(final[key], pretrained[key]) for key in vision)
     assert any(key.startswith("head.") for key in pretrained) and not any(key.startswith("head.") for key in final)
-    # the objects phase ran after the single-object one, through the same colour and shape heads
+    # the objects phase ran after the single-object one, through the same colour and shape heads, with a presence
+    # head per colour-shape class; neither head is part of the CLIP model
     assert pretrained["head.weight"].shape[0] == 8 + 8
+    assert pretrained["presence_head.weight"].shape[0] == 8 * 8
+    assert not any(key.startswith("presence_head.") for key in final)
     logged = (run_dir / "logs" / "metrics.jsonl").read_text()
     assert "supervised/classes/loss" in logged and "objects/classes/loss" in logged
     # mean pooling: the (only, hence last) vision layer's query projection stayed zero through both stages

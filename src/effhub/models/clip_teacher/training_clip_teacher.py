@@ -99,6 +99,10 @@ class ClipPretrainRecipe:
         multi_object_images (`int`): multi-object training images (1 to the world's `max_objects` objects) of the
             `objects` phase, with their mirror images.
         object_learning_rate (`float`): peak learning rate of the `objects` phase (its own warm-up and cosine decay).
+        presence_weight (`float`): weight of the `objects` phase's multi-label term (0: none): a head with one output
+            per colour-shape class on the pooled output, trained to say which classes an image holds (binary
+            cross-entropy summed over the classes, `vision_pretraining.presence_loss`). Without it the pooled output
+            of a crowded scene says which colours and which shapes are there, not which colour goes with which shape.
     """
 
     steps: int = 0
@@ -112,6 +116,7 @@ class ClipPretrainRecipe:
     object_steps: int = 0
     multi_object_images: int = 0
     object_learning_rate: float = 5e-4
+    presence_weight: float = 0.0
 
 
 @dataclass
@@ -285,6 +290,11 @@ def check_recipe(recipe: CLIPTeacherRecipe) -> None:
     if recipe.pretrain.object_steps and not recipe.pretrain.steps:
         raise ConfigError("pretrain.object_steps is set but pretrain.steps is 0: the objects phase continues the "
                           "single-object one", "set pretrain.steps > 0, or object_steps: 0")
+    if recipe.pretrain.presence_weight < 0:
+        raise ConfigError(f"pretrain.presence_weight is {recipe.pretrain.presence_weight}", "use 0 (none) or more")
+    if recipe.pretrain.presence_weight and not recipe.pretrain.object_steps:
+        raise ConfigError("pretrain.presence_weight is set but pretrain.object_steps is 0: the multi-label term is "
+                          "part of the objects phase", "set pretrain.object_steps > 0, or presence_weight: 0")
 
 
 def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[str] = ()) -> list:
@@ -451,8 +461,9 @@ def train(recipe: CLIPTeacherRecipe, options):
         if singles is not None:
             from .vision_pretraining import ClipTeacherVisionClassifier, head_outputs
 
-            classifier = ClipTeacherVisionClassifier(model.vision_model,
-                                                     head_outputs(recipe.pretrain.loss, len(COLOURS), len(SHAPES)))
+            classifier = ClipTeacherVisionClassifier(
+                model.vision_model, head_outputs(recipe.pretrain.loss, len(COLOURS), len(SHAPES)),
+                num_classes=len(COLOURS) * len(SHAPES) if recipe.pretrain.presence_weight else 0)
             images, collate_images = pretraining_images(world, recipe, model, singles, multis)
             run.train_stage("vision-pretraining", classifier, pretraining_phases(recipe, classifier), images,
                             collate_fn=collate_images)
@@ -494,12 +505,11 @@ def pretraining_images(world, recipe: CLIPTeacherRecipe, model, singles, multis=
 
 def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
     """The first stage's phases: `supervised` (single objects), then `objects` when `object_steps` > 0 (every object
-    of single- and multi-object images, through the same head: `objects_loss`); each trains the vision tower and
-    the head with AdamW, warm-up and cosine decay."""
+    of single- and multi-object images, through the same head: `objects_loss`, plus `presence_loss` with
+    `presence_weight`); each trains the vision tower and the heads with AdamW, warm-up and cosine decay."""
     from ...training import Phase, Update
-    from .vision_pretraining import class_loss, objects_loss
-
     from ...data.captions import COLOURS, SHAPES
+    from .vision_pretraining import class_loss, objects_loss, presence_loss
 
     p = recipe.pretrain
 
@@ -507,9 +517,12 @@ def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
         return class_loss(model(batch["pixel_values"]), batch["labels"], p.loss, len(COLOURS), len(SHAPES))
 
     def object_loss(model, batch, ctx):
-        pooled, patches = model(batch["pixel_values"], patch_logits=True)
-        return objects_loss(pooled, patches, batch["object_labels"], batch["object_covers"], p.loss, len(COLOURS),
-                            len(SHAPES))
+        logits = model(batch["pixel_values"], patch_logits=True)
+        loss = objects_loss(logits.pooled, logits.patches, batch["object_labels"], batch["object_covers"], p.loss,
+                            len(COLOURS), len(SHAPES))
+        if p.presence_weight:
+            loss = loss + p.presence_weight * presence_loss(logits.presence, batch["object_labels"])
+        return loss
 
     def phase(name, steps, dataset, loss, learning_rate):
         return Phase(
@@ -590,6 +603,20 @@ def eval_results_from_metrics(metrics: dict) -> dict:
     return {"model_name": MODEL_NAME, "results": results, "extra": extra}
 
 
+def _training_summary(recipe: CLIPTeacherRecipe) -> str:
+    """The card's sentence on how the teacher was trained (stages and phases the recipe ran)."""
+    if not recipe.pretrain.steps:
+        return "Trained contrastively (CLIP's loss). "
+    first = "Its vision tower first learned to name colours and shapes of single objects"
+    if recipe.pretrain.object_steps:
+        first += ", then every object of multi-object scenes from the patches it covers"
+        if recipe.pretrain.presence_weight:
+            first += " and which classes a scene holds from its pooled output"
+    if recipe.train.lock_image_tower:
+        return first + "; it was then locked while the text tower learned contrastively (LiT). "
+    return first + "; then both towers learned contrastively (CLIP's loss). "
+
+
 def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, model, world):
     """Write `eval_results.json` and `README.md` (card) into the run folder."""
     from ...data.captions import ZERO_SHOT_TEMPLATE
@@ -609,9 +636,7 @@ def write_results_and_card(run_dir, recipe: CLIPTeacherRecipe, metrics: dict, mo
         "pipeline_tag": "zero-shot-image-classification",
         "summary": "A small CLIP model (plain `transformers.CLIPModel`) trained by effhub on its generated caption "
         f"world (version {world.config.version}): coloured shapes with varied captions. "
-        + ("Its vision tower first learned to name colours and shapes of single objects, then was locked while the "
-           "text tower learned contrastively (LiT). " if recipe.pretrain.steps and recipe.train.lock_image_tower else
-           "Trained contrastively (CLIP's loss). ")
+        + _training_summary(recipe)
         + "It is "
         "the offline teacher for DIME-FM distillation and the base model for DualCoOp adapters; with a network, "
         "any CLIP checkpoint can take its place.",

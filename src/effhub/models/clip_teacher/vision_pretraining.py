@@ -18,15 +18,21 @@ a patch or two, and a tower trained on single objects does not see their shapes.
 first stage on single- and multi-object images with the same colour and shape heads: every object is named from the
 patch tokens its silhouette covers (their cover-weighted mean through the post-layernorm and the head), a lone
 object also from the pooled output (`objects_loss`). Patch tokens and the pooled output share the head, so the
-projection the contrastive stage learns for the pooled feature also reads the patches.
+projection the contrastive stage learns for the pooled feature also reads the patches. The pooled output of a crowded
+scene learns which classes it holds from a second head, one output per colour-shape class (`presence_loss`): the
+colour and shape heads alone let it say which colours and which shapes are there, not which goes with which, and a
+multi-label probe or zero-shot multi-label recognition on the global embedding needs the pairs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 
 def mean_pooling_query(model) -> list[nn.Parameter]:
@@ -54,28 +60,49 @@ def is_mean_pooling(model) -> bool:
     return not any(param.any() for param in mean_pooling_query(model))
 
 
+@dataclass
+class ClipTeacherVisionClassifierOutput(ModelOutput):
+    """Logits of `ClipTeacherVisionClassifier` with `patch_logits=True`.
+
+    Args:
+        pooled (`torch.Tensor`): `(B, K)` class head logits of the pooled output.
+        patches (`torch.Tensor`): `(B, P, K)` class head logits of every patch token.
+        presence (`torch.Tensor`, *optional*): `(B, C)` presence head logits of the pooled output (one per
+            colour-shape class), when the classifier has that head.
+    """
+
+    pooled: torch.Tensor | None = None
+    patches: torch.Tensor | None = None
+    presence: torch.Tensor | None = None
+
+
 class ClipTeacherVisionClassifier(nn.Module):
     """The vision tower of a `CLIPModel` with a linear class head on its pooled output (the first stage's model).
 
     Args:
         vision_model (`CLIPVisionTransformer`): the tower, shared with the `CLIPModel` (trained in place).
-        num_outputs (`int`): outputs of the head (`head_outputs`).
+        num_outputs (`int`): outputs of the class head (`head_outputs`).
+        num_classes (`int`): outputs of the presence head on the pooled output (one per colour-shape class; 0: no
+            presence head). Both heads are dropped when the first stage ends.
     """
 
-    def __init__(self, vision_model: nn.Module, num_outputs: int):
+    def __init__(self, vision_model: nn.Module, num_outputs: int, num_classes: int = 0):
         super().__init__()
         self.vision_model = vision_model
         self.head = nn.Linear(vision_model.config.hidden_size, num_outputs)
+        self.presence_head = nn.Linear(vision_model.config.hidden_size, num_classes) if num_classes else None
 
     def forward(self, pixel_values: torch.Tensor, patch_logits: bool = False):
-        """Head logits of the pooled output `(B, K)`; with `patch_logits`, also those of every patch `(B, P, K)`."""
+        """Class head logits of the pooled output `(B, K)`; with `patch_logits`, a
+        `ClipTeacherVisionClassifierOutput` with those of every patch and the presence logits too."""
         output = self.vision_model(pixel_values=pixel_values)
         pooled = self.head(output.pooler_output)
         if not patch_logits:
             return pooled
         # the pooled output is the class token through the post-layernorm; the patch tokens take the same path
         patches = self.head(self.vision_model.post_layernorm(output.last_hidden_state[:, 1:]))
-        return pooled, patches
+        presence = self.presence_head(output.pooler_output) if self.presence_head is not None else None
+        return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=patches, presence=presence)
 
 
 class ClipLabelledImages:
@@ -180,6 +207,25 @@ def objects_loss(pooled_logits: torch.Tensor, patch_logits: torch.Tensor, object
     return loss
 
 
+def presence_loss(presence_logits: torch.Tensor, object_labels: torch.Tensor) -> torch.Tensor:
+    """The multi-label term of the `objects` phase: binary cross-entropy of the presence head against the classes an
+    image holds, summed over the classes and averaged over the images.
+
+    Summed rather than averaged over the classes so that its scale matches the per-object cross-entropies: an image
+    holds about one class in twenty, and the mean over all classes would leave the term too weak to matter.
+
+    Args:
+        presence_logits (`torch.Tensor`): `(B, C)` presence head logits.
+        object_labels (`torch.Tensor`): `(B, O)` class index of each object, -1 where an image has fewer objects.
+    """
+    num_classes = presence_logits.shape[1]
+    # padding objects (-1) go to an extra column that is dropped
+    slots = torch.where(object_labels >= 0, object_labels, num_classes)
+    targets = torch.zeros(len(object_labels), num_classes + 1, dtype=presence_logits.dtype,
+                          device=presence_logits.device).scatter_(1, slots, 1.0)[:, :num_classes]
+    return F.binary_cross_entropy_with_logits(presence_logits, targets, reduction="sum") / len(presence_logits)
+
+
 def class_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, colours: int, shapes: int) -> torch.Tensor:
     """The first stage's loss on the head's `logits` for colour-shape class indices `labels`.
 
@@ -208,12 +254,14 @@ __all__ = [
     "mean_pooling_query",
     "fix_mean_pooling",
     "is_mean_pooling",
+    "ClipTeacherVisionClassifierOutput",
     "ClipTeacherVisionClassifier",
     "ClipLabelledImages",
     "collate_labelled_images",
     "ClipObjectImages",
     "collate_object_images",
     "objects_loss",
+    "presence_loss",
     "class_loss",
     "head_outputs",
 ]
