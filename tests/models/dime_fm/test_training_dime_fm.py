@@ -98,6 +98,21 @@ def test_optimizer_groups_and_schedule():
     assert learning_rate_at(100, 100, recipe) == pytest.approx(t.min_lr)
 
 
+def test_overwrite_rebuilds_the_runs_own_feature_cache(tmp_path):
+    folder = tmp_path / "student"
+    train(tiny_recipe(), RunOptions(output_dir=folder, progress=False))
+    info_file = tmp_path / "student-features" / "dime_fm_cache.json"
+    info = json.loads(info_file.read_text())
+    fingerprint = info["teacher_fingerprint"]
+    info["teacher_fingerprint"] = "another-teacher"    # as if the teacher had been retrained since
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="computed by teacher"):
+        train(tiny_recipe(), RunOptions(output_dir=tmp_path / "kept", progress=False,
+                                        extra={"features": str(info_file.parent)}))
+    train(tiny_recipe(), RunOptions(output_dir=folder, progress=False, overwrite=True))
+    assert json.loads(info_file.read_text())["teacher_fingerprint"] == fingerprint
+
+
 def test_bad_inputs_of_a_run(tmp_path):
     with pytest.raises(ConfigError, match="joint space"):
         train(tiny_recipe("student.projection_dim=64"), RunOptions(output_dir=tmp_path / "a", progress=False))

@@ -11,6 +11,7 @@ probe) → save the student (a transformers model folder, with the teacher's pro
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -358,7 +359,7 @@ def train(recipe: DimeFmRecipe, options, record=None):
     from ...training import Run
     from ..clip_teacher.processing import save_clip_processor
     from .card_dime_fm import write_results_and_card
-    from .features_dime_fm import load_teacher
+    from .features_dime_fm import CACHE_INFO_FILE, load_teacher
 
     check_recipe(recipe)
     if options.extra.get("teacher"):
@@ -372,6 +373,11 @@ def train(recipe: DimeFmRecipe, options, record=None):
     torch.manual_seed(seed)
     student = build_student(teacher, recipe)
     with Run(options, method=METHOD_NAME, seed=seed, recipe=recipe_to_dict(recipe)) as run:
+        if not given and options.overwrite and features is not None and (features / CACHE_INFO_FILE).is_file():
+            # the run's own cache goes with the run that --overwrite replaces (its teacher may have changed since)
+            if run.is_main_process:
+                shutil.rmtree(features)
+            run.wait_for_everyone()
         datasets, collate, _ = training_datasets(recipe, teacher, features, run.accelerator,
                                                  build_cache=not given)
         online = teacher.model.to(run.accelerator.device) if features is None else None
