@@ -249,6 +249,20 @@ def test_presence_loss_is_binary_cross_entropy_summed_over_classes_against_the_c
     assert torch.allclose(presence_loss(logits, labels), by_hand)
 
 
+def test_region_presence_loss_names_each_object_from_its_patches_through_the_presence_head():
+    from effhub.models.clip_teacher.vision_pretraining import region_presence_loss
+
+    torch.manual_seed(0)
+    patch_presence = torch.randn(2, 4, 6)                          # 2 images, 4 patches, 6 classes
+    labels = torch.tensor([[4, -1], [1, 5]])
+    covers = torch.tensor([[[1.0, 0.5, 0, 0], [0, 0, 0, 0]],
+                           [[0, 0, 1.0, 0], [0, 0.25, 0, 0.75]]])
+    regions = torch.stack([(patch_presence[0, 0] + 0.5 * patch_presence[0, 1]) / 1.5, patch_presence[1, 2],
+                           (0.25 * patch_presence[1, 1] + 0.75 * patch_presence[1, 3])])
+    expected = torch.nn.functional.cross_entropy(regions, torch.tensor([4, 1, 5]))
+    assert torch.allclose(region_presence_loss(patch_presence, labels, covers), expected)
+
+
 def test_classifier_presence_head_reads_the_pooled_output(small_model):
     from effhub.models.clip_teacher.vision_pretraining import ClipTeacherVisionClassifier
 
@@ -258,6 +272,7 @@ def test_classifier_presence_head_reads_the_pooled_output(small_model):
     assert logits.pooled.shape == (2, 5) and logits.patches.shape == (2, 64, 5) and logits.presence.shape == (2, 6)
     pooled = small_model.vision_model(pixel_values=pixel_values).pooler_output
     assert torch.allclose(logits.presence, classifier.presence_head(pooled), atol=1e-6)
+    assert logits.patch_presence.shape == (2, 64, 6)
     assert ClipTeacherVisionClassifier(small_model.vision_model, 5)(pixel_values, patch_logits=True).presence is None
 
 
@@ -293,6 +308,8 @@ def test_recipe_checks_name_the_fix():
     with pytest.raises(ConfigError, match="object_steps"):
         check_recipe(load_recipe("clip-teacher", "demo", ["train.lock_image_tower=false", "pretrain.steps=0",
                                                           "pretrain.object_steps=5"]))
+    with pytest.raises(ConfigError, match="presence_regions"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.presence_regions=true"]))
     with pytest.raises(ConfigError, match="presence_weight.*object_steps"):
         check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.presence_weight=1.0"]))
     with pytest.raises(ConfigError, match="presence_weight"):

@@ -19,6 +19,7 @@ QUICK_OVERRIDES = (
     "model.vision_layers=1", "model.projection_dim=32", "model.text_hidden_size=32", "model.vision_hidden_size=32",
     "pretrain.steps=4", "pretrain.batch_size=16", "pretrain.warmup_steps=2", "pretrain.single_object_images=64",
     "pretrain.object_steps=3", "pretrain.multi_object_images=32", "pretrain.presence_weight=1.0",
+    "pretrain.presence_regions=true",
 )
 
 

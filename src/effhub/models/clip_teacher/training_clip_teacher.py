@@ -103,6 +103,9 @@ class ClipPretrainRecipe:
             per colour-shape class on the pooled output, trained to say which classes an image holds (binary
             cross-entropy summed over the classes, `vision_pretraining.presence_loss`). Without it the pooled output
             of a crowded scene says which colours and which shapes are there, not which colour goes with which shape.
+        presence_regions (`bool`): with `presence_weight`, also name every object through the presence head from
+            the patches it covers (`vision_pretraining.region_presence_loss`), so that the patch tokens speak the
+            code the pooled output learns (dense features aligned with the text).
     """
 
     steps: int = 0
@@ -117,6 +120,7 @@ class ClipPretrainRecipe:
     multi_object_images: int = 0
     object_learning_rate: float = 5e-4
     presence_weight: float = 0.0
+    presence_regions: bool = False
 
 
 @dataclass
@@ -292,6 +296,9 @@ def check_recipe(recipe: CLIPTeacherRecipe) -> None:
                           "single-object one", "set pretrain.steps > 0, or object_steps: 0")
     if recipe.pretrain.presence_weight < 0:
         raise ConfigError(f"pretrain.presence_weight is {recipe.pretrain.presence_weight}", "use 0 (none) or more")
+    if recipe.pretrain.presence_regions and not recipe.pretrain.presence_weight:
+        raise ConfigError("pretrain.presence_regions is true but pretrain.presence_weight is 0: the regions are named "
+                          "through the presence head", "set pretrain.presence_weight > 0, or presence_regions: false")
     if recipe.pretrain.presence_weight and not recipe.pretrain.object_steps:
         raise ConfigError("pretrain.presence_weight is set but pretrain.object_steps is 0: the multi-label term is "
                           "part of the objects phase", "set pretrain.object_steps > 0, or presence_weight: 0")
@@ -509,7 +516,7 @@ def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
     `presence_weight`); each trains the vision tower and the heads with AdamW, warm-up and cosine decay."""
     from ...training import Phase, Update
     from ...data.captions import COLOURS, SHAPES
-    from .vision_pretraining import class_loss, objects_loss, presence_loss
+    from .vision_pretraining import class_loss, objects_loss, presence_loss, region_presence_loss
 
     p = recipe.pretrain
 
@@ -522,6 +529,9 @@ def pretraining_phases(recipe: CLIPTeacherRecipe, classifier) -> list:
                             len(COLOURS), len(SHAPES))
         if p.presence_weight:
             loss = loss + p.presence_weight * presence_loss(logits.presence, batch["object_labels"])
+            if p.presence_regions:
+                loss = loss + region_presence_loss(logits.patch_presence, batch["object_labels"],
+                                                   batch["object_covers"])
         return loss
 
     def phase(name, steps, dataset, loss, learning_rate):

@@ -69,11 +69,13 @@ class ClipTeacherVisionClassifierOutput(ModelOutput):
         patches (`torch.Tensor`): `(B, P, K)` class head logits of every patch token.
         presence (`torch.Tensor`, *optional*): `(B, C)` presence head logits of the pooled output (one per
             colour-shape class), when the classifier has that head.
+        patch_presence (`torch.Tensor`, *optional*): `(B, P, C)` presence head logits of every patch token.
     """
 
     pooled: torch.Tensor | None = None
     patches: torch.Tensor | None = None
     presence: torch.Tensor | None = None
+    patch_presence: torch.Tensor | None = None
 
 
 class ClipTeacherVisionClassifier(nn.Module):
@@ -100,9 +102,12 @@ class ClipTeacherVisionClassifier(nn.Module):
         if not patch_logits:
             return pooled
         # the pooled output is the class token through the post-layernorm; the patch tokens take the same path
-        patches = self.head(self.vision_model.post_layernorm(output.last_hidden_state[:, 1:]))
-        presence = self.presence_head(output.pooler_output) if self.presence_head is not None else None
-        return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=patches, presence=presence)
+        tokens = self.vision_model.post_layernorm(output.last_hidden_state[:, 1:])
+        if self.presence_head is None:
+            return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=self.head(tokens))
+        return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=self.head(tokens),
+                                                 presence=self.presence_head(output.pooler_output),
+                                                 patch_presence=self.presence_head(tokens))
 
 
 class ClipLabelledImages:
@@ -182,6 +187,16 @@ def collate_object_images(items: list[dict]) -> dict:
             "object_covers": torch.from_numpy(np.stack([item["object_covers"] for item in items]))}
 
 
+def object_region_logits(patch_logits: torch.Tensor, object_labels: torch.Tensor, object_covers: torch.Tensor):
+    """`(region logits (B, O, K), valid (B, O))`: each object's logits as the cover-weighted mean of its patches'
+    logits (the head is linear, so this is the head on the cover-weighted mean of the patch tokens); `valid` marks
+    real objects that cover some patch."""
+    area = object_covers.sum(dim=-1)
+    valid = (object_labels >= 0) & (area > 0)
+    regions = torch.einsum("bop,bpk->bok", object_covers, patch_logits) / area.clamp_min(1e-6).unsqueeze(-1)
+    return regions, valid
+
+
 def objects_loss(pooled_logits: torch.Tensor, patch_logits: torch.Tensor, object_labels: torch.Tensor,
                  object_covers: torch.Tensor, kind: str, colours: int, shapes: int) -> torch.Tensor:
     """The `objects` phase's loss: every object named from the patches it covers, a lone object also from the pooled
@@ -196,10 +211,8 @@ def objects_loss(pooled_logits: torch.Tensor, patch_logits: torch.Tensor, object
         object_labels (`torch.Tensor`): `(B, O)` class index of each object, -1 where an image has fewer objects.
         object_covers (`torch.Tensor`): `(B, O, P)` share of each patch covered by each object.
     """
-    area = object_covers.sum(dim=-1)
-    valid = (object_labels >= 0) & (area > 0)
-    region_logits = torch.einsum("bop,bpk->bok", object_covers, patch_logits) / area.clamp_min(1e-6).unsqueeze(-1)
-    loss = class_loss(region_logits[valid], object_labels[valid], kind, colours, shapes)
+    regions, valid = object_region_logits(patch_logits, object_labels, object_covers)
+    loss = class_loss(regions[valid], object_labels[valid], kind, colours, shapes)
     alone = valid.sum(dim=1) == 1
     if alone.any():
         lone_labels = object_labels[alone].max(dim=1).values
@@ -224,6 +237,21 @@ def presence_loss(presence_logits: torch.Tensor, object_labels: torch.Tensor) ->
     targets = torch.zeros(len(object_labels), num_classes + 1, dtype=presence_logits.dtype,
                           device=presence_logits.device).scatter_(1, slots, 1.0)[:, :num_classes]
     return F.binary_cross_entropy_with_logits(presence_logits, targets, reduction="sum") / len(presence_logits)
+
+
+def region_presence_loss(patch_presence_logits: torch.Tensor, object_labels: torch.Tensor,
+                         object_covers: torch.Tensor) -> torch.Tensor:
+    """Every object named through the presence head from the patches it covers: a cross-entropy over the classes of
+    its cover-weighted region logits. It keeps the patch tokens in the presence head's code, which the pooled output
+    (and so the joint space the contrastive stage aligns to text) speaks once the presence term trained it.
+
+    Args:
+        patch_presence_logits (`torch.Tensor`): `(B, P, C)` presence head logits of the patch tokens.
+        object_labels (`torch.Tensor`): `(B, O)` class index of each object, -1 where an image has fewer objects.
+        object_covers (`torch.Tensor`): `(B, O, P)` share of each patch covered by each object.
+    """
+    regions, valid = object_region_logits(patch_presence_logits, object_labels, object_covers)
+    return F.cross_entropy(regions[valid], object_labels[valid])
 
 
 def class_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, colours: int, shapes: int) -> torch.Tensor:
@@ -260,8 +288,10 @@ __all__ = [
     "collate_labelled_images",
     "ClipObjectImages",
     "collate_object_images",
+    "object_region_logits",
     "objects_loss",
     "presence_loss",
+    "region_presence_loss",
     "class_loss",
     "head_outputs",
 ]
