@@ -103,11 +103,11 @@ class ClipTeacherVisionClassifier(nn.Module):
             return pooled
         # the pooled output is the class token through the post-layernorm; the patch tokens take the same path
         tokens = self.vision_model.post_layernorm(output.last_hidden_state[:, 1:])
-        if self.presence_head is None:
-            return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=self.head(tokens))
-        return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=self.head(tokens),
-                                                 presence=self.presence_head(output.pooler_output),
-                                                 patch_presence=self.presence_head(tokens))
+        presence = patch_presence = None
+        if self.presence_head is not None:
+            presence, patch_presence = self.presence_head(output.pooler_output), self.presence_head(tokens)
+        return ClipTeacherVisionClassifierOutput(pooled=pooled, patches=self.head(tokens), presence=presence,
+                                                 patch_presence=patch_presence)
 
 
 class ClipLabelledImages:

@@ -146,8 +146,8 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
     missing cache is built first (from the recipe's sources).
     """
     from .features_dime_fm import (
-        ImageRows, PixelCollator, TextCollator, TextRows, cache_features, load_feature_cache, load_image_source,
-        unpaired_sources,
+        CACHE_INFO_FILE, ImageRows, PixelCollator, TextCollator, TextRows, cache_features, load_feature_cache,
+        load_image_source, unpaired_sources,
     )
 
     if features is None:
@@ -156,7 +156,7 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
         return ({"images": ImageRows(images, teacher.processor, recipe.data.image_column), "texts": TextRows(texts)},
                 {"images": PixelCollator(teacher.processor), "texts": TextCollator(teacher.processor.tokenizer)},
                 None)
-    if build_cache and not (features / "dime_fm_cache.json").is_file():
+    if build_cache and not (features / CACHE_INFO_FILE).is_file():
         cache_features(teacher, recipe.data.images, recipe.data.texts, features, recipe.data.image_column,
                        recipe.data.text_column, accelerator=accelerator)
     cache = load_feature_cache(features, teacher)
