@@ -6,13 +6,17 @@ clip-teacher and the generated caption world.
    least 90% of its zero-shot accuracy, with no paired data.
 2. Data efficiency, the paper's point: the DIME-FM student (N unpaired images + N unpaired texts, the teacher's
    features) against the same architecture trained contrastively from scratch (CLIP's loss, both towers) on N paired
-   captions (the teacher itself saw 20,000 pairs and 16,000 labelled single-object images). Target: DIME-FM ahead.
+   captions (the teacher itself saw 20,000 pairs, 16,000 labelled single-object images and 16,000 labelled
+   scenes). Target: DIME-FM ahead.
 3. DIME-FM's losses on unpaired data against plain logit distillation on paired data (open_clip's distillation: the
    contrastive loss plus the cross-entropy to the teacher's image-text logits), the same student, steps and batch.
 
-Every arm trains the demo recipe's student for the same number of steps with the same batch size, for each seed.
-Writes a table and `benchmarks/results/dime_fm.json` (`dime_fm-quick.json` with `--quick`: fewer samples, steps and
-seeds).
+Every arm trains the `base` recipe's student (`--quick`: the `demo` recipe's) for the same number of steps with the
+same batch size, for each seed, on the same N single-object images (`world-single:N`): DIME-FM sees them without
+captions beside N unpaired scene captions, the paired arms see them with their own captions. Arms run in parallel
+processes (`--workers`, one torch thread each). Time budget on 2 CPU cores: full (3 seeds x 3 arms of 8,000 steps)
+about 60-80 minutes, `--quick` (1 seed, 250 steps) about 5 minutes. Writes a table and
+`benchmarks/results/dime_fm.json` (`dime_fm-quick.json` with `--quick`).
 """
 
 from __future__ import annotations
@@ -31,34 +35,53 @@ from effhub.tables import text_table
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 SETTINGS = {
-    "full": {"samples": 4000, "steps": 400, "batch_size": 64, "seeds": [0, 1, 2]},
-    "quick": {"samples": 2000, "steps": 150, "batch_size": 64, "seeds": [0]},
+    "full": {"recipe": "base", "samples": 16000, "steps": None, "batch_size": 64, "seeds": [0, 1, 2]},
+    "quick": {"recipe": "demo", "samples": 3000, "steps": None, "batch_size": 64, "seeds": [0]},
 }
 ARMS = ("dime-fm", "contrastive-from-scratch", "paired-logit-distillation")
+CAPTION_EMBEDS = "caption_embeds.npy"
 
 
 def _recipe(settings: dict, seed: int):
+    """The recipe of every arm: `settings["recipe"]` with the benchmark's samples, batch size and seed (and steps
+    when `settings["steps"]` is set: the warm-up then a tenth of them)."""
     from effhub.recipes import load_recipe
 
     n, steps, batch = settings["samples"], settings["steps"], settings["batch_size"]
-    return load_recipe("dime-fm", "demo", [f"data.images=world:{n}", f"data.texts=world:{n}", f"train.steps={steps}",
-                                           f"train.image_batch_size={batch}", f"train.text_batch_size={batch}",
-                                           f"train.warmup_steps={max(1, steps // 10)}", f"seed={seed}"])
+    overrides = [f"data.images=world-single:{n}", f"data.texts=world:{n}", f"train.image_batch_size={batch}",
+                 f"train.text_batch_size={batch}", f"seed={seed}"]
+    if steps:
+        overrides += [f"train.steps={steps}", f"train.warmup_steps={max(1, steps // 10)}"]
+    return load_recipe("dime-fm", settings["recipe"], overrides)
+
+
+def _paired_images(count: int):
+    """The N single-object images of `world-single:N` with their own captions (the paired arms' data)."""
+    from effhub.data.captions import SPLIT_NAMES
+    from effhub.models.dime_fm.features_dime_fm import _world
+
+    return _world().single_object(count, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
 
 
 class PairRows:
-    """Paired images and captions: `{"image", "text", "row"}`."""
+    """Paired images and captions: `{"image", "text", "row"}`, with the teacher's embeddings of both when given
+    (`teacher_images`, `teacher_texts`: computed once, as DIME-FM's cache is)."""
 
-    def __init__(self, pairs):
-        self.pairs = pairs
+    def __init__(self, pairs, processor, teacher_embeds=None):
+        from effhub.models.dime_fm.features_dime_fm import ImageRows
+
+        self.images = ImageRows(pairs.select_columns(["image"]), processor)  # decoded once, as DIME-FM's are
         self.texts = list(pairs["caption"])
+        self.teacher_embeds = teacher_embeds
 
     def __len__(self):
         return len(self.texts)
 
     def __getitem__(self, index):
-        return {"image": self.pairs[int(index)]["image"].convert("RGB"), "text": self.texts[int(index)],
-                "row": int(index)}
+        item = {**self.images[int(index)], "text": self.texts[int(index)]}
+        if self.teacher_embeds is not None:
+            item["teacher_images"], item["teacher_texts"] = (values[int(index)] for values in self.teacher_embeds)
+        return item
 
 
 class PairCollator:
@@ -68,13 +91,23 @@ class PairCollator:
         self.pixels, self.tokenizer = PixelCollator(processor), processor.tokenizer
 
     def __call__(self, items):
+        import numpy as np
+        import torch
+
         tokens = self.tokenizer([item["text"] for item in items], padding=True, truncation=True, return_tensors="pt")
-        return {"pixel_values": self.pixels.pixel_values([item["image"] for item in items]),
-                "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        batch = {"pixel_values": self.pixels.pixel_values([item["image"] for item in items]),
+                 "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        if "teacher_images" in items[0]:
+            for key in ("teacher_images", "teacher_texts"):
+                batch[key] = torch.as_tensor(np.stack([item[key] for item in items]))
+        return batch
 
 
-def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path):
-    """Train the contrastive-from-scratch or paired-logit-distillation arm; returns the trained model."""
+def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path, teacher_embeds=None):
+    """Train the contrastive-from-scratch or paired-logit-distillation arm; returns the trained model.
+
+    `teacher_embeds` (`(image embeds, text embeds)` of the pairs, row-aligned): the teacher's features for the
+    logit distillation, computed once; without them the teacher runs on every batch."""
     import torch
 
     from effhub.models.dime_fm.configuration_dime_fm import DimeFmConfig
@@ -82,7 +115,10 @@ def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path):
     from effhub.models.dime_fm.losses_dime_fm import paired_logit_distillation_loss
     from effhub.models.dime_fm.modeling_dime_fm import DimeFmModel
     from effhub.models.dime_fm.training_dime_fm import (
-        build_optimizer, build_scheduler, build_student, student_vision_config,
+        build_optimizer,
+        build_scheduler,
+        build_student,
+        student_vision_config,
     )
     from effhub.training import Phase, Run, RunOptions, Update
 
@@ -114,9 +150,12 @@ def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path):
 
         def loss(m, batch, ctx):
             student = m(pixel_values=batch["pixel_values"]).image_embeds
-            with torch.no_grad():
-                images = _image_step(teacher.model, batch)["image_embeds"]
-                texts = _text_step(teacher.model, batch)["text_embeds"]
+            if "teacher_images" in batch:
+                images, texts = batch["teacher_images"], batch["teacher_texts"]
+            else:
+                with torch.no_grad():
+                    images = _image_step(teacher.model, batch)["image_embeds"]
+                    texts = _text_step(teacher.model, batch)["text_embeds"]
             return paired_logit_distillation_loss(images, student, texts, ctx.unwrapped_model.logit_scale.exp().detach())
 
     t = recipe.train
@@ -126,7 +165,7 @@ def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path):
                       optimizer=lambda params: build_optimizer(model, params, recipe),
                       scheduler=lambda optimizer, total: build_scheduler(optimizer, total, recipe))])
     with Run(RunOptions(output_dir=output_dir, progress=False), method="dime-fm-benchmark", seed=recipe.seed) as run:
-        trained = run.train_stage(arm, model, [phase], {"pairs": PairRows(pairs)},
+        trained = run.train_stage(arm, model, [phase], {"pairs": PairRows(pairs, teacher.processor, teacher_embeds)},
                                   collate_fn=PairCollator(teacher.processor)).model
     return trained.eval()
 
@@ -134,7 +173,11 @@ def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path):
 def _train_dime_fm(recipe, teacher, features: Path, output_dir: Path):
     import torch
 
-    from effhub.models.dime_fm.training_dime_fm import build_student, distillation_phase, training_datasets
+    from effhub.models.dime_fm.training_dime_fm import (
+        build_student,
+        distillation_phase,
+        training_datasets,
+    )
     from effhub.training import Run, RunOptions
 
     torch.manual_seed(recipe.seed)
@@ -146,51 +189,111 @@ def _train_dime_fm(recipe, teacher, features: Path, output_dir: Path):
     return trained.eval()
 
 
+def _cache_caption_embeds(teacher, pairs, path: Path, batch_size: int = 512) -> None:
+    """The teacher's (normalised) text embeddings of the paired images' captions, in row order, saved to `path`."""
+    import numpy as np
+    import torch
+
+    from effhub.models.dime_fm.features_dime_fm import _text_step
+
+    captions, chunks = list(pairs["caption"]), []
+    with torch.no_grad():
+        for start in range(0, len(captions), batch_size):
+            tokens = teacher.processor.tokenizer(captions[start:start + batch_size], padding=True, truncation=True,
+                                                 return_tensors="pt")
+            chunks.append(_text_step(teacher.model, tokens)["text_embeds"].numpy())
+    np.save(path, np.concatenate(chunks))
+
+
+def _run_arm(arm: str, seed: int, settings: dict, features: str, workdir: str, threads: int,
+             keep_model: bool) -> dict:
+    """Train and measure one arm for one seed (in a worker process); the model is saved when `keep_model`."""
+    import torch
+
+    from effhub.models.dime_fm.features_dime_fm import load_teacher
+    from effhub.models.dime_fm.training_dime_fm import (
+        evaluation_splits,
+        zero_shot_statistics,
+    )
+
+    torch.set_num_threads(threads)
+    began = time.perf_counter()
+    teacher = load_teacher("base")
+    recipe = _recipe(settings, seed)
+    output = Path(workdir) / f"{arm}-{seed}"
+    if arm == "dime-fm":
+        model = _train_dime_fm(recipe, teacher, Path(features), output)
+    else:
+        embeds = None
+        if arm == "paired-logit-distillation":  # the cached image features are those of the same images, in order
+            import numpy as np
+
+            from effhub.models.dime_fm.features_dime_fm import load_feature_cache
+
+            embeds = (load_feature_cache(features, teacher).image_embeds, np.load(Path(workdir) / CAPTION_EMBEDS))
+        model = _train_paired(arm, recipe, teacher, _paired_images(settings["samples"]), output, embeds)
+    world, splits = evaluation_splits(recipe)
+    accuracy = zero_shot_statistics(model, teacher.processor, splits["zero_shot"],
+                                    world.zero_shot_prompts())["accuracy"]
+    if keep_model:
+        model.save_pretrained(Path(workdir) / "student")
+    seconds = time.perf_counter() - began
+    print(f"seed {seed} {arm}: zero-shot {accuracy:.3f} ({seconds:.0f} s)", flush=True)
+    return {"arm": arm, "seed": seed, "zero_shot_accuracy": accuracy, "train_seconds": seconds,
+            "steps": recipe.train.steps}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks dime_fm", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and steps, one seed")
+    parser.add_argument("--quick", action="store_true", help="the demo recipe, one seed")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="arms trained at once, in separate processes (default: 2)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import torch
 
     from effhub.atomic import atomic_write_json
-    from effhub.data.captions import SPLIT_NAMES
-    from effhub.models.dime_fm.features_dime_fm import _world, cache_features, load_teacher
+    from effhub.models.dime_fm.features_dime_fm import cache_features, load_teacher
+    from effhub.models.dime_fm.modeling_dime_fm import DimeFmModel
     from effhub.models.dime_fm.training_dime_fm import (
-        evaluation_splits, pixel_tensor, seconds_per_image, vision_parameter_count, zero_shot_statistics,
+        evaluation_splits,
+        pixel_tensor,
+        seconds_per_image,
+        vision_parameter_count,
+        zero_shot_statistics,
     )
 
     settings = SETTINGS["quick" if args.quick else "full"]
     start = time.perf_counter()
     teacher = load_teacher("base")
-    world, splits = evaluation_splits(_recipe(settings, 0))
+    first = _recipe(settings, settings["seeds"][0])
+    world, splits = evaluation_splits(first)
     prompts = world.zero_shot_prompts()
 
     def zero_shot(model):
         return zero_shot_statistics(model, teacher.processor, splits["zero_shot"], prompts)["accuracy"]
 
-    pairs = _world().pairs(settings["samples"], seed=0, split=SPLIT_NAMES["teacher"]["train"])
     results = {arm: [] for arm in ARMS}
-    students = {}
     with tempfile.TemporaryDirectory() as workdir:
         work = Path(workdir)
-        features = cache_features(teacher, f"world:{settings['samples']}", f"world:{settings['samples']}",
-                                  work / "features", progress=False)
-        for seed in settings["seeds"]:
-            recipe = _recipe(settings, seed)
-            for arm in ARMS:
-                began = time.perf_counter()
-                if arm == "dime-fm":
-                    model = _train_dime_fm(recipe, teacher, features, work / f"{arm}-{seed}")
-                else:
-                    model = _train_paired(arm, recipe, teacher, pairs, work / f"{arm}-{seed}")
-                accuracy = zero_shot(model)
-                results[arm].append({"seed": seed, "zero_shot_accuracy": accuracy,
-                                     "train_seconds": time.perf_counter() - began})
-                print(f"seed {seed} {arm}: zero-shot {accuracy:.3f} ({time.perf_counter() - began:.0f} s)")
-                students.setdefault(arm, model)
+        features = cache_features(teacher, first.data.images, first.data.texts, work / "features", progress=False)
+        _cache_caption_embeds(teacher, _paired_images(settings["samples"]), work / CAPTION_EMBEDS)
+        jobs = [(arm, seed) for seed in settings["seeds"] for arm in ARMS]
+        threads = 1 if args.workers > 1 else torch.get_num_threads()
+        arguments = [(arm, seed, settings, str(features), workdir, threads,
+                      arm == "dime-fm" and seed == settings["seeds"][0]) for arm, seed in jobs]
+        if args.workers > 1:
+            with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                outcomes = list(pool.map(_run_arm, *zip(*arguments)))
+        else:
+            outcomes = [_run_arm(*values) for values in arguments]
+        for outcome in outcomes:
+            results[outcome.pop("arm")].append(outcome)
+        student = DimeFmModel.from_pretrained(work / "student").eval()
     teacher_accuracy = zero_shot(teacher.model)
-    student = students["dime-fm"]
     pixels = pixel_tensor(teacher.processor, splits["zero_shot"].select(range(128)))
     timings = {"student": [], "teacher": []}
     for _ in range(5):  # interleaved repeats on a shared machine
@@ -218,11 +321,11 @@ def main(argv=None) -> int:
         },
     }
     rows = [("model", "data used", "vision params", "ms / image", "zero-shot top-1 (mean +- sd)", "vs teacher")]
-    rows.append(("teacher (shipped base)", "20,000 pairs + 16,000 labelled images", f"{teacher_params:,}",
+    rows.append(("teacher (shipped base)", "20,000 pairs + 32,000 labelled images", f"{teacher_params:,}",
                  f"{statistics.median(timings['teacher']) * 1e3:.3f}", f"{teacher_accuracy:.3f}", "1.000"))
-    data = {"dime-fm": f"{settings['samples']:,} images + {settings['samples']:,} texts, unpaired",
-            "contrastive-from-scratch": f"{settings['samples']:,} pairs",
-            "paired-logit-distillation": f"{settings['samples']:,} pairs + teacher logits"}
+    data = {"dime-fm": f"{settings['samples']:,} single-object images + {settings['samples']:,} scene texts, unpaired",
+            "contrastive-from-scratch": f"the same {settings['samples']:,} images with their captions",
+            "paired-logit-distillation": f"the same {settings['samples']:,} pairs + teacher logits"}
     for arm in ARMS:
         rows.append((arm, data[arm], f"{student_params:,}",
                      f"{statistics.median(timings['student']) * 1e3:.3f}" if arm == "dime-fm" else "same",
@@ -231,7 +334,8 @@ def main(argv=None) -> int:
     for name, met in summary["targets"].items():
         print(f"  {name.replace('_', ' ')}: {'met' if met else 'MISSED'}")
     result = {
-        "benchmark": "dime_fm", "quick": args.quick, "settings": settings,
+        "benchmark": "dime_fm", "quick": args.quick, "settings": settings, "steps": first.train.steps,
+        "workers": args.workers,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

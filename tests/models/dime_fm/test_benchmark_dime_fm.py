@@ -13,11 +13,14 @@ def test_toy_benchmark_writes_every_arm_and_the_targets(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(REPO))
     from benchmarks.dime_fm import run
 
-    monkeypatch.setitem(run.SETTINGS, "quick", {"samples": 32, "steps": 2, "batch_size": 8, "seeds": [0, 1]})
-    assert run.main(["--quick", "--output", str(tmp_path / "result.json")]) == 0
+    monkeypatch.setitem(run.SETTINGS, "quick", {"recipe": "demo", "samples": 32, "steps": 2, "batch_size": 8,
+                                                "seeds": [0, 1]})
+    # two worker processes: the arms run in parallel, as in the full benchmark
+    assert run.main(["--quick", "--workers", "2", "--output", str(tmp_path / "result.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert set(result["arms"]) == set(run.ARMS)
     assert all(len(result["arms"][arm]) == 2 for arm in run.ARMS)
+    assert all(r["steps"] == 2 for arm in run.ARMS for r in result["arms"][arm])
     assert result["summary"]["vision_parameter_ratio"] < 0.25
     assert result["teacher"]["zero_shot_accuracy"] > 0.5
     assert set(result["summary"]["targets"]) == {"at_most_quarter_of_vision_parameters",

@@ -128,3 +128,44 @@ def test_cache_features_command_line(tmp_path, capsys):
                  str(texts), "--output", str(tmp_path / "other")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_single_object_world_source_has_images_only_from_a_stream_of_its_own():
+    from effhub.data.captions import SPLIT_NAMES
+
+    from effhub.models.dime_fm.features_dime_fm import _world
+
+    images, description = load_image_source("world-single:8")
+    assert images.column_names == ["id", "image"] and len(images) == 8  # no caption travels with an image
+    assert description["kind"] == "world-single"
+    world = _world()
+    singles = world.single_object(8, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
+    assert [len(json.loads(o)) for o in singles["objects"]] == [1] * 8
+    assert np.array_equal(np.asarray(images[0]["image"]), np.asarray(singles[0]["image"]))
+    # its pixels are none of the single-object splits the teacher trained or is evaluated on
+    for split in (SPLIT_NAMES["teacher"]["single-train"], SPLIT_NAMES["teacher"]["zero-shot"]):
+        other = world.single_object(8, seed=0, split=split)
+        assert not any(np.array_equal(np.asarray(a), np.asarray(b))
+                       for a in images["image"] for b in other["image"])
+    with pytest.raises(ConfigError, match="world-single:<N>"):
+        load_image_source("world-single:many")
+
+
+def test_image_rows_decoded_up_front_give_the_pixels_of_a_decode_per_read(teacher):
+    from effhub.models.dime_fm.features_dime_fm import ImageRows, PixelCollator
+
+    images, _ = load_image_source("world-single:6")
+    preloaded, lazy = ImageRows(images, teacher.processor), ImageRows(images, teacher.processor, preload_bytes=0)
+    assert preloaded.pixels is not None and preloaded.pixels.shape == (6, 64, 64, 3) and lazy.pixels is None
+    collate = PixelCollator(teacher.processor)
+    assert torch_equal(collate([preloaded[i] for i in range(6)])["pixel_values"],
+                       collate([lazy[i] for i in range(6)])["pixel_values"])
+    # and both equal the processor's own output (the slow path, which arrays of another size take)
+    reference = teacher.processor.image_processor(images=[im.convert("RGB") for im in images["image"]],
+                                                  return_tensors="pt")["pixel_values"]
+    assert np.allclose(collate([preloaded[i] for i in range(6)])["pixel_values"].numpy(), reference.numpy(),
+                       atol=1e-5)
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())

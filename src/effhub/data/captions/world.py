@@ -104,7 +104,8 @@ SPLIT_NAMES: dict[str, dict[str, str]] = {
         "multilabel-train": "probe-multilabel-train", "multilabel-test": "probe-multilabel-test",
     },
     "prompt-learning": {"train": "prompt-learning-train", "test": "prompt-learning-test"},
-    "distillation": {"images": "distillation-images", "texts": "distillation-texts", "test": "distillation-test"},
+    "distillation": {"images": "distillation-images", "single-images": "distillation-single-images",
+                     "texts": "distillation-texts", "test": "distillation-test"},
 }
 VERTICAL = ("top", "middle", "bottom")
 HORIZONTAL = ("left", "center", "right")

@@ -62,8 +62,9 @@ register_method(
                          command="convert"),
             MethodOption("teacher", "the teacher: a CLIP run folder, a Hub id, or 'base' (the shipped clip-teacher)",
                          command=_CACHE, required=True),
-            MethodOption("images", "an image dataset: a `datasets` folder (save_to_disk), an image folder, or "
-                         "'world[:N]' (the generated image pool)", command=_CACHE, required=True),
+            MethodOption("images", "an image dataset: a `datasets` folder (save_to_disk), an image folder, "
+                         "'world[:N]' (the generated image pool: 1 to 4 objects each) or 'world-single[:N]' (one "
+                         "object each)", command=_CACHE, required=True),
             MethodOption("texts", "a text corpus: a .txt file (a text per line), a .tsv file (the text in the last "
                          "column), a `datasets` folder, or 'world[:N]' (the generated corpus)", command=_CACHE,
                          required=True),

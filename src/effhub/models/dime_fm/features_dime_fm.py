@@ -11,7 +11,8 @@ progress bar, resumable): a cache folder holds
 ```
 
 Sources are named by a spec string: `world[:N]` (the generated caption world's image pool or text corpus, drawn from
-the streams reserved for distillation), a `datasets` folder (`save_to_disk`), an image folder (`imagefolder`), a text
+the streams reserved for distillation), `world-single[:N]` (images only: one object each, classes balanced, from a
+stream of their own; their captions are dropped), a `datasets` folder (`save_to_disk`), an image folder (`imagefolder`), a text
 file (one text per line) or a TSV file (the authors' layout: the text in the last tab-separated column).
 
 Unpaired: the image and text sources are separate corpora. When both name the same (paired) dataset, images are
@@ -37,6 +38,7 @@ CACHE_FORMAT = 1
 SHIPPED_TEACHER_ID = "effhub/clip-teacher-base"
 SHIPPED_TEACHER_NAMES = ("base", "shipped", SHIPPED_TEACHER_ID)
 WORLD_PREFIX = "world"
+WORLD_SINGLE_PREFIX = "world-single"
 DEFAULT_WORLD_SIZE = 4000
 
 
@@ -92,14 +94,16 @@ def load_teacher(spec: str | None) -> Teacher:
 
 
 # ---------------------------------------------------------------------------------------------------- sources
-def _world_size(spec: str) -> int | None:
-    if spec == WORLD_PREFIX:
+def _world_size(spec: str, prefix: str = WORLD_PREFIX) -> int | None:
+    """N of a generated-world source `<prefix>[:N]` (None when `spec` is not one)."""
+    if spec == prefix:
         return DEFAULT_WORLD_SIZE
-    if spec.startswith(WORLD_PREFIX + ":"):
+    if spec.startswith(prefix + ":"):
         try:
             return int(spec.split(":", 1)[1])
         except ValueError:
-            raise ConfigError(f"source '{spec}' has no number after 'world:'", "write world:<N>, e.g. world:4000")
+            raise ConfigError(f"source '{spec}' has no number after '{prefix}:'",
+                              f"write {prefix}:<N>, e.g. {prefix}:4000")
     return None
 
 
@@ -136,17 +140,24 @@ def load_image_source(spec: str, column: str = "image"):
     import datasets
 
     spec = str(spec)
-    size = _world_size(spec)
+    size, single_size = _world_size(spec), _world_size(spec, WORLD_SINGLE_PREFIX)
     if size is not None:
         from ...data.captions import CAPTION_WORLD_VERSION, SPLIT_NAMES
 
         dataset = _world().image_pool(size, seed=0, split=SPLIT_NAMES["distillation"]["images"])
         description = {"spec": spec, "kind": "world", "world_version": CAPTION_WORLD_VERSION}
+    elif single_size is not None:
+        from ...data.captions import CAPTION_WORLD_VERSION, SPLIT_NAMES
+
+        # one object per image, classes balanced; the captions are dropped (the texts come from their own corpus)
+        dataset = _world().single_object(single_size, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
+        dataset = dataset.select_columns(["id", "image"])
+        description = {"spec": spec, "kind": "world-single", "world_version": CAPTION_WORLD_VERSION}
     else:
         path = Path(spec)
         if not path.exists():
             raise DatasetError(f"image source '{spec}' does not exist",
-                               "pass a datasets folder, an image folder, or world[:N]")
+                               "pass a datasets folder, an image folder, world[:N] or world-single[:N]")
         if path.is_dir() and _is_disk_dataset(path):
             dataset = _load_disk_dataset(path, "image source")
             kind = "datasets"
@@ -221,7 +232,8 @@ def unpaired_sources(images_spec: str, texts_spec: str, image_column: str = "ima
     """`(images, texts, image_description, text_description)`: the two sources, made disjoint when they are one
     dataset (images from the even rows, texts from the odd rows, so that no image meets its own caption)."""
     images, image_description = load_image_source(images_spec, image_column)
-    if str(images_spec) == str(texts_spec) and _world_size(str(images_spec)) is None:
+    if str(images_spec) == str(texts_spec) and _world_size(str(images_spec)) is None \
+            and _world_size(str(images_spec), WORLD_SINGLE_PREFIX) is None:
         if text_column not in images.column_names:
             raise DatasetError(f"'{texts_spec}' has no text column '{text_column}'", "pass --text-column")
         if len(images) < 2:
@@ -245,20 +257,40 @@ def image_size_of(processor) -> int:
     return int(crop.get("height") or processor.image_processor.size["shortest_edge"])
 
 
-class ImageRows:
-    """Map-style view of an image source: `{"pixel_values": (3, H, W) tensor, "row": i}` through the processor
-    (images already at the model's size skip it: CLIP normalisation of the uint8 pixels, equal to the processor's)."""
+PRELOAD_BYTES = 512 * 2**20
 
-    def __init__(self, dataset, processor, column: str = "image", extra: dict[str, np.ndarray] | None = None):
+
+class ImageRows:
+    """Map-style view of an image source: `{"image": PIL image or (H, W, 3) uint8 array, "row": i}` for
+    `PixelCollator`.
+
+    Images already at the model's size are decoded once, up front, into one uint8 array when it fits in
+    `preload_bytes` (a long distillation reads every image many times; decoding a PNG per read made the data path
+    slower than the small student); otherwise each read decodes its image.
+    """
+
+    def __init__(self, dataset, processor, column: str = "image", extra: dict[str, np.ndarray] | None = None,
+                 preload_bytes: int = PRELOAD_BYTES):
         self.dataset, self.processor, self.column = dataset, processor, column
         self.size = image_size_of(processor)
         self.extra = extra or {}
+        self.pixels = None
+        if len(dataset) and len(dataset) * self.size * self.size * 3 <= preload_bytes:
+            first = dataset[0][column]
+            if first.size == (self.size, self.size):
+                decoded = [np.asarray(image.convert("RGB"), dtype=np.uint8)
+                           for image in dataset.select_columns([column])[column]]
+                if all(array.shape == (self.size, self.size, 3) for array in decoded):
+                    self.pixels = np.stack(decoded)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        image = self.dataset[int(index)][self.column].convert("RGB")
+        if self.pixels is not None:
+            image = self.pixels[int(index)]
+        else:
+            image = self.dataset[int(index)][self.column].convert("RGB")
         item = {"image": image, "row": int(index)}
         for key, values in self.extra.items():
             item[key] = values[int(index)]
@@ -273,14 +305,23 @@ class PixelCollator:
         self.size = image_size_of(processor)
 
     def pixel_values(self, images):
+        """`(B, 3, H, W)` pixel values of PIL images or `(H, W, 3)` uint8 arrays (these at the model's size)."""
         import torch
 
         from ..clip_teacher.processing import pixel_values_from_uint8
 
-        if all(image.size == (self.size, self.size) for image in images):
+        def at_size(image):
+            if isinstance(image, np.ndarray):
+                return image.shape[:2] == (self.size, self.size)
+            return image.size == (self.size, self.size)
+
+        if all(at_size(image) for image in images):
             mean, std = self.processor.image_processor.image_mean, self.processor.image_processor.image_std
             return pixel_values_from_uint8(np.stack([np.asarray(image, dtype=np.uint8) for image in images]),
                                            mean, std)
+        from PIL import Image
+
+        images = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in images]
         return torch.as_tensor(self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"])
 
     def __call__(self, items: list[dict]) -> dict:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DimeFmDataRecipe:
-    """The unpaired sources (`features_dime_fm`: `world[:N]`, a datasets folder, an image folder, a text file)."""
+    """The unpaired sources (`features_dime_fm`: `world[:N]`, `world-single[:N]` (images), a datasets folder, an image
+    folder, a text file)."""
 
     images: str = "world:4000"
     texts: str = "world:4000"
