@@ -70,10 +70,12 @@ def test_class_values_regions_stay_in_the_joint_space_of_the_pooled_embedding():
         features = features / features.norm(dim=-1, keepdim=True)
         return float((features * (pooled / pooled.norm(dim=-1, keepdim=True))[:, None]).sum(-1).mean())
 
-    # the teacher's last block attends uniformly and its text is aligned to the class token after the MLP: the value
-    # path (MaskCLIP, the paper's ResNet path) is nearly orthogonal to it (0.02 measured), the class-token path close
-    assert mean_cosine(regions["class_values"]) > 0.7
-    assert abs(mean_cosine(regions["values"])) < 0.3
+    # the teacher's text is aligned to the class token after the last block's MLP: the class-token path stays close
+    # to it; the value path (MaskCLIP, the paper's ResNet path) skips that MLP and lands far from it (0.02 on the
+    # teacher shipped at noon on 2026-12-02, 0.32 on the one with presence_regions)
+    class_values, values = mean_cosine(regions["class_values"]), mean_cosine(regions["values"])
+    assert class_values > 0.7
+    assert abs(values) < 0.5 and class_values - values > 0.4
 
 
 def test_logit_offset_starts_at_the_label_prior_and_bad_options_are_refused():
