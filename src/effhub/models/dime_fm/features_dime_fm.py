@@ -12,8 +12,9 @@ progress bar, resumable): a cache folder holds
 
 Sources are named by a spec string: `world[:N]` (the generated caption world's image pool or text corpus, drawn from
 the streams reserved for distillation), `world-single[:N]` (images only: one object each, classes balanced, from a
-stream of their own; their captions are dropped), a `datasets` folder (`save_to_disk`), an image folder (`imagefolder`), a text
-file (one text per line) or a TSV file (the authors' layout: the text in the last tab-separated column).
+stream of their own; their captions are dropped), a `datasets` folder (`save_to_disk`), an image folder
+(`imagefolder`), a text file (one text per line) or a TSV file (the authors' layout: the text in the last
+tab-separated column).
 
 Unpaired: the image and text sources are separate corpora. When both name the same (paired) dataset, images are
 taken from its even rows and texts from its odd rows, so that no image is ever seen with its own caption.
