@@ -57,10 +57,9 @@ def _recipe(settings: dict, seed: int):
 
 def _paired_images(count: int):
     """The N single-object images of `world-single:N` with their own captions (the paired arms' data)."""
-    from effhub.data.captions import SPLIT_NAMES
-    from effhub.models.dime_fm.features_dime_fm import _world
+    from effhub.models.dime_fm.features_dime_fm import world_single_objects
 
-    return _world().single_object(count, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
+    return world_single_objects(count)
 
 
 class PairRows:
@@ -189,20 +188,13 @@ def _train_dime_fm(recipe, teacher, features: Path, output_dir: Path):
     return trained.eval()
 
 
-def _cache_caption_embeds(teacher, pairs, path: Path, batch_size: int = 512) -> None:
+def _cache_caption_embeds(teacher, pairs, path: Path) -> None:
     """The teacher's (normalised) text embeddings of the paired images' captions, in row order, saved to `path`."""
     import numpy as np
-    import torch
 
-    from effhub.models.dime_fm.features_dime_fm import _text_step
+    from effhub.models.clip_teacher.evaluation import encode_texts
 
-    captions, chunks = list(pairs["caption"]), []
-    with torch.no_grad():
-        for start in range(0, len(captions), batch_size):
-            tokens = teacher.processor.tokenizer(captions[start:start + batch_size], padding=True, truncation=True,
-                                                 return_tensors="pt")
-            chunks.append(_text_step(teacher.model, tokens)["text_embeds"].numpy())
-    np.save(path, np.concatenate(chunks))
+    np.save(path, encode_texts(teacher.model, teacher.processor.tokenizer, pairs["caption"], 512).numpy())
 
 
 def _run_arm(arm: str, seed: int, settings: dict, features: str, workdir: str, threads: int,

@@ -114,6 +114,14 @@ def _world():
     return CaptionWorld(cache_dir=default_cache_dir())
 
 
+def world_single_objects(size: int):
+    """The `size` single-object images of the `world-single` stream, with their captions (which the image source
+    drops; a paired baseline keeps them)."""
+    from ...data.captions import SPLIT_NAMES
+
+    return _world().single_object(size, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
+
+
 def _load_disk_dataset(path: Path, what: str):
     import datasets
 
@@ -148,11 +156,10 @@ def load_image_source(spec: str, column: str = "image"):
         dataset = _world().image_pool(size, seed=0, split=SPLIT_NAMES["distillation"]["images"])
         description = {"spec": spec, "kind": "world", "world_version": CAPTION_WORLD_VERSION}
     elif single_size is not None:
-        from ...data.captions import CAPTION_WORLD_VERSION, SPLIT_NAMES
+        from ...data.captions import CAPTION_WORLD_VERSION
 
         # one object per image, classes balanced; the captions are dropped (the texts come from their own corpus)
-        dataset = _world().single_object(single_size, seed=0, split=SPLIT_NAMES["distillation"]["single-images"])
-        dataset = dataset.select_columns(["id", "image"])
+        dataset = world_single_objects(single_size).select_columns(["id", "image"])
         description = {"spec": spec, "kind": "world-single", "world_version": CAPTION_WORLD_VERSION}
     else:
         path = Path(spec)
@@ -508,6 +515,7 @@ __all__ = [
     "load_text_source",
     "read_text_file",
     "unpaired_sources",
+    "world_single_objects",
     "ImageRows",
     "PixelCollator",
     "TextRows",
