@@ -88,6 +88,23 @@ def test_student_from_teacher_shares_its_text_embeddings_and_logit_scale():
                                                  if n.startswith(("vision_model.", "visual_projection.")))
 
 
+def test_student_from_teacher_with_a_smaller_text_tower_to_distil():
+    teacher = _teacher()
+    student = DimeFmModel.from_teacher(
+        teacher, {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                  "image_size": 16, "patch_size": 8},
+        text_config={"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2})
+    text, teacher_text = student.config.text_config, teacher.config.text_config
+    assert student.config.text_tower == "distilled" and text.hidden_size == 8
+    # the teacher's tokenizer serves the student: vocabulary, positions and special tokens are the teacher's
+    for key in ("vocab_size", "max_position_embeddings", "eos_token_id", "pad_token_id"):
+        assert getattr(text, key) == getattr(teacher_text, key)
+    assert all(p.requires_grad for p in student.text_parameters())  # trained by the second stage, never frozen
+    assert student.text_embeddings(token_ids(3)).shape == (3, teacher.config.projection_dim)
+    with pytest.raises(ConfigError, match="text_tower"):
+        tiny_config(text_tower="shared")
+
+
 def test_projection_that_misses_the_teacher_joint_space_is_refused():
     with pytest.raises(ConfigError, match="joint space"):
         DimeFmModel.from_teacher(_teacher(), {"hidden_size": 8, "num_attention_heads": 2, "image_size": 16,

@@ -9,7 +9,7 @@ import torch
 from effhub.cli import main
 from effhub.errors import ConfigError, DatasetError
 from effhub.models.dime_fm.recipe_dime_fm import DimeFmRecipe
-from effhub.models.dime_fm.training_dime_fm import learning_rate_at, parameter_groups, train
+from effhub.models.dime_fm.training_dime_fm import TEXT_STAGE_NAME, learning_rate_at, parameter_groups, train
 from effhub.training import RunOptions
 
 TINY = ["train.steps=3", "train.image_batch_size=8", "train.text_batch_size=8", "train.warmup_steps=1",
@@ -63,6 +63,42 @@ def test_export_loads_with_transformers_alone_and_cli_eval_runs(run_dir, tmp_pat
     assert metrics["teacher"]["zero_shot"]["num_samples"] == 64
 
 
+TEXT_STAGE = ["text_stage.steps=4", "text_stage.hidden_size=16", "text_stage.layers=1", "text_stage.heads=2",
+              "text_stage.image_batch_size=8", "text_stage.text_batch_size=8", "text_stage.warmup_steps=1"]
+
+
+def test_second_stage_distils_a_smaller_text_tower_with_the_vision_tower_frozen(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    from effhub.models.dime_fm import DimeFmModel
+    from effhub.models.dime_fm.convert_dime_fm import export_clip
+
+    record = []
+    folder = train(tiny_recipe(*TEXT_STAGE), RunOptions(output_dir=tmp_path / "run", progress=False), record=record)
+    assert len(record) == 3 + 4  # the vision stage's batches, then the text stage's
+    student = DimeFmModel.from_pretrained(folder).eval()
+    assert student.config.text_tower == "distilled" and student.config.text_config.hidden_size == 16
+    after_vision = load_file(str(folder / "checkpoints" / "distillation" / "model.safetensors"))
+    final = student.state_dict()
+    vision = [key for key in final if key.startswith(("vision_model.", "visual_projection."))]
+    text = [key for key in final if key.startswith(("text_model.", "text_projection."))]
+    assert vision and all(torch.equal(final[key], after_vision[key]) for key in vision)
+    assert any(not torch.equal(final[key], after_vision[key]) for key in text)
+    extra = json.loads((folder / "eval_results.json").read_text())["extra"]
+    assert extra["text_parameter_ratio"] < 0.25
+    assert extra["side_by_side"]["student"]["zero_shot_with_teacher_text"]["num_samples"] == 64
+    assert "distilled in a second stage" in (folder / "README.md").read_text()
+    export_clip(folder, tmp_path / "clip")
+    clip = CLIPModel.from_pretrained(tmp_path / "clip").eval()
+    ids = student.config.text_config.bos_token_id + torch.zeros(2, 5, dtype=torch.long)
+    ids[:, 1:4] = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    ids[:, 4] = student.config.text_config.eos_token_id
+    with torch.no_grad():
+        exported = clip.get_text_features(input_ids=ids).pooler_output
+    assert torch.allclose(student.text_embeddings(ids), exported / exported.norm(dim=-1, keepdim=True), atol=1e-6)
+
+
 def test_batches_are_unpaired_even_from_one_paired_dataset(tmp_path):
     from effhub.data.captions import CaptionWorld, default_cache_dir
 
@@ -96,6 +132,9 @@ def test_optimizer_groups_and_schedule():
     assert learning_rate_at(0, 100, recipe) == pytest.approx(t.warmup_lr)
     assert learning_rate_at(t.warmup_steps, 100, recipe) == pytest.approx(t.learning_rate)
     assert learning_rate_at(100, 100, recipe) == pytest.approx(t.min_lr)
+    text = tiny_recipe(*TEXT_STAGE, "text_stage.warmup_steps=10", "text_stage.learning_rate=0.01")
+    assert learning_rate_at(10, 100, text, TEXT_STAGE_NAME) == pytest.approx(0.01)
+    assert learning_rate_at(10, 100, text) == pytest.approx(learning_rate_at(10, 100, recipe))  # the vision stage's
 
 
 def test_overwrite_rebuilds_the_runs_own_feature_cache(tmp_path):
@@ -122,6 +161,10 @@ def test_bad_inputs_of_a_run(tmp_path):
         train(tiny_recipe(f"data.texts={empty}"), RunOptions(output_dir=tmp_path / "b", progress=False))
     with pytest.raises(ConfigError, match="teacher_features"):
         train(tiny_recipe("train.teacher_features=sometimes"), RunOptions(output_dir=tmp_path / "c", progress=False))
+    with pytest.raises(ConfigError, match="text_stage.steps"):
+        train(tiny_recipe("text_stage.steps=-1"), RunOptions(output_dir=tmp_path / "d", progress=False))
+    with pytest.raises(ConfigError, match="not divisible"):
+        train(tiny_recipe(*TEXT_STAGE, "text_stage.heads=3"), RunOptions(output_dir=tmp_path / "e", progress=False))
 
 
 def test_recipe_defaults_are_the_papers_losses():
@@ -138,11 +181,11 @@ def test_two_process_run(tmp_path):
 
     from effhub.models.dime_fm import DimeFmModel
 
-    overrides = [word for item in TINY for word in ("--set", item)]
+    overrides = [word for item in TINY + TEXT_STAGE for word in ("--set", item)]  # both stages, gathered batches
     result = accelerate_launch("-m", "effhub.train", "dime-fm", "--recipe", "demo", *overrides,
                                "--output-dir", str(tmp_path / "run"), "--no-progress")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert json.loads((tmp_path / "run" / "run_info.json").read_text())["world_size"] == 2
     assert json.loads((tmp_path / "run" / "eval_results.json").read_text())["extra"]["side_by_side"]["teacher"][
         "zero_shot"]["num_samples"] == 64
-    DimeFmModel.from_pretrained(tmp_path / "run")
+    assert DimeFmModel.from_pretrained(tmp_path / "run").config.text_tower == "distilled"

@@ -1,6 +1,7 @@
 """Configuration of a DIME-FM student (Sun et al., "DIME-FM: DIstilling Multimodal and Efficient Foundation Models",
 ICCV 2023, arXiv 2303.18232): a CLIP-style dual encoder whose small vision tower projects into the joint space of a
-larger CLIP teacher, and whose text tower is, by default, the teacher's own, frozen (as in the released checkpoints).
+larger CLIP teacher, and whose text tower is, by default, the teacher's own, frozen (as in the released checkpoints),
+or a smaller one distilled in a second stage (the paper's two-stage variant).
 
 `DimeFmConfig` is a `transformers.CLIPConfig` with its own model type, so that the student registers with the Auto
 classes on `import effhub` while its weights keep CLIP's names: `DimeFmModel.export_clip` writes a plain `CLIPModel`
@@ -22,7 +23,9 @@ class DimeFmConfig(CheckedConfigMixin, CLIPConfig):
     Args:
         freeze_text_tower (`bool`, *optional*, defaults to `True`): keep the text tower and its projection frozen
             (`requires_grad=False`): the student's text tower is the teacher's, as in the authors' released models.
-            `False` lets a second stage distil the text side too.
+            A distilled text tower is never frozen.
+        text_tower (`str`, *optional*, defaults to `"teacher"`): where the text tower comes from: `"teacher"` (a copy
+            of the teacher's) or `"distilled"` (a smaller tower trained by DIME-FM's second stage).
         teacher_name_or_path (`str`, *optional*): the teacher the student was distilled from (a Hub id, a folder, or
             `"effhub/clip-teacher-base"` for the shipped offline teacher); recorded for cards and caches.
         teacher_projection_dim (`int`, *optional*): the width of the teacher's joint space; when given it must equal
@@ -49,8 +52,11 @@ class DimeFmConfig(CheckedConfigMixin, CLIPConfig):
     teacher_name_or_path: str | None = None
     teacher_projection_dim: int | None = None
     vision_pooling: str = "class-token"
+    text_tower: str = "teacher"
 
     def __post_init__(self, **kwargs):
+        if self.text_tower not in TEXT_TOWERS:
+            raise ConfigError(f"text_tower is {self.text_tower!r}", f"use one of {', '.join(TEXT_TOWERS)}")
         if self.vision_pooling not in VISION_POOLINGS:
             raise ConfigError(f"vision_pooling is {self.vision_pooling!r}", f"use one of {', '.join(VISION_POOLINGS)}")
         if not isinstance(self.freeze_text_tower, bool):
@@ -68,5 +74,6 @@ class DimeFmConfig(CheckedConfigMixin, CLIPConfig):
 
 
 VISION_POOLINGS = ("class-token", "mean")
+TEXT_TOWERS = ("teacher", "distilled")
 
-__all__ = ["DimeFmConfig", "VISION_POOLINGS"]
+__all__ = ["DimeFmConfig", "VISION_POOLINGS", "TEXT_TOWERS"]

@@ -49,9 +49,12 @@ def side_by_side_table(metrics: dict) -> str:
                      f"{b:.{digits}f}" if isinstance(b, float) else f"{b:,}", f"{a / b:.3f}" if b else "-"))
 
     add("vision parameters", s["vision_parameters"], t["vision_parameters"])
+    add("text parameters", s["text_parameters"], t["text_parameters"])
     add("ms per image", s["seconds_per_image"] * 1e3, t["seconds_per_image"] * 1e3)
     add("zero-shot top-1", s["zero_shot"]["accuracy"], t["zero_shot"]["accuracy"])
     add("zero-shot top-5", s["zero_shot"]["top5_accuracy"], t["zero_shot"]["top5_accuracy"])
+    if "zero_shot_with_teacher_text" in s:  # a distilled text tower: the student's images, the teacher's prompts
+        add("zero-shot top-1, teacher's text", s["zero_shot_with_teacher_text"]["accuracy"], t["zero_shot"]["accuracy"])
     for key in ("image_to_text_r@1", "image_to_text_r@5", "text_to_image_r@1", "text_to_image_r@5"):
         add(key.replace("_", " "), s["retrieval"][key], t["retrieval"][key])
     add("linear probe top-1", s["linear_probe"]["accuracy"], t["linear_probe"]["accuracy"])

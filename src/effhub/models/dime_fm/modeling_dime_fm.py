@@ -1,11 +1,12 @@
 """The DIME-FM student (Sun et al., ICCV 2023, arXiv 2303.18232): a CLIP dual encoder with a small vision tower that
-projects into a teacher's joint space and, by default, the teacher's own text tower, frozen.
+projects into a teacher's joint space and, by default, the teacher's own text tower, frozen (or, after the paper's
+second stage, a smaller distilled one).
 
 `DimeFmModel` is a `transformers.CLIPModel` subclass: module and weight names are CLIP's, so
 `get_image_features` / `get_text_features` / the zero-shot pipeline work unchanged and `export_clip` writes a plain
 `CLIPModel` folder with identical embeddings. What it adds: its own config and model type (Auto classes), a frozen
 text tower, optional mean pooling of the vision tower, `from_teacher` (a student that inherits the teacher's text
-tower and learned logit scale) and an output dataclass.
+tower, or gets a smaller one to distil, and the teacher's learned logit scale) and an output dataclass.
 """
 
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def _pooled(output):
 class DimeFmModel(CheckedLoadingMixin, CLIPModel):
     """A DIME-FM student: CLIP's dual encoder with a small vision tower projecting into the teacher's joint space.
 
-    The text tower (and its projection) is frozen when `config.freeze_text_tower` (the default); with
+    The text tower (and its projection) is frozen when `config.freeze_text_tower` (the default) and it is the
+    teacher's (`config.text_tower == "teacher"`; a distilled tower is trained by the second stage); with
     `config.vision_pooling == "mean"` the last vision layer's query projection is held at zero (and frozen), so the
     pooled class token is a learned mean over the patches.
     """
@@ -71,7 +73,7 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
 
     def __init__(self, config: DimeFmConfig):
         super().__init__(config)
-        if config.freeze_text_tower:
+        if config.freeze_text_tower and config.text_tower == "teacher":
             for param in self.text_parameters():
                 param.requires_grad_(False)
         if config.vision_pooling == "mean":
@@ -174,7 +176,8 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
     @classmethod
     def from_teacher(cls, teacher: CLIPModel, vision_config: dict, *, teacher_name_or_path: str | None = None,
                      freeze_text_tower: bool = True, vision_pooling: str = "class-token",
-                     logit_scale: float | None = None, projection_dim: int | None = None) -> "DimeFmModel":
+                     logit_scale: float | None = None, projection_dim: int | None = None,
+                     text_config: dict | None = None) -> "DimeFmModel":
         """A student whose text tower, text projection and logit scale are copies of `teacher`'s, with a freshly
         initialised vision tower of `vision_config` projecting into the teacher's joint space.
 
@@ -185,6 +188,9 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
             logit_scale (`float`, *optional*): the student's (fixed) similarity scale; default the teacher's learned
                 one (the paper's 100 assumes OpenAI CLIP's similarity spread).
             projection_dim (`int`, *optional*): only to check: a width other than the teacher's joint space is refused.
+            text_config (`dict`, *optional*): `CLIPTextConfig` values of a smaller text tower to distil (the second
+                stage): it is freshly initialised instead of copied, keeps the teacher's vocabulary, positions and
+                special tokens (so the teacher's tokenizer serves it), and is not frozen.
 
         Raises:
             `ConfigError`: `projection_dim` differs from the teacher's joint space.
@@ -192,19 +198,28 @@ class DimeFmModel(CheckedLoadingMixin, CLIPModel):
         import math
 
         teacher_dim = teacher.config.projection_dim
+        teacher_text = teacher.config.text_config.to_dict()
+        distilled = text_config is not None
+        if distilled:  # the tokenizer's side of the config stays the teacher's
+            shared = ("vocab_size", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id",
+                      "hidden_act", "layer_norm_eps")
+            text_config = {**dict(text_config), **{key: teacher_text[key] for key in shared if key in teacher_text},
+                           "projection_dim": teacher_dim}
         config = DimeFmConfig(
-            text_config=teacher.config.text_config.to_dict(),
+            text_config=text_config if distilled else teacher_text,
             vision_config={**dict(vision_config), "projection_dim": teacher_dim},
             projection_dim=teacher_dim if projection_dim is None else projection_dim,
             teacher_projection_dim=teacher_dim,
             logit_scale_init_value=float(teacher.logit_scale.detach()) if logit_scale is None else math.log(logit_scale),
-            freeze_text_tower=freeze_text_tower,
+            freeze_text_tower=freeze_text_tower and not distilled,
             teacher_name_or_path=teacher_name_or_path,
             vision_pooling=vision_pooling,
+            text_tower="distilled" if distilled else "teacher",
         )
         student = cls(config)
-        student.text_model.load_state_dict(teacher.text_model.state_dict())
-        student.text_projection.load_state_dict(teacher.text_projection.state_dict())
+        if not distilled:
+            student.text_model.load_state_dict(teacher.text_model.state_dict())
+            student.text_projection.load_state_dict(teacher.text_projection.state_dict())
         return student
 
     def clip_config(self) -> CLIPConfig:

@@ -24,7 +24,8 @@ class DimeFmStudentRecipe:
     Args:
         projection_dim (`int`, *optional*): only a check: a width other than the teacher's joint space is refused.
         pooling (`str`): `"class-token"` or `"mean"` (see `DimeFmConfig.vision_pooling`).
-        freeze_text_tower (`bool`): the text tower is the teacher's, frozen (the released checkpoints' setting).
+        freeze_text_tower (`bool`): the teacher's text tower stays frozen (the released checkpoints' setting); a
+            text stage (`text_stage.steps > 0`) replaces it with a smaller distilled one.
     """
 
     hidden_size: int = 48
@@ -78,6 +79,26 @@ class DimeFmTrainRecipe:
 
 
 @dataclass
+class DimeFmTextStageRecipe:
+    """The paper's second stage: a smaller text tower distilled from the teacher's after the vision stage, with the
+    same losses and the modalities swapped (student texts against the teacher's image embeddings, the teacher's text
+    embeddings as pseudo images). `steps: 0` (the default) skips it: the student keeps the teacher's text tower,
+    frozen, as the released checkpoints do. Warm-up start, final learning rate, weight decay and clipping are
+    `train`'s.
+    """
+
+    steps: int = 0
+    hidden_size: int = 48
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: int = 4
+    image_batch_size: int = 64
+    text_batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
+
+
+@dataclass
 class DimeFmEvalRecipe:
     """Evaluation sizes: the single-object zero-shot split, held-out retrieval pairs, linear-probe splits."""
 
@@ -107,8 +128,9 @@ class DimeFmRecipe:
     student: DimeFmStudentRecipe = field(default_factory=DimeFmStudentRecipe)
     loss: DimeFmLossRecipe = field(default_factory=DimeFmLossRecipe)
     train: DimeFmTrainRecipe = field(default_factory=DimeFmTrainRecipe)
+    text_stage: DimeFmTextStageRecipe = field(default_factory=DimeFmTextStageRecipe)
     eval: DimeFmEvalRecipe = field(default_factory=DimeFmEvalRecipe)
 
 
 __all__ = ["DimeFmRecipe", "DimeFmDataRecipe", "DimeFmStudentRecipe", "DimeFmLossRecipe", "DimeFmTrainRecipe",
-           "DimeFmEvalRecipe"]
+           "DimeFmTextStageRecipe", "DimeFmEvalRecipe"]

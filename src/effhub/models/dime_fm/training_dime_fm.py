@@ -3,8 +3,9 @@
 A run: load the teacher → read (or build) the teacher-feature cache of the unpaired image and text sources → build
 the student (`DimeFmModel.from_teacher`: the teacher's text tower, frozen, and a small vision tower projecting into
 the teacher's joint space) → one stage, one phase, one update drawing an image batch and an independent text batch
-per step (the run layer's multi-stream updates) and minimising the DIME-FM losses over the global batch → evaluate
-student and teacher side by side (zero-shot classification on the single-object split, retrieval R@1/R@5, a linear
+per step (the run layer's multi-stream updates) and minimising the DIME-FM losses over the global batch → with
+`text_stage.steps > 0`, the paper's second stage: a smaller text tower distilled with the same losses, the modalities
+swapped (the vision tower frozen) → evaluate student and teacher side by side (zero-shot classification on the single-object split, retrieval R@1/R@5, a linear
 probe) → save the student (a transformers model folder, with the teacher's processor) and its card.
 """
 
@@ -23,6 +24,7 @@ from .recipe_dime_fm import DimeFmRecipe
 METHOD_NAME = "dime-fm"
 MODEL_NAME = "effhub-dime-fm"
 STAGE_NAME = "distillation"
+TEXT_STAGE_NAME = "text-distillation"
 TEACHER_FEATURES = ("cache", "online")
 
 
@@ -34,7 +36,11 @@ def check_recipe(recipe: DimeFmRecipe) -> None:
                           f"use one of {', '.join(TEACHER_FEATURES)}")
     if recipe.loss.logit_scale is not None and not recipe.loss.logit_scale > 0:
         raise ConfigError(f"loss.logit_scale is {recipe.loss.logit_scale}", "use a positive scale or null (teacher's)")
+    if recipe.text_stage.steps < 0:
+        raise ConfigError(f"text_stage.steps is {recipe.text_stage.steps}",
+                          "use 0 (keep the teacher's text tower) or a positive number of steps")
     distillation_weights(recipe)
+    student_text_config(recipe)
 
 
 def distillation_weights(recipe: DimeFmRecipe):
@@ -61,6 +67,19 @@ def student_vision_config(recipe: DimeFmRecipe, teacher) -> dict:
             "patch_size": s.patch_size, "hidden_act": teacher.config.vision_config.hidden_act}
 
 
+def student_text_config(recipe: DimeFmRecipe) -> dict | None:
+    """The `CLIPTextConfig` sizes of the text tower the second stage distils, or `None` without a text stage (the
+    student keeps the teacher's; vocabulary, positions and special tokens always stay the teacher's)."""
+    t = recipe.text_stage
+    if not t.steps:
+        return None
+    if t.hidden_size % t.heads:
+        raise ConfigError(f"text_stage.hidden_size {t.hidden_size} is not divisible by {t.heads} heads",
+                          "pick a head count that divides the hidden size")
+    return {"hidden_size": t.hidden_size, "intermediate_size": t.hidden_size * t.mlp_ratio,
+            "num_hidden_layers": t.layers, "num_attention_heads": t.heads}
+
+
 def build_student(teacher, recipe: DimeFmRecipe):
     """A freshly initialised student of `recipe` for `teacher` (a `features_dime_fm.Teacher`)."""
     from .modeling_dime_fm import DimeFmModel
@@ -69,6 +88,7 @@ def build_student(teacher, recipe: DimeFmRecipe):
         teacher.model, student_vision_config(recipe, teacher.model), teacher_name_or_path=teacher.teacher_id,
         freeze_text_tower=recipe.student.freeze_text_tower, vision_pooling=recipe.student.pooling,
         logit_scale=recipe.loss.logit_scale, projection_dim=recipe.student.projection_dim,
+        text_config=student_text_config(recipe),
     )
 
 
@@ -82,29 +102,38 @@ def parameter_groups(model, params) -> list[dict]:
             {"params": groups["no_decay"] + groups["temperature"], "decay": False}]
 
 
-def build_optimizer(model, params, recipe: DimeFmRecipe):
+def peak_schedule(recipe: DimeFmRecipe, stage: str = STAGE_NAME) -> tuple[float, int]:
+    """`(learning_rate, warmup_steps)` of a stage: `train`'s for the vision stage, `text_stage`'s for the text one."""
+    source = recipe.text_stage if stage == TEXT_STAGE_NAME else recipe.train
+    return source.learning_rate, source.warmup_steps
+
+
+def build_optimizer(model, params, recipe: DimeFmRecipe, stage: str = STAGE_NAME):
     """AdamW, betas (0.9, 0.999), eps 1e-8, `train.weight_decay` on the decayed group."""
     import torch
 
     groups = [{"params": group["params"], "weight_decay": recipe.train.weight_decay if group["decay"] else 0.0}
               for group in parameter_groups(model, list(params)) if group["params"]]
-    return torch.optim.AdamW(groups, lr=recipe.train.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=peak_schedule(recipe, stage)[0], betas=(0.9, 0.999), eps=1e-8)
 
 
-def learning_rate_at(step: int, total: int, recipe: DimeFmRecipe) -> float:
-    """Linear warm-up from `warmup_lr` to `learning_rate` over `warmup_steps`, then cosine decay to `min_lr`."""
+def learning_rate_at(step: int, total: int, recipe: DimeFmRecipe, stage: str = STAGE_NAME) -> float:
+    """Linear warm-up from `warmup_lr` to the stage's learning rate over its warm-up steps, then cosine decay to
+    `min_lr`."""
     t = recipe.train
-    if step < t.warmup_steps:
-        return t.warmup_lr + (t.learning_rate - t.warmup_lr) * step / max(1, t.warmup_steps)
-    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
-    return t.min_lr + 0.5 * (t.learning_rate - t.min_lr) * (1 + math.cos(math.pi * progress))
+    peak, warmup_steps = peak_schedule(recipe, stage)
+    if step < warmup_steps:
+        return t.warmup_lr + (peak - t.warmup_lr) * step / max(1, warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+    return t.min_lr + 0.5 * (peak - t.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer, total: int, recipe: DimeFmRecipe):
+def build_scheduler(optimizer, total: int, recipe: DimeFmRecipe, stage: str = STAGE_NAME):
     import torch
 
+    peak = peak_schedule(recipe, stage)[0]
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_at(step, total, recipe) / recipe.train.learning_rate)
+        optimizer, lambda step: learning_rate_at(step, total, recipe, stage) / peak)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -173,12 +202,64 @@ def training_datasets(recipe: DimeFmRecipe, teacher, features: Path | None, acce
             {"images": PixelCollator(teacher.processor), "texts": collate_embeddings}, cache.info)
 
 
+def cached_texts(info: dict):
+    """The text source a feature cache was computed from, read again and checked against the cache's record.
+
+    Raises:
+        `ConfigError`: the source changed since its features were cached.
+    """
+    from .features_dime_fm import load_text_source, unpaired_sources
+
+    source = info["texts"]
+    if source.get("kind") == "same-as-images":  # the odd rows of the image dataset
+        images = info["images"]
+        _, texts, _, description = unpaired_sources(images["spec"], source["spec"], images.get("column", "image"),
+                                                    source.get("column", "text"))
+    else:
+        texts, description = load_text_source(source["spec"], source.get("column", "text"))
+    if description.get("fingerprint") != source.get("fingerprint") or len(texts) != source.get("rows"):
+        raise ConfigError(f"the text source '{source['spec']}' changed since its features were cached",
+                          "cache the features again into a fresh folder")
+    return texts
+
+
+def text_stage_datasets(recipe: DimeFmRecipe, teacher, features: Path | None):
+    """`(datasets, collate_fns)` of the text stage: `{"images": ..., "texts": ...}`.
+
+    With a cache, image rows are the cached image embeddings (no pixels: the student's vision tower plays no part)
+    and text rows are the texts with their cached embeddings; online, image rows carry pixels and text rows the texts.
+    """
+    from .features_dime_fm import (
+        ImageRows,
+        PixelCollator,
+        TextCollator,
+        TextRows,
+        load_feature_cache,
+        unpaired_sources,
+    )
+
+    tokenizer = teacher.processor.tokenizer
+    if features is None:
+        images, texts, _, _ = unpaired_sources(recipe.data.images, recipe.data.texts, recipe.data.image_column,
+                                               recipe.data.text_column)
+        return ({"images": ImageRows(images, teacher.processor, recipe.data.image_column), "texts": TextRows(texts)},
+                {"images": PixelCollator(teacher.processor), "texts": TextCollator(tokenizer)})
+    cache = load_feature_cache(features, teacher)
+    texts = cached_texts(cache.info)
+    return ({"images": EmbeddingRows(cache.image_embeds),
+             "texts": TextRows(texts, extra={"teacher_embeds": cache.text_embeds})},
+            {"images": collate_embeddings, "texts": TextCollator(tokenizer)})
+
+
 # ---------------------------------------------------------------------------------------------------- loss
-def make_loss(recipe: DimeFmRecipe, teacher=None, record=None):
-    """The loss of the distillation update; `teacher` (a `CLIPModel`) only for online teacher features.
+def make_loss(recipe: DimeFmRecipe, teacher=None, record=None, modality: str = "image"):
+    """The loss of a distillation update; `teacher` (a `CLIPModel`) only for online teacher features.
 
     Args:
         record (`list`, *optional*): receives `(image rows, text rows)` of every batch (tests of unpaired sampling).
+        modality (`str`): the student's side being distilled: `"image"` (the vision stage) or `"text"` (the text
+            stage: DIME-FM's losses with the modalities swapped, the teacher's image embeddings as the other side and
+            its text embeddings as pseudo images).
     """
     import torch
 
@@ -191,36 +272,50 @@ def make_loss(recipe: DimeFmRecipe, teacher=None, record=None):
         images, texts = batch["images"], batch["texts"]
         if record is not None:
             record.append((images["row"].tolist(), texts["row"].tolist()))
-        student = model(pixel_values=images["pixel_values"]).image_embeds
+        if modality == "image":
+            student = model(pixel_values=images["pixel_values"]).image_embeds
+        else:
+            student = model(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"]).text_embeds
         if teacher is None:
             teacher_images, teacher_texts = images["teacher_embeds"], texts["teacher_embeds"]
         else:
             with torch.no_grad():
                 teacher_images = _image_step(teacher, images)["image_embeds"]
                 teacher_texts = _text_step(teacher, texts)["text_embeds"]
+        distilled, other = (teacher_images, teacher_texts) if modality == "image" else (teacher_texts, teacher_images)
         scale = ctx.unwrapped_model.logit_scale.detach().exp()
-        parts = dime_fm_loss(gather_with_local_grad(teacher_images.to(student.dtype)),
-                             gather_with_local_grad(student),
-                             gather_with_local_grad(teacher_texts.to(student.dtype)), scale, weights)
+        parts = dime_fm_loss(gather_with_local_grad(distilled.to(student.dtype)), gather_with_local_grad(student),
+                             gather_with_local_grad(other.to(student.dtype)), scale, weights)
         return {key: value if key == "loss" else value.detach() for key, value in parts.items()}
 
     return loss
 
 
-def distillation_phase(recipe: DimeFmRecipe, student, teacher=None, record=None):
+def _phase(recipe: DimeFmRecipe, student, stage: str, settings, update: str, loss, parameters):
     from ...training import Phase, Update
 
-    t = recipe.train
     return Phase(
-        name=STAGE_NAME, steps=t.steps, batch_size={"images": t.image_batch_size, "texts": t.text_batch_size},
-        max_grad_norm=t.max_grad_norm,
+        name=stage, steps=settings.steps,
+        batch_size={"images": settings.image_batch_size, "texts": settings.text_batch_size},
+        max_grad_norm=recipe.train.max_grad_norm,
         updates=[Update(
-            name="vision", dataset=("images", "texts"), loss=make_loss(recipe, teacher, record),
-            parameters=lambda model: model.vision_parameters(),
-            optimizer=lambda params: build_optimizer(student, params, recipe),
-            scheduler=lambda optimizer, total: build_scheduler(optimizer, total, recipe),
+            name=update, dataset=("images", "texts"), loss=loss, parameters=parameters,
+            optimizer=lambda params: build_optimizer(student, params, recipe, stage),
+            scheduler=lambda optimizer, total: build_scheduler(optimizer, total, recipe, stage),
         )],
     )
+
+
+def distillation_phase(recipe: DimeFmRecipe, student, teacher=None, record=None):
+    """The vision stage: the student's vision tower (and projection) against the teacher's features."""
+    return _phase(recipe, student, STAGE_NAME, recipe.train, "vision", make_loss(recipe, teacher, record),
+                  lambda model: model.vision_parameters())
+
+
+def text_distillation_phase(recipe: DimeFmRecipe, student, teacher=None, record=None):
+    """The text stage: the student's distilled text tower (and projection), its vision tower frozen."""
+    return _phase(recipe, student, TEXT_STAGE_NAME, recipe.text_stage, "text",
+                  make_loss(recipe, teacher, record, modality="text"), lambda model: model.text_parameters())
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -247,15 +342,21 @@ def evaluation_splits(recipe: DimeFmRecipe):
     }
 
 
-def zero_shot_statistics(model, processor, dataset, prompts, batch_size: int = 256, accelerator=None) -> dict:
-    """Zero-shot top-1/top-5 accuracy from per-image hits summed over every process (`effhub.training.evaluate`)."""
+def zero_shot_statistics(model, processor, dataset, prompts, batch_size: int = 256, accelerator=None,
+                         text_model=None) -> dict:
+    """Zero-shot top-1/top-5 accuracy from per-image hits summed over every process (`effhub.training.evaluate`).
+
+    Args:
+        text_model (`CLIPModel`, *optional*): embeds the prompts instead of `model` (a student's images against its
+            teacher's text tower).
+    """
     import torch
 
     from ...training import evaluate
     from ..clip_teacher.evaluation import encode_texts
     from .features_dime_fm import ImageRows, PixelCollator
 
-    text = encode_texts(model, processor.tokenizer, prompts, batch_size)
+    text = encode_texts(text_model if text_model is not None else model, processor.tokenizer, prompts, batch_size)
     k = min(5, len(prompts))
     labels = np.asarray(dataset["label"])
 
@@ -312,6 +413,11 @@ def vision_parameter_count(model) -> int:
                if name.startswith(("vision_model.", "visual_projection.")))
 
 
+def text_parameter_count(model) -> int:
+    return sum(p.numel() for name, p in model.named_parameters()
+               if name.startswith(("text_model.", "text_projection.")))
+
+
 def evaluate_model(model, processor, world, splits, recipe: DimeFmRecipe, accelerator=None) -> dict:
     """Zero-shot, retrieval, linear probe, vision parameters and time per image of one CLIP-style model."""
     from ..clip_teacher.evaluation import retrieval_recalls
@@ -325,18 +431,25 @@ def evaluate_model(model, processor, world, splits, recipe: DimeFmRecipe, accele
     probe = linear_probe_accuracy(model, processor, splits["probe_train"], splits["probe_test"],
                                   len(world.class_names))
     return {"zero_shot": zero_shot, "retrieval": retrieval, "linear_probe": probe,
-            "vision_parameters": vision_parameter_count(model),
+            "vision_parameters": vision_parameter_count(model), "text_parameters": text_parameter_count(model),
             "seconds_per_image": seconds_per_image(model, retrieval_pixels[:128])}
 
 
 def evaluate_side_by_side(student, teacher, recipe: DimeFmRecipe, accelerator=None) -> dict:
-    """`{"student": ..., "teacher": ..., "ratios": ...}` on the same splits."""
+    """`{"student": ..., "teacher": ..., "ratios": ...}` on the same splits; a student with a distilled text tower
+    also gets `student["zero_shot_with_teacher_text"]` (its images against the teacher's prompts: what the second
+    stage costs)."""
     world, splits = evaluation_splits(recipe)
     results = {"student": evaluate_model(student, teacher.processor, world, splits, recipe, accelerator),
                "teacher": evaluate_model(teacher.model, teacher.processor, world, splits, recipe, accelerator)}
     s, t = results["student"], results["teacher"]
+    if getattr(student.config, "text_tower", "teacher") == "distilled":
+        s["zero_shot_with_teacher_text"] = zero_shot_statistics(
+            student, teacher.processor, splits["zero_shot"], world.zero_shot_prompts(), recipe.eval.batch_size,
+            accelerator, text_model=teacher.model)
     results["ratios"] = {
         "vision_parameters": s["vision_parameters"] / t["vision_parameters"],
+        "text_parameters": s["text_parameters"] / t["text_parameters"],
         "zero_shot_accuracy": s["zero_shot"]["accuracy"] / max(t["zero_shot"]["accuracy"], 1e-12),
         "seconds_per_image": s["seconds_per_image"] / max(t["seconds_per_image"], 1e-12),
     }
@@ -383,6 +496,11 @@ def train(recipe: DimeFmRecipe, options, record=None):
         online = teacher.model.to(run.accelerator.device) if features is None else None
         trained = run.train_stage(STAGE_NAME, student, [distillation_phase(recipe, student, online, record)],
                                   datasets, collate_fn=collate).model
+        if recipe.text_stage.steps:
+            datasets, collate = text_stage_datasets(recipe, teacher, features)
+            trained = run.train_stage(TEXT_STAGE_NAME, trained,
+                                      [text_distillation_phase(recipe, trained, online, record)], datasets,
+                                      collate_fn=collate).model
         run.save_pretrained(trained)
         # every process evaluates (zero-shot hits are summed across them); the main process writes
         metrics = evaluate_side_by_side(trained, teacher, recipe, run.accelerator)
@@ -429,6 +547,8 @@ __all__ = [
     "training_datasets",
     "make_loss",
     "distillation_phase",
+    "text_distillation_phase",
+    "text_stage_datasets",
     "evaluate_model",
     "evaluate_side_by_side",
     "train",
