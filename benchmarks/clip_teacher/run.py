@@ -8,6 +8,8 @@ only (`SPLIT_NAMES["teacher-probes"]`, never seen in training), each figure with
 2. a linear probe (logistic regression) on the frozen pooled image features, single object;
 3. a multi-label linear probe on the frozen features, with all labels and with 10% of the labels (each label entry
    known with probability 0.1, as DualCoOp simulates partial labels), mAP with a bootstrap standard error;
+   every probe's L2 weight is chosen on a validation fifth of its training rows (`probing.select_l2`, CLIP's
+   protocol), then the probe is refitted on all of them;
 4. zero-shot multi-label mAP: cosine of the global image embedding with each class prompt;
 5. dense features: for each object of a multi-object image, whether the patch whose projected feature is most
    similar to the object's class prompt lies on the object (its silhouette covers at least half of the patch),
@@ -114,9 +116,12 @@ def measure(model, tokenizer, world, sizes: dict, seed: int = 0) -> dict:
     # 2. linear probe on the frozen pooled image features, single object
     train_x, test_x = probing.standardise(probing.pooled_image_features(model, train_pixels),
                                           probing.pooled_image_features(model, test_pixels))
-    weight, bias = probing.fit_linear_probe(train_x, torch.as_tensor(train_labels), classes)
+    train_targets = torch.as_tensor(train_labels)
+    l2, l2_scores = probing.select_l2(train_x, train_targets, classes, seed=seed)
+    weight, bias = probing.fit_linear_probe(train_x, train_targets, classes, l2=l2)
     probe_predicted = (test_x @ weight + bias).argmax(dim=-1).numpy()
     results["linear_probe"] = {
+        "l2": l2, "l2_validation_top1": {str(k): v for k, v in l2_scores.items()},
         "top1": probing.proportion(probe_predicted == test_labels),
         "colour": probing.proportion(colours[probe_predicted] == colours[test_labels]),
         "shape": probing.proportion(shapes[probe_predicted] == shapes[test_labels]),
@@ -141,10 +146,12 @@ def measure(model, tokenizer, world, sizes: dict, seed: int = 0) -> dict:
     multilabel = {}
     for name, fraction in (("all_labels", 1.0), ("labels_10pct", 0.1)):
         known = torch.as_tensor(rng.random(y_train.shape) < fraction) if fraction < 1 else None
-        weight, bias = probing.fit_linear_probe(ml_train_x, torch.as_tensor(y_train), classes, multilabel=True,
-                                                known=known)
+        ml_targets = torch.as_tensor(y_train)
+        l2, l2_scores = probing.select_l2(ml_train_x, ml_targets, classes, multilabel=True, known=known, seed=seed)
+        weight, bias = probing.fit_linear_probe(ml_train_x, ml_targets, classes, multilabel=True, known=known, l2=l2)
         scores = (ml_test_x @ weight + bias).numpy()
-        multilabel[name] = probing.mean_average_precision(scores, y_test, sizes["bootstrap"], seed)
+        multilabel[name] = {**probing.mean_average_precision(scores, y_test, sizes["bootstrap"], seed), "l2": l2,
+                            "l2_validation_map": {str(k): v for k, v in l2_scores.items()}}
     multilabel["drop"] = multilabel["all_labels"]["map"] - multilabel["labels_10pct"]["map"]
     multilabel["drop_se"] = float(np.hypot(multilabel["all_labels"]["map_se"], multilabel["labels_10pct"]["map_se"]))
     results["multilabel_probe"] = multilabel

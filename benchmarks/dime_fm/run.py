@@ -10,6 +10,8 @@ clip-teacher and the generated caption world.
    scenes). Target: DIME-FM ahead.
 3. DIME-FM's losses on unpaired data against plain logit distillation on paired data (open_clip's distillation: the
    contrastive loss plus the cross-entropy to the teacher's image-text logits), the same student, steps and batch.
+4. The paper's second stage: each DIME-FM student then gets a smaller distilled text tower (the `two-stage`
+   recipe's `text_stage`), and its zero-shot accuracy is measured again with that tower instead of the teacher's.
 
 Every arm trains the `base` recipe's student (`--quick`: the `demo` recipe's) for the same number of steps with the
 same batch size, for each seed, on the same N single-object images (`world-single:N`): DIME-FM sees them without
@@ -35,9 +37,11 @@ from effhub.tables import text_table
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 SETTINGS = {
-    "full": {"recipe": "base", "samples": 16000, "steps": None, "batch_size": 64, "seeds": [0, 1, 2]},
-    "quick": {"recipe": "demo", "samples": 3000, "steps": None, "batch_size": 64, "seeds": [0]},
+    "full": {"recipe": "base", "samples": 16000, "steps": None, "batch_size": 64, "seeds": [0, 1, 2],
+             "text_steps": None},
+    "quick": {"recipe": "demo", "samples": 3000, "steps": None, "batch_size": 64, "seeds": [0], "text_steps": 300},
 }
+TEXT_STAGE_RECIPE = "two-stage"  # where the second stage's settings come from
 ARMS = ("dime-fm", "contrastive-from-scratch", "paired-logit-distillation")
 CAPTION_EMBEDS = "caption_embeds.npy"
 
@@ -53,6 +57,20 @@ def _recipe(settings: dict, seed: int):
     if steps:
         overrides += [f"train.steps={steps}", f"train.warmup_steps={max(1, steps // 10)}"]
     return load_recipe("dime-fm", settings["recipe"], overrides)
+
+
+def _text_stage_recipe(settings: dict, seed: int):
+    """The DIME-FM arm's recipe with the `two-stage` recipe's text stage (`settings["text_steps"]` steps if set)."""
+    from dataclasses import replace
+
+    from effhub.recipes import load_recipe
+
+    recipe = _recipe(settings, seed)
+    text_stage = load_recipe("dime-fm", TEXT_STAGE_RECIPE).text_stage
+    if settings.get("text_steps"):
+        text_stage = replace(text_stage, steps=settings["text_steps"])
+    recipe.text_stage = text_stage
+    return recipe
 
 
 def _paired_images(count: int):
@@ -170,11 +188,15 @@ def _train_paired(arm: str, recipe, teacher, pairs, output_dir: Path, teacher_em
 
 
 def _train_dime_fm(recipe, teacher, features: Path, output_dir: Path):
+    """The vision stage, then (with `recipe.text_stage.steps`) the text stage; the vision tower is frozen in the
+    second, so the student's images against the teacher's prompts measure the vision stage after both."""
     import torch
 
     from effhub.models.dime_fm.training_dime_fm import (
         build_student,
         distillation_phase,
+        text_distillation_phase,
+        text_stage_datasets,
         training_datasets,
     )
     from effhub.training import Run, RunOptions
@@ -185,6 +207,10 @@ def _train_dime_fm(recipe, teacher, features: Path, output_dir: Path):
         datasets, collate, _ = training_datasets(recipe, teacher, features, run.accelerator)
         trained = run.train_stage("dime-fm", student, [distillation_phase(recipe, student)], datasets,
                                   collate_fn=collate).model
+        if recipe.text_stage.steps:
+            datasets, collate = text_stage_datasets(recipe, teacher, features)
+            trained = run.train_stage("dime-fm-text", trained, [text_distillation_phase(recipe, trained)], datasets,
+                                      collate_fn=collate).model
     return trained.eval()
 
 
@@ -198,7 +224,7 @@ def _cache_caption_embeds(teacher, pairs, path: Path) -> None:
 
 
 def _run_arm(arm: str, seed: int, settings: dict, features: str, workdir: str, threads: int,
-             keep_model: bool) -> dict:
+             keep_model: bool, teacher_spec: str = "base") -> dict:
     """Train and measure one arm for one seed (in a worker process); the model is saved when `keep_model`."""
     import torch
 
@@ -210,10 +236,12 @@ def _run_arm(arm: str, seed: int, settings: dict, features: str, workdir: str, t
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
-    teacher = load_teacher("base")
+    teacher = load_teacher(teacher_spec)
     recipe = _recipe(settings, seed)
     output = Path(workdir) / f"{arm}-{seed}"
+    extra = {}
     if arm == "dime-fm":
+        recipe = _text_stage_recipe(settings, seed)
         model = _train_dime_fm(recipe, teacher, Path(features), output)
     else:
         embeds = None
@@ -225,14 +253,21 @@ def _run_arm(arm: str, seed: int, settings: dict, features: str, workdir: str, t
             embeds = (load_feature_cache(features, teacher).image_embeds, np.load(Path(workdir) / CAPTION_EMBEDS))
         model = _train_paired(arm, recipe, teacher, _paired_images(settings["samples"]), output, embeds)
     world, splits = evaluation_splits(recipe)
-    accuracy = zero_shot_statistics(model, teacher.processor, splits["zero_shot"],
-                                    world.zero_shot_prompts())["accuracy"]
+    text_model = None
+    if arm == "dime-fm":  # the vision stage is measured with the teacher's prompts, the second stage with its own
+        text_model = teacher.model
+        extra = {"two_stage_zero_shot_accuracy": zero_shot_statistics(
+            model, teacher.processor, splits["zero_shot"], world.zero_shot_prompts())["accuracy"],
+            "text_steps": recipe.text_stage.steps}
+    accuracy = zero_shot_statistics(model, teacher.processor, splits["zero_shot"], world.zero_shot_prompts(),
+                                    text_model=text_model)["accuracy"]
     if keep_model:
         model.save_pretrained(Path(workdir) / "student")
     seconds = time.perf_counter() - began
-    print(f"seed {seed} {arm}: zero-shot {accuracy:.3f} ({seconds:.0f} s)", flush=True)
+    second = f", with its distilled text tower {extra['two_stage_zero_shot_accuracy']:.3f}" if extra else ""
+    print(f"seed {seed} {arm}: zero-shot {accuracy:.3f}{second} ({seconds:.0f} s)", flush=True)
     return {"arm": arm, "seed": seed, "zero_shot_accuracy": accuracy, "train_seconds": seconds,
-            "steps": recipe.train.steps}
+            "steps": recipe.train.steps, **extra}
 
 
 def main(argv=None) -> int:
@@ -240,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the demo recipe, one seed")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="arms trained at once, in separate processes (default: 2)")
+    parser.add_argument("--teacher", default="base",
+                        help="the teacher: base (shipped, default) or a CLIP folder (e.g. a candidate teacher)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     import multiprocessing
@@ -254,13 +291,14 @@ def main(argv=None) -> int:
         evaluation_splits,
         pixel_tensor,
         seconds_per_image,
+        text_parameter_count,
         vision_parameter_count,
         zero_shot_statistics,
     )
 
     settings = SETTINGS["quick" if args.quick else "full"]
     start = time.perf_counter()
-    teacher = load_teacher("base")
+    teacher = load_teacher(args.teacher)
     first = _recipe(settings, settings["seeds"][0])
     world, splits = evaluation_splits(first)
     prompts = world.zero_shot_prompts()
@@ -276,7 +314,7 @@ def main(argv=None) -> int:
         jobs = [(arm, seed) for seed in settings["seeds"] for arm in ARMS]
         threads = 1 if args.workers > 1 else torch.get_num_threads()
         arguments = [(arm, seed, settings, str(features), workdir, threads,
-                      arm == "dime-fm" and seed == settings["seeds"][0]) for arm, seed in jobs]
+                      arm == "dime-fm" and seed == settings["seeds"][0], args.teacher) for arm, seed in jobs]
         if args.workers > 1:
             with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 outcomes = list(pool.map(_run_arm, *zip(*arguments)))
@@ -293,16 +331,21 @@ def main(argv=None) -> int:
         timings["teacher"].append(seconds_per_image(teacher.model, pixels, repeats=1))
     student_params, teacher_params = vision_parameter_count(student), vision_parameter_count(teacher.model)
 
-    def mean(arm):
-        return statistics.mean(r["zero_shot_accuracy"] for r in results[arm])
+    text_params = text_parameter_count(student), text_parameter_count(teacher.model)
 
-    def spread(arm):
-        values = [r["zero_shot_accuracy"] for r in results[arm]]
+    def mean(arm, key="zero_shot_accuracy"):
+        return statistics.mean(r[key] for r in results[arm])
+
+    def spread(arm, key="zero_shot_accuracy"):
+        values = [r[key] for r in results[arm]]
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
     dime = mean("dime-fm")
+    two_stage = mean("dime-fm", "two_stage_zero_shot_accuracy")
     summary = {
         "vision_parameter_ratio": student_params / teacher_params,
+        "text_parameter_ratio": text_params[0] / text_params[1],
+        "two_stage_zero_shot_ratio": two_stage / teacher_accuracy,
         "time_per_image_ratio": statistics.median(timings["student"]) / statistics.median(timings["teacher"]),
         "zero_shot_ratio": dime / teacher_accuracy,
         "targets": {
@@ -313,7 +356,7 @@ def main(argv=None) -> int:
         },
     }
     rows = [("model", "data used", "vision params", "ms / image", "zero-shot top-1 (mean +- sd)", "vs teacher")]
-    rows.append(("teacher (shipped base)", "20,000 pairs + 32,000 labelled images", f"{teacher_params:,}",
+    rows.append((f"teacher ({teacher.teacher_id})", "20,000 pairs + 32,000 labelled images", f"{teacher_params:,}",
                  f"{statistics.median(timings['teacher']) * 1e3:.3f}", f"{teacher_accuracy:.3f}", "1.000"))
     data = {"dime-fm": f"{settings['samples']:,} single-object images + {settings['samples']:,} scene texts, unpaired",
             "contrastive-from-scratch": f"the same {settings['samples']:,} images with their captions",
@@ -322,6 +365,11 @@ def main(argv=None) -> int:
         rows.append((arm, data[arm], f"{student_params:,}",
                      f"{statistics.median(timings['student']) * 1e3:.3f}" if arm == "dime-fm" else "same",
                      f"{mean(arm):.3f} +- {spread(arm):.3f}", f"{mean(arm) / teacher_accuracy:.3f}"))
+    rows.append((f"dime-fm + distilled text tower ({text_params[0]:,} text params, "
+                 f"{text_params[0] / text_params[1]:.2f} of the teacher's)", "the same, then the same texts",
+                 f"{student_params:,}", "same",
+                 f"{two_stage:.3f} +- {spread('dime-fm', 'two_stage_zero_shot_accuracy'):.3f}",
+                 f"{two_stage / teacher_accuracy:.3f}"))
     print(text_table(rows))
     for name, met in summary["targets"].items():
         print(f"  {name.replace('_', ' ')}: {'met' if met else 'MISSED'}")
@@ -334,7 +382,8 @@ def main(argv=None) -> int:
                     "load_average": os.getloadavg()},
         "teacher": {"id": teacher.teacher_id, "zero_shot_accuracy": teacher_accuracy,
                     "vision_parameters": teacher_params, "seconds_per_image": timings["teacher"]},
-        "student": {"vision_parameters": student_params, "seconds_per_image": timings["student"]},
+        "student": {"vision_parameters": student_params, "seconds_per_image": timings["student"],
+                    "text_parameters": text_params[0], "teacher_text_parameters": text_params[1]},
         "arms": results, "data": data, "summary": summary, "wall_seconds": time.perf_counter() - start,
     }
     output = args.output or RESULTS_DIR / ("dime_fm-quick.json" if args.quick else "dime_fm.json")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from effhub.data.captions import SHAPES, CaptionWorld
+from effhub.errors import ConfigError
 from effhub.models.clip_teacher import probing
 from effhub.models.clip_teacher.training_clip_teacher import (
     ClipCollator,
@@ -115,6 +116,26 @@ def test_linear_probe_separates_separable_data():
     targets = torch.nn.functional.one_hot(y, 4)
     weight, bias = probing.fit_linear_probe(x, targets, 4, multilabel=True, known=known)
     assert probing.mean_average_precision((x @ weight + bias).numpy(), targets.numpy(), bootstrap=0)["map"] > 75
+
+
+def test_probe_l2_is_chosen_on_a_held_out_split():
+    generator = torch.Generator().manual_seed(0)
+    # few rows, many noise features: an unpenalised probe overfits, an overwhelming penalty cannot fit at all
+    x = torch.randn(60, 40, generator=generator)
+    y = (x[:, 0] + 0.5 * torch.randn(60, generator=generator) > 0).long()
+    l2, scores = probing.select_l2(x, y, 2, grid=(1e-6, 1e-2, 1e3), seed=0)
+    assert set(scores) == {1e-6, 1e-2, 1e3} and scores[l2] == max(scores.values())
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(0))  # the split select_l2 draws
+    held_out, fit = order[:12], order[12:]
+    weight, bias = probing.fit_linear_probe(x[fit], y[fit], 2, l2=1e-2)
+    assert scores[1e-2] == pytest.approx(((x[held_out] @ weight + bias).argmax(-1) == y[held_out]).float().mean())
+    assert scores[1e3] <= scores[1e-2]  # a penalty that flattens the weights ranks no better
+    targets = torch.nn.functional.one_hot(y, 2)
+    known = torch.rand(60, 2, generator=generator) < 0.5
+    l2, scores = probing.select_l2(x, targets, 2, multilabel=True, known=known, grid=(1e-4, 1e-1))
+    assert l2 in (1e-4, 1e-1) and all(0 <= value <= 1 for value in scores.values())
+    with pytest.raises(ConfigError, match="too few"):
+        probing.select_l2(x[:1], y[:1], 2)
 
 
 def test_dense_localisation_finds_a_planted_object(world):
@@ -318,3 +339,31 @@ def test_recipe_checks_name_the_fix():
         check_recipe(load_recipe("clip-teacher", "demo", ["pretrain.loss=hinge"]))
     with pytest.raises(ConfigError, match="vision_pooling"):
         check_recipe(load_recipe("clip-teacher", "demo", ["model.vision_pooling=max"]))
+
+
+def test_removing_the_prompts_common_direction_centres_them_and_shifts_every_text_alike(world):
+    from effhub.models.clip_teacher.calibration import remove_prompt_common_direction
+    from effhub.models.clip_teacher.evaluation import encode_texts
+    from effhub.models.clip_teacher.weights import load_base_teacher
+
+    model, processor = load_base_teacher()
+    tokenizer, prompts = processor.tokenizer, world.zero_shot_prompts()
+    texts = ["a small red circle at the top left.", prompts[0]]
+    pixels = torch.rand(2, 3, 64, 64)
+
+    def raw_text():
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        return model.get_text_features(**batch).pooler_output
+
+    with torch.no_grad():
+        text_before, image_before = raw_text(), model.get_image_features(pixel_values=pixels).pooler_output
+    report = remove_prompt_common_direction(model, tokenizer, prompts)
+    with torch.no_grad():
+        text_after, image_after = raw_text(), model.get_image_features(pixel_values=pixels).pooler_output
+    assert report["mean_norm_before"] > 0.5 and report["mean_norm_after"] < 0.05 and report["fit_residual"] < 1e-6
+    assert encode_texts(model, tokenizer, prompts).mean(dim=0).norm() < 0.05
+    shift = text_before - text_after  # one vector for every text, caption or prompt
+    assert torch.allclose(shift[0], shift[1], atol=1e-4) and shift[0].norm() > 1
+    assert torch.equal(image_before, image_after)
+    with pytest.raises(ConfigError, match="common direction"):
+        remove_prompt_common_direction(model, tokenizer, prompts[:1])

@@ -14,7 +14,7 @@ def test_toy_benchmark_writes_every_arm_and_the_targets(monkeypatch, tmp_path):
     from benchmarks.dime_fm import run
 
     monkeypatch.setitem(run.SETTINGS, "quick", {"recipe": "demo", "samples": 32, "steps": 2, "batch_size": 8,
-                                                "seeds": [0, 1]})
+                                                "seeds": [0, 1], "text_steps": 2})
     # two worker processes: the arms run in parallel, as in the full benchmark
     assert run.main(["--quick", "--workers", "2", "--output", str(tmp_path / "result.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
@@ -22,6 +22,9 @@ def test_toy_benchmark_writes_every_arm_and_the_targets(monkeypatch, tmp_path):
     assert all(len(result["arms"][arm]) == 2 for arm in run.ARMS)
     assert all(r["steps"] == 2 for arm in run.ARMS for r in result["arms"][arm])
     assert result["summary"]["vision_parameter_ratio"] < 0.25
+    # the second stage: every DIME-FM seed measured again with its own distilled text tower
+    assert all(r["text_steps"] == 2 and 0 <= r["two_stage_zero_shot_accuracy"] <= 1 for r in result["arms"]["dime-fm"])
+    assert result["summary"]["text_parameter_ratio"] < 0.5
     assert result["teacher"]["zero_shot_accuracy"] > 0.5
     assert set(result["summary"]["targets"]) == {"at_most_quarter_of_vision_parameters",
                                                  "at_least_90_percent_of_zero_shot",

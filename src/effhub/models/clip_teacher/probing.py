@@ -16,6 +16,8 @@ import numpy as np
 from ...errors import ConfigError
 
 DENSE_MODES = ("tokens", "values")
+# the L2 weights `select_l2` sweeps (CLIP's protocol sweeps a log range on a validation split)
+L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def _no_grad_eval(model):
@@ -113,6 +115,52 @@ def fit_linear_probe(features, targets, num_classes: int, multilabel: bool = Fal
     return weight.detach(), bias.detach()
 
 
+def select_l2(features, targets, num_classes: int, multilabel: bool = False, known=None, grid=L2_GRID,
+              validation_fraction: float = 0.2, max_iter: int = 200, seed: int = 0) -> tuple[float, dict]:
+    """The L2 weight of `fit_linear_probe` chosen on a validation split of the training rows, as CLIP's linear-probe
+    protocol does (Radford et al., 2021, appendix A.3: a sweep of the regularisation on a validation set).
+
+    Every value of `grid` fits on the other rows and is scored on the held-out ones: top-1 accuracy, or mAP over the
+    known label entries with `multilabel`; the best score wins (ties: the stronger penalty).
+
+    Returns:
+        `(l2, {l2: validation score})`.
+    """
+    import torch
+
+    count = len(features)
+    held_out = max(1, int(round(count * validation_fraction)))
+    if count - held_out < 1:
+        raise ConfigError(f"{count} training rows are too few to hold out a validation split",
+                          "give the probe at least 2 training rows")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    validation, fit = order[:held_out], order[held_out:]
+    scores = {}
+    for l2 in sorted(grid, reverse=True):
+        weight, bias = fit_linear_probe(features[fit], targets[fit], num_classes, multilabel=multilabel,
+                                        known=None if known is None else known[fit], l2=l2, max_iter=max_iter,
+                                        seed=seed)
+        logits = (features[validation].float() @ weight + bias).numpy()
+        truth = targets[validation].numpy()
+        if multilabel:
+            mask = np.ones_like(truth, dtype=bool) if known is None else known[validation].numpy().astype(bool)
+            scores[l2] = float(np.nanmean(masked_average_precisions(logits, truth, mask)))
+        else:
+            scores[l2] = float((logits.argmax(axis=1) == truth).mean())
+    best = max(scores, key=lambda l2: (scores[l2], l2))
+    return best, scores
+
+
+def masked_average_precisions(scores: np.ndarray, targets: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`average_precisions` of each class over only the rows whose label entry is known."""
+    result = np.full(scores.shape[1], np.nan)
+    for c in range(scores.shape[1]):
+        rows = known[:, c]
+        if rows.any():
+            result[c] = average_precisions(scores[rows, c:c + 1], targets[rows, c:c + 1])[0]
+    return result
+
+
 def average_precisions(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Average precision of each class (column) that has at least one positive; NaN for the others."""
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets) > 0
@@ -199,6 +247,9 @@ __all__ = [
     "patch_embeddings",
     "standardise",
     "fit_linear_probe",
+    "select_l2",
+    "L2_GRID",
+    "masked_average_precisions",
     "average_precisions",
     "mean_average_precision",
     "proportion",

@@ -140,6 +140,9 @@ class ClipTrainRecipe:
     shape_negatives: bool = False
     # LiT: the vision tower (all but its projection into the joint space) is frozen in the contrastive stage
     lock_image_tower: bool = False
+    # after training, remove the direction every class prompt shares from the text tower (`calibration`): per-class
+    # cosine scores (dense localisation, zero-shot multi-label) then stop rewarding what all prompts have in common
+    center_class_prompts: bool = False
 
 
 @dataclass
@@ -476,6 +479,10 @@ def train(recipe: CLIPTeacherRecipe, options):
                             collate_fn=collate_images)
         trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
                                   collate_fn=collate).model
+        if recipe.train.center_class_prompts:
+            from .calibration import remove_prompt_common_direction
+
+            remove_prompt_common_direction(trained, tokenizer, world.zero_shot_prompts())
         run.save_pretrained(trained)
         if run.is_main_process:
             metrics = evaluate_clip(trained, tokenizer, world, recipe)
