@@ -348,6 +348,15 @@ def test_removing_the_prompts_common_direction_centres_them_and_leaves_the_image
 
     model, processor = load_base_teacher()
     tokenizer, prompts = processor.tokenizer, world.zero_shot_prompts()
+    # the shipped base already had its prompts centred (mean norm about 0.02): plant a shared direction first, a
+    # rank-one term of the text projection that adds about twice a prompt's own size along one unit vector
+    with torch.no_grad():
+        pooled = model.text_model(**tokenizer(prompts, padding=True, return_tensors="pt")).pooler_output
+        mean_pooled = pooled.mean(dim=0)
+        shared = torch.nn.functional.normalize(
+            torch.randn(model.text_projection.out_features, generator=torch.Generator().manual_seed(0)), dim=0)
+        size = model.text_projection(pooled).norm(dim=-1).mean()
+        model.text_projection.weight.add_(2 * size * torch.outer(shared, mean_pooled) / mean_pooled.norm() ** 2)
     captions = ["a small red circle at the top left.", "a big blue square in the middle and a green star."]
     pixels = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
