@@ -284,3 +284,24 @@ def test_processor_samples_resizes_and_normalises_like_training(tmp_path):
     assert isinstance(reloaded, VideoIQImageProcessorPil) and reloaded.num_frames == 4
     with pytest.raises(DatasetError, match="no frames"):
         processor([[]])
+
+
+def test_channels_last_frames_train_as_contiguous_ones():
+    # frames decoded as (H, W, 3) and permuted reach the convolutions with channels-last strides; oneDNN's
+    # convolution backward corrupted the heap on such input (an AVX2 CPU, one thread): processor and model hand
+    # the backbone contiguous frames, and the numbers are those of the contiguous input
+    processor = VideoIQImageProcessorPil(size={"height": 16, "width": 16}, num_frames=4)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 4, 16, 16, 3), dtype=np.uint8))
+    assert processor.normalize_pixels(frames).is_contiguous()
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(tiny_config()).train()
+    channels_last = clips(2).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    assert not channels_last.is_contiguous()
+    losses = []
+    for pixel_values in (channels_last, channels_last.contiguous()):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout mask for both
+        loss = model(pixel_values=pixel_values, labels=torch.tensor([0, 1]), precision="full").loss
+        loss.backward()
+        losses.append((loss.detach(), model.classifier.weight.grad.clone()))
+    assert torch.equal(losses[0][0], losses[1][0]) and torch.equal(losses[0][1], losses[1][1])

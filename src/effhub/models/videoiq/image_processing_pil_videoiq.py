@@ -118,7 +118,9 @@ class VideoIQImageProcessorPil(PilBackend):
         factor = self.rescale_factor if self.do_rescale else 1.0
         mean = torch.tensor(self.image_mean if self.do_normalize else [0.0] * 3)[:, None, None]
         std = torch.tensor(self.image_std if self.do_normalize else [1.0] * 3)[:, None, None]
-        return (frames * factor - mean) / std
+        # contiguous in (..., 3, H, W): a channels-last view reaches oneDNN's convolution backward with strides that
+        # corrupted the heap on some CPUs (torch 2.13, one thread, AVX2)
+        return ((frames * factor - mean) / std).contiguous()
 
 
 def frames_to_uint8(frames) -> np.ndarray:

@@ -598,6 +598,9 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
             `config.temperature_init`).
         """
         self.check_pixel_values(pixel_values)
+        # frames in contiguous (C, H, W) layout: channels-last strides (e.g. a permuted HWC array) reach oneDNN's
+        # convolution backward, which corrupted the heap on an AVX2 CPU with one thread (torch 2.13)
+        pixel_values = pixel_values.contiguous()
         config = self.config
         policy_output = None
         if precision is not None:
