@@ -4,8 +4,9 @@ On the caption world's multi-label images (`SPLIT_NAMES["prompt-learning"]`) and
 shipped inside effhub), with exact mAP (every score ranked, percent):
 
 1. trainable parameters and adapter file size against the CLIP's parameters (target: under 0.5%);
-2. mAP at label ratios 10% ... 90% for DualCoOp (`SETUPS`: effhub's set-up for the shipped teacher, the paper's, and
-   effhub's with the pooled embedding as the only region), single-prompt CoOp (one learned context from the hand
+2. mAP at label ratios 10% ... 90% for DualCoOp (`SETUPS`: effhub's set-up for the shipped teacher, the paper's,
+   effhub's with the pooled embedding as the only region, and effhub's with a learned shared negative prompt in
+   place of the image-level threshold), single-prompt CoOp (one learned context from the hand
    prompt's words, scored per class by the cosine of the global image embedding with the class prompt, binary
    cross-entropy on the known labels), a linear probe on the frozen pooled image features (logistic regression on
    the known labels) and zero-shot CLIP with the hand-written prompt "a photo of a <class>." (per-class cosine; the
@@ -86,11 +87,16 @@ def _sgd(params, steps, lr):
 
 
 # DualCoOp set-ups: the paper's (MaskCLIP value regions, random contexts, a negative prompt per class, no offset)
-# and effhub's recipe for its mean-pooling teacher (docs/dualcoop.md, "Why the prompt learners sat at chance")
+# and effhub's recipe for its small teacher (docs/dualcoop.md, "Why the prompt learners sat at chance" and "An
+# image-level threshold instead of a negative prompt"), with its two ablations
 SETUPS = {
     "paper": {"regions": "values", "negative_prompt": "class", "ctx_init": None, "offset": False},
-    "effhub": {"regions": "class_values", "negative_prompt": "shared", "ctx_init": "a photo of a", "offset": True},
-    "effhub_global": {"regions": "global", "negative_prompt": "shared", "ctx_init": "a photo of a", "offset": True},
+    "effhub": {"regions": "class_values", "negative_prompt": "image_threshold", "ctx_init": "a photo of a",
+               "offset": True},
+    "effhub_global": {"regions": "global", "negative_prompt": "image_threshold", "ctx_init": "a photo of a",
+                      "offset": True},
+    "effhub_shared_negative": {"regions": "class_values", "negative_prompt": "shared", "ctx_init": "a photo of a",
+                               "offset": True},
 }
 HAND_PROMPT = "a photo of a"
 
@@ -124,8 +130,12 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     temperature = PAPER_REGION_TEMPERATURE * float(clip.logit_scale.exp()) / 100
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
 
+    image_threshold = options["negative_prompt"] == "image_threshold"
+
     def text(names_ids):
         ids, lengths = names_ids
+        if image_threshold:
+            return encode_prompts(clip, positive, ids, lengths, bos, eos)
         if options["negative_prompt"] == "shared":
             full_stop = ids[:1, lengths[0] - 1:lengths[0]]
             negatives = encode_prompts(clip, negative, full_stop, lengths[:1] * 0 + 1, bos, eos).expand(len(ids), -1)
@@ -138,12 +148,13 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     offset = 0.0
     if options["offset"]:
         with torch.no_grad():
-            offset = dual_logit_offset(dual_logits(regions, text(prompts), temperature, PAPER_LOGIT_SCALE)[0], targets)
-    optimizer, scheduler = _sgd([positive, negative], steps, lr)
+            offset = dual_logit_offset(dual_logits(regions, text(prompts), temperature, PAPER_LOGIT_SCALE,
+                                                   image_threshold=image_threshold)[0], targets)
+    optimizer, scheduler = _sgd([positive] if image_threshold else [positive, negative], steps, lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         index = torch.randint(len(regions), (BATCH,), generator=generator)
-        logits, _ = dual_logits(regions[index], text(prompts), temperature, PAPER_LOGIT_SCALE, offset)
+        logits, _ = dual_logits(regions[index], text(prompts), temperature, PAPER_LOGIT_SCALE, offset, image_threshold)
         loss = asymmetric_loss(logits, targets[index], weight=loss_weight)
         optimizer.zero_grad()
         loss.backward()
@@ -153,7 +164,7 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     def score(test_regions, names):
         with torch.no_grad():
             logits, _ = dual_logits(test_regions, text(class_prompts(tokenizer, names)), temperature,
-                                    PAPER_LOGIT_SCALE, offset)
+                                    PAPER_LOGIT_SCALE, offset, image_threshold)
         return presence_probabilities(logits).numpy()
 
     return score
@@ -318,13 +329,15 @@ def main(argv=None) -> int:
     probe_full = [exact_map(linear_probe(data["train"]["pooled"], data["train"]["targets"], data["test"]["pooled"],
                                          seed), test_targets) for seed in sizes["seeds"]]
     for ratio in sizes["ratios"]:
-        rows = {"dualcoop": [], "dualcoop_paper": [], "dualcoop_global": [], "coop": [], "linear_probe": []}
+        rows = {"dualcoop": [], "dualcoop_paper": [], "dualcoop_global": [], "dualcoop_shared_negative": [],
+                "coop": [], "linear_probe": []}
         for seed in sizes["seeds"]:
             targets = partial_targets(data["train"]["targets"],
                                       partial_label_mask(*data["train"]["targets"].shape, ratio, seed))
             weight = {0.1: 0.1, 0.2: 0.05, 0.3: 0.04, 0.4: 0.03}.get(ratio, 0.02)
             for key, setup in (("dualcoop", "effhub"), ("dualcoop_paper", "paper"),
-                               ("dualcoop_global", "effhub_global")):
+                               ("dualcoop_global", "effhub_global"),
+                               ("dualcoop_shared_negative", "effhub_shared_negative")):
                 mode = SETUPS[setup]["regions"]
                 score = train_dualcoop(clip, tokenizer, data["train"]["regions"][mode], targets, classes,
                                        sizes["steps"], seed, weight, setup=setup)
@@ -358,7 +371,7 @@ def main(argv=None) -> int:
 
     # step 0: the word-initialised prompts before any training (all labels known), against zero-shot CLIP
     step0 = {}
-    for setup in ("effhub", "effhub_global"):
+    for setup in ("effhub", "effhub_global", "effhub_shared_negative"):
         mode = SETUPS[setup]["regions"]
         score = train_dualcoop(clip, tokenizer, data["train"]["regions"][mode], data["train"]["targets"], classes, 0,
                                0, 0.02, setup=setup)

@@ -1,6 +1,7 @@
 """DualCoOp's scoring on effhub's shipped (mean-pooling) teacher: word-initialised contexts reproduce zero-shot CLIP's
-hand-prompt scores, the class-token region path stays in the joint space, the shared negative prompt and the
-logit offset (docs/dualcoop.md, "Why the prompt learners sat at chance")."""
+hand-prompt scores, the class-token region path stays in the joint space, the shared negative prompt, the image-level
+threshold and the logit offset (docs/dualcoop.md, "Why the prompt learners sat at chance" and "An image-level threshold
+instead of a negative prompt")."""
 
 import pytest
 import torch
@@ -97,3 +98,49 @@ def test_logit_offset_starts_at_the_label_prior_and_bad_options_are_refused():
         DualCoOpConfig(class_names=NAMES, dense_mode="pooled")
     with pytest.raises(ConfigError, match="logit_offset"):
         DualCoOpConfig(class_names=NAMES, logit_offset="low")
+
+
+def test_image_threshold_against_a_hand_computation():
+    regions = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])            # 2 regions
+    text = torch.tensor([[1.0, 0.0], [0.6, 0.8]])                 # the positive prompts of 2 classes, no negatives
+    logits, weights = dual_logits(regions, text, region_temperature=2.0, logit_scale=3.0, logit_offset=0.5,
+                                  image_threshold=True)
+    positive = []
+    for similarity in (torch.tensor([2.0, 0.0]), torch.tensor([1.2, 1.6])):
+        positive.append(3 * (similarity.softmax(0) * similarity).sum())
+    positive = torch.stack(positive)
+    threshold = torch.log(positive.exp().mean())
+    torch.testing.assert_close(logits[0, 0], threshold.expand(2))
+    torch.testing.assert_close(logits[0, 1], positive + 0.5)
+    assert weights.shape == (1, 2, 2)
+
+
+def test_image_threshold_adapter_scores_each_class_against_the_image_s_other_classes(tmp_path):
+    from peft import PeftModel
+
+    clip, processor = load_base_teacher()
+    pixels = images()
+    cosines = hand_prompt_cosines(clip, processor.tokenizer, pixels)
+    torch.manual_seed(0)
+    model = get_peft_model(clip, DualCoOpConfig(class_names=NAMES, n_ctx=4, ctx_init_pos="a photo of a",
+                                                dense_mode="global", negative_prompt="image_threshold",
+                                                logit_offset=-3.0))
+    layer = model.get_base_model().text_model.embeddings.token_embedding
+    assert list(layer.dualcoop_ctx_neg) == []                      # no negative prompt, no negative contexts
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 4 * 96
+    config = model.peft_config["default"]
+    with torch.no_grad():
+        out = model(pixel_values=pixels)
+    scale = config.region_temperature * config.logit_scale
+    positive = scale * cosines
+    expected = torch.sigmoid(positive - 3.0 - (positive.logsumexp(dim=1, keepdim=True) - torch.log(torch.tensor(4.0))))
+    torch.testing.assert_close(out.probs, expected, rtol=0, atol=1e-5)
+    assert out.text_embeds.shape[0] == len(NAMES)                    # positive prompts only
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(load_base_teacher()[0], tmp_path / "adapter")
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=pixels).logits, out.logits)
+    with pytest.raises(ConfigError, match="two or more classes"):
+        model(pixel_values=pixels, class_names=["red circle"])
+    with pytest.raises(ConfigError, match="no negative prompt"):
+        DualCoOpConfig(class_names=NAMES, negative_prompt="image_threshold", n_ctx_neg=4)

@@ -83,8 +83,9 @@ def write_dualcoop_card(run_dir, model, recipe, outputs: dict, ratio: float, dat
                                "class_values": "class-token path with each patch's value", "tokens": "patch tokens",
                                "global": "pooled embedding (no spatial aggregation)"}
                               .get(config.dense_mode, config.dense_mode),
-            "negative prompt": "one per class (the paper)" if getattr(config, "negative_prompt", "class") == "class"
-                               else "shared, without class name",
+            "negative prompt": {"class": "one per class (the paper)", "shared": "shared, without class name",
+                                "image_threshold": "none: the image's log-mean-exp positive logit over the classes"}
+                               .get(getattr(config, "negative_prompt", "class"), config.negative_prompt),
             "logit offset": f"{getattr(config, 'logit_offset', 0.0):.4g}",
             "scale constants": f"spatial temperature {config.region_temperature:.4g}, logit scale "
                                f"{config.logit_scale:.4g} ({config.scale_source})",

@@ -30,7 +30,7 @@ PAPER_LOGIT_SCALE = 5.0
 OPENAI_CLIP_LOGIT_SCALE = 100.0
 SCALE_SOURCES = ("base_logit_scale", "paper", "fixed")
 DENSE_MODES = ("values", "class_values", "tokens", "global")
-NEGATIVE_PROMPTS = ("class", "shared")
+NEGATIVE_PROMPTS = ("class", "shared", "image_threshold")
 # a tokenizer reference that names a CLIP teacher shipped inside effhub (no machine path in adapter_config.json)
 SHIPPED_TEACHER_PREFIX = "effhub-shipped:"
 
@@ -90,6 +90,11 @@ class DualCoOpConfig(PeftConfig):
             `"shared"`: one negative prompt "<ctx_neg> ." without a class name for every class. With a small text
             tower the two prompts of one class share most of their feature and the (negative, positive) softmax
             cancels the class (see docs/dualcoop.md); a shared negative keeps the class in the positive logit only.
+            `"image_threshold"`: no negative prompt and no negative contexts; the negative logit of every class is the
+            log-mean-exp of the image's positive logits over the scored classes, an image-level threshold (a class
+            is present when its positive logit stands out of the image's average). A negative prompt's feature
+            varies from image to image without regard to the class, which reorders the images of a class; this
+            threshold measures the same image's other classes instead (docs/dualcoop.md). Needs two or more classes.
         logit_offset (`float`): a fixed (not learned) offset added to every positive dual logit, so that p(present)
             starts near the label prior instead of 0.5; 0 (default) is the paper. Without it the first steps spend
             the contexts on calibration and lose the prompts' ranking (docs/dualcoop.md); `dual_logit_offset` computes
@@ -135,6 +140,9 @@ class DualCoOpConfig(PeftConfig):
 
     @property
     def num_ctx_neg(self) -> int:
+        """Context tokens of the negative prompts (0 when `negative_prompt="image_threshold"`: no negative prompt)."""
+        if self.negative_prompt == "image_threshold":
+            return 0
         return self.n_ctx if self.n_ctx_neg is None else self.n_ctx_neg
 
     def validate(self) -> None:
@@ -165,6 +173,9 @@ class DualCoOpConfig(PeftConfig):
             raise ConfigError(f"logit_offset={self.logit_offset!r}", "pass a number (0 for the paper)")
         if self.negative_prompt not in NEGATIVE_PROMPTS:
             raise ConfigError(f"negative_prompt={self.negative_prompt!r}", f"use one of {list(NEGATIVE_PROMPTS)}")
+        if self.negative_prompt == "image_threshold" and (self.n_ctx_neg is not None or self.ctx_init_neg):
+            raise ConfigError("n_ctx_neg or ctx_init_neg was set with negative_prompt='image_threshold', which has "
+                              "no negative prompt", "leave both unset, or choose negative_prompt 'class' or 'shared'")
         if self.class_token_ids is not None and len(self.class_token_ids) != len(self.class_names):
             raise ConfigError(f"{len(self.class_token_ids)} class_token_ids for {len(self.class_names)} class names",
                               "leave class_token_ids empty: they are filled from the tokenizer at injection")

@@ -18,6 +18,7 @@ class-specific region aggregation (Sun, Hu and Saenko, NeurIPS 2022, arXiv:2206.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -62,6 +63,8 @@ class DualCoOpLayer(nn.Module, BaseTunerLayer):
         for attribute, count, init_ids in (("dualcoop_ctx_pos", config.n_ctx, getattr(config, "_init_pos_ids", None)),
                                            ("dualcoop_ctx_neg", config.num_ctx_neg,
                                             getattr(config, "_init_neg_ids", None))):
+            if count == 0:  # negative_prompt="image_threshold": no negative prompt, no contexts
+                continue
             if init_ids is not None:
                 context = weight.detach()[torch.as_tensor(init_ids, device=weight.device)].clone()
                 context = context.expand(*leading, *context.shape).clone()
@@ -72,11 +75,12 @@ class DualCoOpLayer(nn.Module, BaseTunerLayer):
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
     def contexts(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(positive, negative) contexts of `adapter_name`."""
+        """(positive, negative) contexts of `adapter_name`; the negative is `None` without a negative prompt."""
         if adapter_name not in self.dualcoop_ctx_pos:
             raise ConfigError(f"no DualCoOp adapter named '{adapter_name}' (have {list(self.dualcoop_ctx_pos)})",
                               "pass the name the adapter was loaded under")
-        return self.dualcoop_ctx_pos[adapter_name], self.dualcoop_ctx_neg[adapter_name]
+        negative = self.dualcoop_ctx_neg[adapter_name] if adapter_name in self.dualcoop_ctx_neg else None
+        return self.dualcoop_ctx_pos[adapter_name], negative
 
     def merge(self, safe_merge: bool = False, adapter_names=None) -> None:
         raise ConfigError("DualCoOp contexts are prompts, not weight deltas: they cannot be merged into CLIP",
@@ -212,24 +216,33 @@ def region_features(clip, pixel_values: torch.Tensor, mode: str = "values",
 
 
 def dual_logits(regions: torch.Tensor, text_features: torch.Tensor, region_temperature: float,
-                logit_scale: float, logit_offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                logit_scale: float, logit_offset: float = 0.0,
+                image_threshold: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-specific region aggregation: `(logits [B, 2, C], weights [B, C, N])`.
 
     Args:
         regions (`torch.Tensor`): `[B, N, D]` region features.
-        text_features (`torch.Tensor`): `[2C, D]` prompt features, the C negative prompts first.
+        text_features (`torch.Tensor`): `[2C, D]` prompt features, the C negative prompts first; `[C, D]` positive
+            prompts only with `image_threshold`.
         region_temperature (`float`): scale of the cosine similarities before the spatial softmax.
         logit_scale (`float`): scale of the aggregated logits.
         logit_offset (`float`): added to every positive logit after scaling (0 in the paper).
+        image_threshold (`bool`): no negative prompts: each class's negative logit is the log-mean-exp of the image's
+            positive logits over the C classes (`DualCoOpConfig.negative_prompt="image_threshold"`).
     """
-    num_classes = text_features.shape[0] // 2
+    num_classes = text_features.shape[0] if image_threshold else text_features.shape[0] // 2
     regions = regions / regions.norm(dim=-1, keepdim=True)
     text_features = text_features / text_features.norm(dim=-1, keepdim=True)
     similarity = region_temperature * torch.einsum("bnd,kd->bkn", regions, text_features.to(regions.dtype))
-    negative, positive = similarity[:, :num_classes], similarity[:, num_classes:]
+    positive = similarity[:, -num_classes:]
     weights = positive.softmax(dim=-1)
-    logits = torch.stack([(negative * weights).sum(-1), (positive * weights).sum(-1)], dim=1)
-    logits = logit_scale * logits
+    positive_logits = logit_scale * (positive * weights).sum(-1)
+    if image_threshold:
+        negative_logits = (positive_logits.logsumexp(dim=-1, keepdim=True) - math.log(num_classes))
+        negative_logits = negative_logits.expand_as(positive_logits)
+    else:
+        negative_logits = logit_scale * (similarity[:, :num_classes] * weights).sum(-1)
+    logits = torch.stack([negative_logits, positive_logits], dim=1)
     if logit_offset:
         logits = logits + torch.tensor([0.0, float(logit_offset)], dtype=logits.dtype, device=logits.device)[:, None]
     return logits, weights

@@ -59,7 +59,8 @@ class DualCoOpOutput(ModelOutput):
         loss (`torch.Tensor`, *optional*): the weighted asymmetric loss, when `labels` were given.
         logits (`torch.Tensor`): `[B, 2, C]` dual logits, index 0 negative and 1 positive.
         probs (`torch.Tensor`): `[B, C]` presence probabilities (softmax over each class's logit pair).
-        text_embeds (`torch.Tensor`): `[2C, D]` normalised prompt features, the C negative prompts first.
+        text_embeds (`torch.Tensor`): `[2C, D]` normalised prompt features, the C negative prompts first (`[C, D]`,
+            positive prompts only, with `negative_prompt="image_threshold"`).
         region_weights (`torch.Tensor`, *optional*): `[B, C, N]` spatial weights (with `output_region_weights=True`).
     """
 
@@ -338,22 +339,27 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
     config = model.peft_config[adapter]
     class_ids, lengths, indices = _prompt_tokens(model, layer, config, class_names, pixel_values.device)
     context_pos, context_neg = layer.contexts(adapter)
+    image_threshold = config.negative_prompt == "image_threshold"
+    if image_threshold and class_ids.shape[0] < 2:
+        raise ConfigError("negative_prompt='image_threshold' compares each class with the image's other classes, "
+                          "and one class was given", "score two or more classes at once")
     if indices is not None:
-        context_pos, context_neg = context_pos[indices], context_neg[indices]
-    if config.negative_prompt == "shared":
-        negative = shared_negative_features(model, context_neg, class_ids, lengths, config)
+        context_pos = context_pos[indices]
+        context_neg = context_neg[indices] if context_neg is not None else None
+    positive = encode_prompts(model, context_pos, class_ids, lengths, config.bos_token_id, config.eos_token_id)
+    if image_threshold:
+        text = positive
+    elif config.negative_prompt == "shared":
+        text = torch.cat([shared_negative_features(model, context_neg, class_ids, lengths, config), positive])
     else:
-        negative = encode_prompts(model, context_neg, class_ids, lengths, config.bos_token_id, config.eos_token_id)
-    text = torch.cat([
-        negative,
-        encode_prompts(model, context_pos, class_ids, lengths, config.bos_token_id, config.eos_token_id),
-    ])
+        text = torch.cat([encode_prompts(model, context_neg, class_ids, lengths, config.bos_token_id,
+                                         config.eos_token_id), positive])
     if interpolate_pos_encoding is None:
         size = model.config.vision_config.image_size
         interpolate_pos_encoding = tuple(pixel_values.shape[-2:]) != (size, size)
     regions = region_features(model, pixel_values, config.dense_mode, interpolate_pos_encoding)
     logits, weights = dual_logits(regions, text, config.region_temperature, config.logit_scale,
-                                  getattr(config, "logit_offset", 0.0))
+                                  getattr(config, "logit_offset", 0.0), image_threshold=image_threshold)
     loss = None
     if labels is not None:
         labels = check_labels(labels, logits.shape[0], logits.shape[2])

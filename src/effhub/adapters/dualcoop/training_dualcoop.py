@@ -315,11 +315,17 @@ def evaluate_adapter(model, data: MultiLabelData, recipe: DualCoOpRecipe, run=No
     if not data.unseen_classes:
         return {"test": multilabel_metrics(probs, targets, t.top_k, t.threshold)}
     columns = [data.class_names.index(name) for name in data.unseen_classes]
-    # the unseen classes scored alone: the softmax over each class's own (negative, positive) pair does not depend
-    # on the other classes, so the unseen columns of the GZSL scores are the ZSL scores
     rows = (targets[:, columns] == 1).any(dim=1)
+    # ZSL scores the unseen classes alone: with a negative prompt each class's (negative, positive) pair does not
+    # depend on the other classes, and the unseen columns of the GZSL scores are those scores; with the image-level
+    # threshold the other classes set the threshold, so the unseen classes are scored again among themselves
+    if recipe.model.negative_prompt == "image_threshold":
+        zsl_probs, _ = scores_and_targets(model, data.test_images, data.test_targets, data.unseen_classes,
+                                          recipe.data.eval_image_size, t.eval_batch_size, run, accelerator)
+    else:
+        zsl_probs = probs[:, columns]
     return {"gzsl": multilabel_metrics(probs, targets, t.top_k, t.threshold),
-            "zsl": multilabel_metrics(probs[rows][:, columns], targets[rows][:, columns], t.top_k, t.threshold)}
+            "zsl": multilabel_metrics(zsl_probs[rows], targets[rows][:, columns], t.top_k, t.threshold)}
 
 
 # ------------------------------------------------------------------------------------------------- entry points
