@@ -73,3 +73,16 @@ def test_two_process_training(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run / "run_info.json").read_text())["world_size"] == 2
     assert (run / "adapter_model.safetensors").is_file() and (run / "eval_results.json").is_file()
+
+
+def test_map_is_exact_when_scores_crowd_near_one():
+    import torch
+
+    from effhub.adapters.dualcoop.training_dualcoop import multilabel_metrics
+
+    # class 0: positives ranked first but all within one histogram bin of the negatives; class 1: the reverse
+    probs = torch.tensor([[0.999990, 0.2], [0.999985, 0.3], [0.999980, 0.9], [0.999975, 0.8]])
+    targets = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]])
+    scores = multilabel_metrics(probs, targets, top_k=1)
+    assert scores["map"] == pytest.approx(100.0)
+    assert scores["map_histogram"] < 100.0 and scores["map_error_bound"] > 0
