@@ -18,7 +18,7 @@ shipped inside effhub), with exact mAP (every score ranked, percent):
    fine-tuning of the CLIP with the same loss.
 
 The image tower is frozen in every method, so its features are computed once: DualCoOp and CoOp train on the cached
-region / global features with `encode_prompts` and `dual_logits`, the same functions (and so the same numbers) as the
+region / global features with `dual_prompt_features` and `dual_logits`, the same functions (and so the same numbers) as the
 adapter's forward. Every method gets the same number of SGD steps and batch size. Writes a table to stdout and
 `benchmarks/results/dualcoop[-quick].json`.
 """
@@ -115,9 +115,9 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     import torch
 
     from effhub.adapters.dualcoop.config import PAPER_LOGIT_SCALE, PAPER_REGION_TEMPERATURE
-    from effhub.adapters.dualcoop.layer import (dual_logit_offset, dual_logits, encode_prompts,
-                                                presence_probabilities)
+    from effhub.adapters.dualcoop.layer import dual_logit_offset, dual_logits, presence_probabilities
     from effhub.adapters.dualcoop.loss import asymmetric_loss
+    from effhub.adapters.dualcoop.model import dual_prompt_features
 
     options = SETUPS[setup]
     torch.manual_seed(seed)
@@ -133,15 +133,7 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     image_threshold = options["negative_prompt"] == "image_threshold"
 
     def text(names_ids):
-        ids, lengths = names_ids
-        if image_threshold:
-            return encode_prompts(clip, positive, ids, lengths, bos, eos)
-        if options["negative_prompt"] == "shared":
-            full_stop = ids[:1, lengths[0] - 1:lengths[0]]
-            negatives = encode_prompts(clip, negative, full_stop, lengths[:1] * 0 + 1, bos, eos).expand(len(ids), -1)
-        else:
-            negatives = encode_prompts(clip, negative, ids, lengths, bos, eos)
-        return torch.cat([negatives, encode_prompts(clip, positive, ids, lengths, bos, eos)])
+        return dual_prompt_features(clip, positive, negative, *names_ids, options["negative_prompt"], bos, eos)
 
     prompts = class_prompts(tokenizer, class_names)
     targets = torch.as_tensor(targets)

@@ -281,7 +281,7 @@ def _prompt_tokens(model, layer: DualCoOpLayer, config: DualCoOpConfig, class_na
     return cache[key]
 
 
-def shared_negative_features(model, context_neg, class_ids, lengths, config) -> torch.Tensor:
+def shared_negative_features(model, context_neg, class_ids, lengths, bos_token_id, eos_token_id) -> torch.Tensor:
     """`negative_prompt="shared"`: one negative prompt "<ctx_neg> ." without a class name, its text feature repeated
     for every class `[C, D]` (class-specific negative contexts give one such prompt per class)."""
     rows = torch.arange(class_ids.shape[0], device=class_ids.device)
@@ -289,9 +289,23 @@ def shared_negative_features(model, context_neg, class_ids, lengths, config) -> 
     one = torch.ones(1, dtype=torch.long, device=class_ids.device)
     if context_neg.dim() == 3:
         return encode_prompts(model, context_neg, full_stop.expand(class_ids.shape[0], 1),
-                              one.expand(class_ids.shape[0]), config.bos_token_id, config.eos_token_id)
-    feature = encode_prompts(model, context_neg, full_stop, one, config.bos_token_id, config.eos_token_id)
+                              one.expand(class_ids.shape[0]), bos_token_id, eos_token_id)
+    feature = encode_prompts(model, context_neg, full_stop, one, bos_token_id, eos_token_id)
     return feature.expand(class_ids.shape[0], -1)
+
+
+def dual_prompt_features(model, context_pos, context_neg, class_ids, lengths, negative_prompt: str,
+                         bos_token_id: int, eos_token_id: int) -> torch.Tensor:
+    """The prompts' text features for `dual_logits`: `[2C, D]`, the C negative prompts first (`negative_prompt`
+    `"class"` or `"shared"`), or `[C, D]`, positive prompts only (`"image_threshold"`)."""
+    positive = encode_prompts(model, context_pos, class_ids, lengths, bos_token_id, eos_token_id)
+    if negative_prompt == "image_threshold":
+        return positive
+    if negative_prompt == "shared":
+        negative = shared_negative_features(model, context_neg, class_ids, lengths, bos_token_id, eos_token_id)
+    else:
+        negative = encode_prompts(model, context_neg, class_ids, lengths, bos_token_id, eos_token_id)
+    return torch.cat([negative, positive])
 
 
 def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
@@ -346,14 +360,8 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
     if indices is not None:
         context_pos = context_pos[indices]
         context_neg = context_neg[indices] if context_neg is not None else None
-    positive = encode_prompts(model, context_pos, class_ids, lengths, config.bos_token_id, config.eos_token_id)
-    if image_threshold:
-        text = positive
-    elif config.negative_prompt == "shared":
-        text = torch.cat([shared_negative_features(model, context_neg, class_ids, lengths, config), positive])
-    else:
-        text = torch.cat([encode_prompts(model, context_neg, class_ids, lengths, config.bos_token_id,
-                                         config.eos_token_id), positive])
+    text = dual_prompt_features(model, context_pos, context_neg, class_ids, lengths, config.negative_prompt,
+                                config.bos_token_id, config.eos_token_id)
     if interpolate_pos_encoding is None:
         size = model.config.vision_config.image_size
         interpolate_pos_encoding = tuple(pixel_values.shape[-2:]) != (size, size)
@@ -372,5 +380,5 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
 
 
 __all__ = ["DualCoOpModel", "DualCoOpOutput", "dualcoop_forward", "install_forward", "uninstall_forward",
-           "prepare_config", "find_dualcoop_layer", "load_tokenizer", "class_token_ids", "portable_reference",
+           "prepare_config", "find_dualcoop_layer", "dual_prompt_features", "load_tokenizer", "class_token_ids", "portable_reference",
            "resolve_reference"]
