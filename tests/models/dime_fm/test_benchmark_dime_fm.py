@@ -30,3 +30,16 @@ def test_toy_benchmark_writes_every_arm_and_the_targets(monkeypatch, tmp_path):
                                                  "at_least_90_percent_of_zero_shot",
                                                  "ahead_of_contrastive_from_scratch",
                                                  "ahead_of_paired_logit_distillation"}
+
+
+def test_unpaired_arm_takes_its_own_text_batch_and_arms_are_checked(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.dime_fm import run
+
+    full = run.SETTINGS["full"]
+    # DIME-FM draws more unpaired texts per step than it has images; a paired arm has one caption per image
+    assert run._recipe(full, 0, unpaired=True).train.text_batch_size == full["text_batch_size"] > full["batch_size"]
+    assert run._recipe(full, 0).train.text_batch_size == full["batch_size"]
+    assert run._text_stage_recipe(full, 0).train.text_batch_size == full["text_batch_size"]
+    with pytest.raises(SystemExit):
+        run.main(["--arms", "dime-fm,no-such-arm"])
