@@ -14,8 +14,10 @@ clip-teacher and the generated caption world.
    recipe's `text_stage`), and its zero-shot accuracy is measured again with that tower instead of the teacher's.
 
 Every arm trains the `base` recipe's student (`--quick`: the `demo` recipe's) for the same number of steps with the
-same batch size, for each seed, on the same N single-object images (`world-single:N`): DIME-FM sees them without
-captions beside N unpaired scene captions, the paired arms see them with their own captions. Arms run in parallel
+same image batch, for each seed, on the same N single-object images (`world-single:N`): DIME-FM sees them without
+captions beside N unpaired scene captions (256 texts per step in the full run: the teacher's text features are
+cached, so they cost the student nothing), the paired arms see them with their own captions (one per image).
+`--arms` trains a subset (DIME-FM always). Arms run in parallel
 processes (`--workers`, one torch thread each). Time budget on 2 CPU cores: full (3 seeds x 3 arms of 8,000 steps)
 about 60-80 minutes, `--quick` (1 seed, 250 steps) about 5 minutes. Writes a table and
 `benchmarks/results/dime_fm.json` (`dime_fm-quick.json` with `--quick`).
