@@ -283,11 +283,12 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", default="base",
                         help="the teacher: base (shipped, default) or a CLIP folder (e.g. a candidate teacher)")
     parser.add_argument("--arms", default=",".join(ARMS),
-                        help=f"comma-separated arms to train (default: all; dime-fm is always trained): {', '.join(ARMS)}")
+                        help=f"comma-separated arms to train (default: all; dime-fm always): {', '.join(ARMS)}")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    arms = [arm for arm in ARMS if arm == "dime-fm" or arm in args.arms.split(",")]
-    unknown = sorted(set(args.arms.split(",")) - set(ARMS))
+    asked = set(args.arms.split(","))
+    arms = [arm for arm in ARMS if arm == "dime-fm" or arm in asked]
+    unknown = sorted(asked - set(ARMS))
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
     import multiprocessing
@@ -321,7 +322,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         work = Path(workdir)
         features = cache_features(teacher, first.data.images, first.data.texts, work / "features", progress=False)
-        _cache_caption_embeds(teacher, _paired_images(settings["samples"]), work / CAPTION_EMBEDS)
+        if "paired-logit-distillation" in arms:  # the only arm that reads the captions' teacher embeddings
+            _cache_caption_embeds(teacher, _paired_images(settings["samples"]), work / CAPTION_EMBEDS)
         jobs = [(arm, seed) for seed in settings["seeds"] for arm in arms]
         threads = 1 if args.workers > 1 else torch.get_num_threads()
         arguments = [(arm, seed, settings, str(features), workdir, threads,

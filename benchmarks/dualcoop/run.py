@@ -18,8 +18,8 @@ shipped inside effhub), with exact mAP (every score ranked, percent):
    fine-tuning of the CLIP with the same loss.
 
 The image tower is frozen in every method, so its features are computed once: DualCoOp and CoOp train on the cached
-region / global features with `dual_prompt_features` and `dual_logits`, the same functions (and so the same numbers) as the
-adapter's forward. Every method gets the same number of SGD steps and batch size. Writes a table to stdout and
+region / global features with `dual_prompt_features` and `dual_logits`, the same functions (and so the same numbers)
+as the adapter's forward. Every method gets the same number of SGD steps and batch size. Writes a table to stdout and
 `benchmarks/results/dualcoop[-quick].json`.
 """
 

@@ -380,5 +380,5 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
 
 
 __all__ = ["DualCoOpModel", "DualCoOpOutput", "dualcoop_forward", "install_forward", "uninstall_forward",
-           "prepare_config", "find_dualcoop_layer", "dual_prompt_features", "load_tokenizer", "class_token_ids", "portable_reference",
-           "resolve_reference"]
+           "prepare_config", "find_dualcoop_layer", "dual_prompt_features", "load_tokenizer", "class_token_ids",
+           "portable_reference", "resolve_reference"]
