@@ -13,7 +13,15 @@ from effhub.models.videoiq import (
     VideoIQForVideoClassification,
     VideoIQImageProcessorPil,
 )
-from effhub.models.videoiq.modeling_videoiq import bitops_weight, pact, quantize_weight
+from effhub.models.videoiq.modeling_videoiq import (
+    VideoIQInputQuantizer,
+    VideoIQQuantizedConv2d,
+    VideoIQQuantizedLSTMCell,
+    bitops_weight,
+    pact,
+    quantize_symmetric,
+    quantize_weight,
+)
 from tests.model_tester import EffhubModelTesterMixin
 
 
@@ -62,6 +70,13 @@ class TestVideoIQBottleneck(TestVideoIQModel):
                            policy_width_multiplier=0.25)
 
 
+class TestVideoIQQuantizedPolicy(TestVideoIQModel):
+    """The policy network at 8 bits (quantised convolutions, LSTM cell and heads, their running input ranges)."""
+
+    def get_config(self):
+        return tiny_config(policy_bit_width=8)
+
+
 # -- quantisers ------------------------------------------------------------------------------------------------------
 def test_lower_bit_widths_truncate_the_top_bit_integers():
     weight = torch.randn(64, 8)
@@ -94,6 +109,75 @@ def test_pact_clips_rounds_and_trains_alpha_only_above_it():
 
 
 # -- dynamic inference -----------------------------------------------------------------------------------------------
+def test_symmetric_quantiser_rounds_to_the_grid_clips_and_passes_gradients_inside():
+    values = torch.tensor([-3.0, -0.26, 0.0, 0.1, 0.74, 2.5], requires_grad=True)
+    quantised = quantize_symmetric(values, 3, 1.0)  # 3 levels a side: steps of 1/3
+    assert quantised.tolist() == pytest.approx([-1.0, -1 / 3, 0.0, 0.0, 2 / 3, 1.0])
+    quantised.sum().backward()
+    assert values.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_input_quantizer_tracks_its_range_in_training_and_keeps_it_in_eval():
+    quantizer = VideoIQInputQuantizer(8)
+    assert quantizer.absmax.item() == 0.0
+    quantizer(torch.tensor([0.5, -2.0]))
+    assert quantizer.absmax.item() == 2.0  # the first training call sets it
+    quantizer(torch.tensor([4.0]))
+    assert quantizer.absmax.item() == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)
+    quantizer.eval()
+    out = quantizer(torch.tensor([10.0, -0.3]))
+    assert quantizer.absmax.item() == pytest.approx(2.2)
+    assert out[0].item() == pytest.approx(2.2)  # clipped at the tracked range, not the call's own maximum
+    assert out[1].item() == pytest.approx(round(-0.3 / (2.2 / 127)) * 2.2 / 127)
+
+
+def test_quantized_policy_layers_equal_their_float_layers_on_grid_values():
+    """Weights and inputs already on the 8-bit grid pass unchanged: the quantised conv and LSTM cell then compute
+    exactly what `nn.Conv2d` and `nn.LSTMCell` compute."""
+    torch.manual_seed(0)
+    conv = VideoIQQuantizedConv2d(8, 4, 6, 3, padding=1, bias=False).eval()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-127, 128, conv.weight.shape) / 127 * 0.5)
+        conv.weight[0, 0, 0, 0] = 0.5  # the per-tensor maximum sets the scale 0.5 / 127
+        conv.input_quantizer.absmax.fill_(2.0)
+    inputs = torch.randint(-127, 128, (2, 4, 5, 5)) / 127 * 2.0
+    reference = torch.nn.functional.conv2d(inputs, conv.weight, padding=1)
+    assert torch.allclose(conv(inputs), reference, atol=1e-5)
+
+    cell = VideoIQQuantizedLSTMCell(8, 3, 4).eval()
+    float_cell = torch.nn.LSTMCell(3, 4)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh"):
+            weight = torch.randint(-127, 128, getattr(cell, name).shape) / 127 * 0.3
+            weight[0, 0] = 0.3
+            getattr(cell, name).copy_(weight)
+        cell.input_quantizer.absmax.fill_(1.0)
+        float_cell.load_state_dict(cell.state_dict(), strict=False)
+    features = torch.randint(-127, 128, (2, 3)) / 127
+    hidden = torch.randint(-127, 128, (2, 4)) / 127
+    state = (hidden, torch.randn(2, 4))
+    for mine, theirs in zip(cell(features, state), float_cell(features, state)):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+
+
+def test_quantized_policy_costs_count_its_stem_at_32_bits_and_the_rest_at_its_bit_width():
+    full = VideoIQForVideoClassification(tiny_config()).frame_costs()
+    model = VideoIQForVideoClassification(tiny_config(policy_bit_width=8))
+    costs = model.frame_costs()
+    stem = costs["policy_stem_macs"]
+    assert costs["policy_macs"] == full["policy_macs"]
+    assert full["policy_bitops"] == pytest.approx(full["policy_macs"] * 32 * 32)
+    assert costs["policy_bitops"] == pytest.approx(stem * 32 * 32 + (costs["policy_macs"] - stem) * 8 * 8)
+    quantised_convs = [m for m in model.policy.encoder.modules() if isinstance(m, VideoIQQuantizedConv2d)]
+    assert len(quantised_convs) == sum(isinstance(m, torch.nn.Conv2d) for m in model.policy.encoder.modules()) - 1
+    actions = torch.tensor([[0, 1, 2, 3]])
+    eight, thirty_two = model.video_costs(actions)["bitops"], \
+        VideoIQForVideoClassification(tiny_config()).video_costs(actions)["bitops"]
+    saved = 4 * (full["policy_bitops"] - costs["policy_bitops"]) + full["policy_video_bitops"] \
+        - costs["policy_video_bitops"]
+    assert (thirty_two - eight).item() == pytest.approx(saved, rel=1e-5)
+
+
 def _count_backbone_frames(model):
     """Frames the backbone runs at each family index (None: full precision), recorded by a forward hook."""
     seen = []
@@ -249,6 +333,8 @@ def test_bit_width_outside_the_family():
 
 
 @pytest.mark.parametrize("kwargs, match", [
+    ({"policy_bit_width": 1}, "policy_bit_width"),
+    ({"policy_bit_width": 64}, "policy_bit_width"),
     ({"bit_width_family": [2, 4]}, "highest precision down"),
     ({"bit_width_family": [64, 4]}, "between 1 and 32"),
     ({"backbone_depth": 34}, "backbone_depth"),

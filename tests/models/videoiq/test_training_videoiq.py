@@ -40,6 +40,10 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     assert list(stages) == ["full-precision", "policy-backbone", "any-precision", "policy"]
     model = VideoIQForVideoClassification.from_pretrained(short_run)
     assert not any("teacher" in key for key in model.state_dict())
+    # the demo's 8-bit policy: its input ranges were tracked while it trained and came back with the checkpoint
+    assert model.config.policy_bit_width == 8
+    ranges = {key: value for key, value in model.state_dict().items() if key.endswith("input_quantizer.absmax")}
+    assert ranges and all(value.item() > 0 for value in ranges.values())
     results = json.loads((short_run / "eval_results.json").read_text())
     evaluations = results["extra"]["evaluations"]
     assert set(evaluations) == {"policy", "uniform 8-bit", "uniform 4-bit", "uniform 2-bit", "full precision",

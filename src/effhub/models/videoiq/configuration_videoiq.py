@@ -43,6 +43,11 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         policy_dropout (`float`, *optional*, defaults to 0.8): dropout on the pooled policy features.
         policy_aux_classifier (`bool`, *optional*, defaults to `True`): an auxiliary classifier on the frame-averaged
             LSTM states (`--is_policy_pred`), trained with the policy's cross-entropy loss.
+        policy_bit_width (`int`, *optional*, defaults to 32): precision of the policy network (the authors'
+            `--p_bit`; 32 = full precision, their default). Below 32, every layer of the policy but its first
+            convolution (full precision, as in the authors' BitOPs count) runs with weights and inputs quantised to
+            this many bits: the encoder's convolutions, the LSTM cell's two products, the action head and the
+            auxiliary classifier.
         temperature_init (`float`, *optional*, defaults to 5.0): initial Gumbel-softmax temperature.
         temperature_decay (`float`, *optional*, defaults to 0.956): temperature factor per policy epoch.
         num_labels (`int`, *optional*, defaults to 200): classes.
@@ -78,6 +83,7 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         policy_hidden_size: int = 512,
         policy_dropout: float = 0.8,
         policy_aux_classifier: bool = True,
+        policy_bit_width: int = FULL_PRECISION_BITS,
         temperature_init: float = 5.0,
         temperature_decay: float = 0.956,
         num_labels: int | None = None,
@@ -115,6 +121,8 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         self.policy_hidden_size = check_field(name, "policy_hidden_size", policy_hidden_size, "int", 1)
         self.policy_dropout = check_field(name, "policy_dropout", policy_dropout, "float", 0.0, 1.0)
         self.policy_aux_classifier = check_field(name, "policy_aux_classifier", policy_aux_classifier, "bool")
+        self.policy_bit_width = check_field(name, "policy_bit_width", policy_bit_width, "int", 2,
+                                            FULL_PRECISION_BITS)
         self.temperature_init = check_field(name, "temperature_init", temperature_init, "float", 0.0,
                                             exclusive_minimum=True)
         self.temperature_decay = check_field(name, "temperature_decay", temperature_decay, "float", 0.0, 1.0,

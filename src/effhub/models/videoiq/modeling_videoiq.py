@@ -17,6 +17,7 @@
 A clean re-implementation from the paper and the facts gathered about the authors' code (which carries no licence).
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -92,6 +93,124 @@ def pact(inputs: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> torch.T
     return clipped + (rounded - clipped).detach()
 
 
+def quantize_symmetric(values: torch.Tensor, bits: int, absmax: torch.Tensor | float) -> torch.Tensor:
+    """Signed uniform quantisation over `[-absmax, absmax]` with `2^(bits-1) - 1` levels a side (zero exact),
+    straight-through gradients inside the range, none outside (the clip)."""
+    levels = float(2 ** (bits - 1) - 1)
+    if not torch.is_grad_enabled():  # inference: the same values with fewer temporaries
+        top = max(float(absmax), 1e-8)
+        scale = levels / top
+        return values.clamp(-top, top).mul_(scale).round_().div_(scale)
+    limit = torch.as_tensor(absmax, dtype=values.dtype, device=values.device).clamp_min(1e-8)
+    clipped = torch.maximum(torch.minimum(values, limit), -limit)
+    scale = limit / levels
+    rounded = torch.round(clipped / scale) * scale
+    return clipped + (rounded - clipped).detach()
+
+
+# -- the quantised policy network (policy_bit_width < 32) ------------------------------------------------------------
+class VideoIQInputQuantizer(nn.Module):
+    """Quantises a layer's input to `bits` over a symmetric range: `fixed_absmax` where the input is bounded by
+    construction (the LSTM state lies in (-1, 1)), else a running maximum of |input| (`absmax`, exponential average
+    with momentum 0.1, updated in training mode; while it is still 0, i.e. never trained, each call uses its own
+    maximum).
+
+    Args:
+        bits (`int`): the bit-width.
+        fixed_absmax (`float`, *optional*): the known bound of the input.
+    """
+
+    def __init__(self, bits: int, fixed_absmax: float | None = None):
+        super().__init__()
+        self.bits = bits
+        self.fixed_absmax = fixed_absmax
+        if fixed_absmax is None:
+            self.register_buffer("absmax", torch.zeros(()))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.fixed_absmax is not None:
+            return quantize_symmetric(inputs, self.bits, self.fixed_absmax)
+        if self.training:
+            with torch.no_grad():
+                observed = inputs.detach().abs().amax().to(self.absmax.dtype)
+                self.absmax.copy_(torch.where(self.absmax > 0, 0.9 * self.absmax + 0.1 * observed, observed))
+        elif not self.absmax.item() > 0:  # never trained: this call's own range
+            return quantize_symmetric(inputs, self.bits, inputs.detach().abs().amax())
+        return quantize_symmetric(inputs, self.bits, self.absmax)
+
+
+def _parameter_version(weight: torch.Tensor) -> tuple:
+    """What changes when a parameter is updated in place or replaced: the key of the inference weight caches."""
+    return (weight._version, weight.data_ptr(), weight.device, weight.dtype)
+
+
+def _quantized_parameter(module: nn.Module, name: str, bits: int) -> torch.Tensor:
+    """`module.<name>` on the symmetric `bits` grid scaled by its largest magnitude; without autograd cached in
+    `module._weight_cache` until the parameter changes (an optimiser step or a load bumps its version)."""
+    weight = getattr(module, name)
+    if torch.is_grad_enabled():
+        return quantize_symmetric(weight, bits, weight.detach().abs().amax())
+    key = _parameter_version(weight)
+    cached = module._weight_cache.get(name)
+    if cached is None or cached[0] != key:
+        cached = (key, quantize_symmetric(weight, bits, weight.abs().amax()))
+        module._weight_cache[name] = cached
+    return cached[1]
+
+
+class VideoIQQuantizedConv2d(nn.Conv2d):
+    """A policy convolution at `bits`: per-tensor symmetric weights (scaled by max |w|) and inputs, straight-through
+    gradients. `last_bits` tells the BitOPs counter its precision."""
+
+    def __init__(self, bits: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_bits = bits
+        self.input_quantizer = VideoIQInputQuantizer(bits)
+        self._weight_cache: dict = {}
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        weight = _quantized_parameter(self, "weight", self.last_bits)
+        return self._conv_forward(self.input_quantizer(inputs), weight, self.bias)
+
+
+class VideoIQQuantizedLinear(nn.Linear):
+    """A policy linear layer at `bits` (weights and inputs as in [`VideoIQQuantizedConv2d`]); its input is an LSTM
+    state, bounded by 1."""
+
+    def __init__(self, bits: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_bits = bits
+        self.input_quantizer = VideoIQInputQuantizer(bits, fixed_absmax=1.0)
+        self._weight_cache: dict = {}
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        weight = _quantized_parameter(self, "weight", self.last_bits)
+        return F.linear(self.input_quantizer(inputs), weight, self.bias)
+
+
+class VideoIQQuantizedLSTMCell(nn.LSTMCell):
+    """The policy's LSTM cell with both products at `bits` (weights, the frame features and the previous hidden
+    state quantised; gates, nonlinearities and the cell state stay in floating point, as an integer kernel would
+    keep its accumulators). The parameters are `nn.LSTMCell`'s, so the state dict is unchanged."""
+
+    def __init__(self, bits: int, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.bits = bits
+        self.input_quantizer = VideoIQInputQuantizer(bits)
+        self.hidden_quantizer = VideoIQInputQuantizer(bits, fixed_absmax=1.0)
+        self._weight_cache: dict = {}
+
+    def forward(self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        hidden, cell = state
+        weight_ih = _quantized_parameter(self, "weight_ih", self.bits)
+        weight_hh = _quantized_parameter(self, "weight_hh", self.bits)
+        gates = F.linear(self.input_quantizer(inputs), weight_ih, self.bias_ih) \
+            + F.linear(self.hidden_quantizer(hidden), weight_hh, self.bias_hh)
+        input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, dim=-1)
+        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+        return torch.sigmoid(output_gate) * torch.tanh(cell), cell
+
+
 # -- any-precision layers --------------------------------------------------------------------------------------------
 class VideoIQAnyPrecisionConv2d(nn.Conv2d):
     """A convolution whose input activations (PACT, one clip value per bit-width) and weights (DoReFa with LSB
@@ -112,7 +231,7 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         self._int8: dict = {}  # inference only: bits -> (weight version, calibrated int8 convolution)
 
     def _weight_key(self) -> tuple:
-        return (self.weight._version, self.weight.data_ptr(), self.weight.device, self.weight.dtype)
+        return _parameter_version(self.weight)
 
     @staticmethod
     def _int8_forward(conv, inputs: torch.Tensor, alpha: float, bits: int) -> torch.Tensor:
@@ -278,16 +397,25 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
 
 
+def _policy_conv(bits: int, *args, **kwargs) -> nn.Conv2d:
+    """A policy convolution: plain at full precision, else [`VideoIQQuantizedConv2d`] at `bits`."""
+    if bits >= FULL_PRECISION_BITS:
+        return nn.Conv2d(*args, **kwargs)
+    return VideoIQQuantizedConv2d(bits, *args, **kwargs)
+
+
 class VideoIQInvertedResidual(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int,
+                 bits: int = FULL_PRECISION_BITS):
         super().__init__()
         hidden = in_channels * expansion
         layers = []
         if expansion != 1:
-            layers += [nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            layers += [_policy_conv(bits, in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+                       nn.ReLU6(inplace=True)]
+        layers += [_policy_conv(bits, hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
                    nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-                   nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+                   _policy_conv(bits, hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
         self.layers = nn.Sequential(*layers)
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -298,7 +426,8 @@ class VideoIQInvertedResidual(nn.Module):
 
 class VideoIQPolicyEncoder(nn.Module):
     """MobileNetV2 (or its small variant) features of one frame: conv stem, inverted residuals, a 1x1 conv to
-    `policy_feature_size` channels, global average pooling."""
+    `policy_feature_size` channels, global average pooling. Below 32 `policy_bit_width`, every convolution but the
+    stem's is quantised."""
 
     def __init__(self, config: VideoIQConfig):
         super().__init__()
@@ -312,9 +441,9 @@ class VideoIQPolicyEncoder(nn.Module):
             out_channels = _divisible(channels * multiplier)
             for index in range(repeats):
                 layers.append(VideoIQInvertedResidual(in_channels, out_channels, stride if index == 0 else 1,
-                                                      expansion))
+                                                      expansion, config.policy_bit_width))
                 in_channels = out_channels
-        layers += [nn.Conv2d(in_channels, config.policy_feature_size, 1, bias=False),
+        layers += [_policy_conv(config.policy_bit_width, in_channels, config.policy_feature_size, 1, bias=False),
                    nn.BatchNorm2d(config.policy_feature_size), nn.ReLU6(inplace=True)]
         self.features = nn.Sequential(*layers)
 
@@ -343,16 +472,23 @@ class VideoIQPolicyOutput(ModelOutput):
 
 class VideoIQPolicyNetwork(nn.Module):
     """Per-frame decisions: frame encoder on downsampled frames -> dropout -> LSTM cell over time -> linear -> one
-    action per frame (a bit-width of the family or a skip), plus an optional auxiliary classifier."""
+    action per frame (a bit-width of the family or a skip), plus an optional auxiliary classifier. At
+    `policy_bit_width` < 32 every layer but the encoder's stem is quantised (see `VideoIQConfig`)."""
 
     def __init__(self, config: VideoIQConfig):
         super().__init__()
         self.config = config
         self.encoder = VideoIQPolicyEncoder(config)
         self.dropout = nn.Dropout(config.policy_dropout)
-        self.lstm = nn.LSTMCell(config.policy_feature_size, config.policy_hidden_size)
-        self.action_head = nn.Linear(config.policy_hidden_size, config.num_actions)
-        self.aux_classifier = nn.Linear(config.policy_hidden_size, config.num_labels) \
+        bits = config.policy_bit_width
+        if bits >= FULL_PRECISION_BITS:
+            self.lstm = nn.LSTMCell(config.policy_feature_size, config.policy_hidden_size)
+            linear = nn.Linear
+        else:
+            self.lstm = VideoIQQuantizedLSTMCell(bits, config.policy_feature_size, config.policy_hidden_size)
+            linear = functools.partial(VideoIQQuantizedLinear, bits)
+        self.action_head = linear(config.policy_hidden_size, config.num_actions)
+        self.aux_classifier = linear(config.policy_hidden_size, config.num_labels) \
             if config.policy_aux_classifier else None
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -472,6 +608,8 @@ class VideoIQPreTrainedModel(CheckedLoadingMixin, PreTrainedModel):
             bound = 1.0 / math.sqrt(module.hidden_size)
             for weight in (module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh):
                 init.uniform_(weight, -bound, bound)
+        elif isinstance(module, VideoIQInputQuantizer) and module.fixed_absmax is None:
+            init.zeros_(module.absmax)  # 0: not calibrated yet
 
 
 class VideoIQForVideoClassification(VideoIQPreTrainedModel):
@@ -720,9 +858,11 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         """Per-frame costs, measured once with `effhub.costs.MultiplyAddCounter` on one frame per precision.
 
         Returns a dict: `stem_macs` (the full-precision first layer), `frame_macs` (the whole backbone per frame),
-        `frame_bitops` (one value per bit-width of the family, then the full-precision network), `policy_macs` (the
-        policy network per frame: encoder, LSTM cell, action head), `video_macs` (per video, run once: classifier
-        and auxiliary classifier).
+        `frame_bitops` (one value per bit-width of the family), `frame_bitops_full` (the full-precision network),
+        `policy_macs` and `policy_bitops` (the policy network per frame: encoder, LSTM cell, action head; BitOPs at
+        `policy_bit_width`, its full-precision stem at 32 x 32), `policy_stem_macs` (that stem),
+        `policy_video_macs` and `policy_video_bitops` (per video: the auxiliary classifier), `video_macs` (per
+        video, full precision: the classifier).
         """
         if self._costs is None:
             self._costs = measure_frame_costs(self)
@@ -743,10 +883,14 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         executed = ((ids < precisions) | (ids == config.num_actions)).to(torch.float64)
         frames = ids.shape[1]
         policy_macs = frames * costs["policy_macs"] + costs["policy_video_macs"] if with_policy else 0.0
+        policy_bitops = frames * costs["policy_bitops"] + costs["policy_video_bitops"] if with_policy else 0.0
+        # the paper's policy proxy: its quantised layers weighted by the codebook entry of policy_bit_width
+        policy_proxy = frames * costs["policy_stem_macs"] + (policy_macs - frames * costs["policy_stem_macs"]) \
+            * min(config.policy_bit_width, 8) ** 2 / 64 if with_policy else 0.0
         macs = executed.sum(1) * costs["frame_macs"] + costs["video_macs"] + policy_macs
-        bitops = bits_table[ids].sum(1) + (costs["video_macs"] + policy_macs) * FULL_PRECISION_BITS ** 2
+        bitops = bits_table[ids].sum(1) + costs["video_macs"] * FULL_PRECISION_BITS ** 2 + policy_bitops
         quantised = costs["frame_macs"] - costs["stem_macs"]
-        proxy = frames * costs["stem_macs"] + quantised * codebook[ids].sum(1) + policy_macs
+        proxy = frames * costs["stem_macs"] + quantised * codebook[ids].sum(1) + policy_proxy
         device = action_ids.device
         return {"macs": macs.float().to(device), "bitops": bitops.float().to(device),
                 "gflops_proxy": (proxy / 1e9).float().to(device)}
@@ -799,15 +943,24 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
                             device=frame.device)
         with MultiplyAddCounter({"encoder": model.policy.encoder}) as encoder:
             model.policy.encoder(small)
+        with MultiplyAddCounter({"encoder": model.policy.encoder}, weight=bitops_weight) as encoder_bitops:
+            model.policy.encoder(small)
+        with MultiplyAddCounter({"stem": model.policy.encoder.features[0]}) as policy_stem:
+            model.policy.encoder(small)
     finally:
         for module, training in modes:
             module.training = training
     lstm = 4 * config.policy_hidden_size * (config.policy_feature_size + config.policy_hidden_size)
     head = config.policy_hidden_size * config.num_actions
     aux = config.policy_hidden_size * config.num_labels if config.policy_aux_classifier else 0
+    # the LSTM cell and the heads run at the policy's bit-width (LSTMCell is not a counted module type)
+    policy_bits = config.policy_bit_width ** 2
     return {"stem_macs": float(stem.total), "frame_macs": float(everything.total),
             "frame_bitops": [float(value) for value in bitops[:-1]], "frame_bitops_full": float(bitops[-1]),
             "policy_macs": float(encoder.total + lstm + head), "policy_video_macs": float(aux),
+            "policy_stem_macs": float(policy_stem.total),
+            "policy_bitops": float(encoder_bitops.total + (lstm + head) * policy_bits),
+            "policy_video_bitops": float(aux * policy_bits),
             "video_macs": float(model.classifier.in_features * model.classifier.out_features)}
 
 
@@ -815,15 +968,20 @@ __all__ = [
     "FULL_PRECISION",
     "VideoIQAnyPrecisionConv2d",
     "VideoIQForVideoClassification",
+    "VideoIQInputQuantizer",
     "VideoIQOutput",
     "VideoIQPolicyEncoder",
     "VideoIQPolicyNetwork",
     "VideoIQPolicyOutput",
     "VideoIQPreTrainedModel",
+    "VideoIQQuantizedConv2d",
+    "VideoIQQuantizedLSTMCell",
+    "VideoIQQuantizedLinear",
     "VideoIQResNet",
     "VideoIQSwitchableBatchNorm2d",
     "bitops_weight",
     "measure_frame_costs",
     "pact",
+    "quantize_symmetric",
     "quantize_weight",
 ]

@@ -49,6 +49,7 @@ class VideoIQModelRecipe:
     policy_hidden_size: int = 512
     policy_dropout: float = 0.8
     policy_aux_classifier: bool = True
+    policy_bit_width: int = 32
     temperature_init: float = 5.0
     temperature_decay: float = 0.956
 
