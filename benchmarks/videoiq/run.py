@@ -263,9 +263,8 @@ def main(argv=None) -> int:
     timing = cpu_times(model, pixel_values, args.timing_repeats or (5 if args.quick else 15), int8=bool(int8_bits))
     deployed = int8_evaluations.get("policy", policy)  # the path the timing's dynamic inference ran
 
-    costs = model.frame_costs()
-    policy_macs = config.num_frames * costs["policy_macs"] + costs["policy_video_macs"]
-    policy_bitops = config.num_frames * costs["policy_bitops"] + costs["policy_video_bitops"]
+    policy_costs = model.policy_video_costs()
+    policy_macs, policy_bitops = policy_costs["macs"], policy_costs["bitops"]
     policy_cost = {"bit_width": config.policy_bit_width, "macs": policy_macs, "bitops": policy_bitops,
                    "macs_vs_full": policy_macs / full["macs"], "bitops_vs_full": policy_bitops / full["bitops"],
                    "share_of_policy_bitops": policy_bitops / policy["bitops"]}
@@ -316,9 +315,7 @@ def main(argv=None) -> int:
         print(f"uniform curve at the policy's {measure}: top-1 {curve['reference_top1']:.3f}"
               f"{' (below the cheapest uniform point: compared with it)' if curve['top1'] is None else ''}; "
               f"policy {policy['top1']:.3f} ({curve['margin']:+.3f})")
-    precision = "full precision" if config.policy_bit_width >= 32 else \
-        f"{config.policy_bit_width} bits, its first convolution at full precision"
-    print(f"policy network per video ({precision}; counted in the policy's row): "
+    print(f"policy network per video ({config.policy_precision}; counted in the policy's row): "
           f"{policy_cost['bitops'] / 1e9:.3f} GBitOPs = {policy_cost['bitops_vs_full']:.3f} of full precision's "
           f"BitOPs, {policy_cost['share_of_policy_bitops']:.0%} of the policy row's")
     for name, value in int8_evaluations.items():

@@ -104,11 +104,8 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
             "bit-width family": " / ".join(str(b) for b in config.bit_width_family) + " + skip " +
                                 ", ".join(str(s) for s in config.skip_list),
             "policy network": f"{config.policy_backbone} on {config.policy_image_size} px frames + LSTM "
-                              f"({config.policy_hidden_size}), "
-                              + ("full precision" if config.policy_bit_width >= 32 else
-                                 f"{config.policy_bit_width} bits (its stem at full precision)"),
-            "GBitOPs per video (policy network)": (config.num_frames * costs["policy_bitops"]
-                                                    + costs["policy_video_bitops"]) / 1e9,
+                              f"({config.policy_hidden_size}), {config.policy_precision}",
+            "GBitOPs per video (policy network)": model.policy_video_costs()["bitops"] / 1e9,
             "parameters (recognition)": sum(p.numel() for n, p in model.named_parameters()
                                             if not n.startswith("policy.")),
             "parameters (policy)": sum(p.numel() for p in model.policy.parameters()),

@@ -151,6 +151,13 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         return len(self.bit_width_family) + len(self.skip_list)
 
     @property
+    def policy_precision(self) -> str:
+        """The policy network's precision in words."""
+        if self.policy_bit_width >= FULL_PRECISION_BITS:
+            return "full precision"
+        return f"{self.policy_bit_width} bits (its stem at full precision)"
+
+    @property
     def action_names(self) -> list[str]:
         """Readable name of every action, in action order (`"32-bit"`, ..., `"skip 1"`)."""
         return [f"{bits}-bit" for bits in self.bit_width_family] + [f"skip {s}" for s in self.skip_list]

@@ -868,6 +868,13 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
             self._costs = measure_frame_costs(self)
         return self._costs
 
+    def policy_video_costs(self) -> dict[str, float]:
+        """The policy network's multiply-adds and BitOPs per video: every frame encoded and decided, the auxiliary
+        classifier once."""
+        costs, frames = self.frame_costs(), self.config.num_frames
+        return {"macs": frames * costs["policy_macs"] + costs["policy_video_macs"],
+                "bitops": frames * costs["policy_bitops"] + costs["policy_video_bitops"]}
+
     def video_costs(self, action_ids: torch.Tensor, with_policy: bool = True) -> dict[str, torch.Tensor]:
         """Per video: executed multiply-adds, BitOPs and the paper's GFLOPs proxy of the per-frame `action_ids`
         `(B, T)` (family index, a skip action id, or -1 for the unquantised network)."""
@@ -881,9 +888,9 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         ids = action_ids.detach().cpu().long()
         ids = torch.where(ids < 0, torch.full_like(ids, config.num_actions), ids)
         executed = ((ids < precisions) | (ids == config.num_actions)).to(torch.float64)
-        frames = ids.shape[1]
-        policy_macs = frames * costs["policy_macs"] + costs["policy_video_macs"] if with_policy else 0.0
-        policy_bitops = frames * costs["policy_bitops"] + costs["policy_video_bitops"] if with_policy else 0.0
+        frames = ids.shape[1]  # the config's num_frames (checked at the input)
+        policy = self.policy_video_costs() if with_policy else {"macs": 0.0, "bitops": 0.0}
+        policy_macs, policy_bitops = policy["macs"], policy["bitops"]
         # the paper's policy proxy: its quantised layers weighted by the codebook entry of policy_bit_width
         policy_proxy = frames * costs["policy_stem_macs"] + (policy_macs - frames * costs["policy_stem_macs"]) \
             * min(config.policy_bit_width, 8) ** 2 / 64 if with_policy else 0.0
