@@ -134,9 +134,9 @@ class VideoIQInputQuantizer(nn.Module):
             with torch.no_grad():
                 observed = inputs.detach().abs().amax().to(self.absmax.dtype)
                 self.absmax.copy_(torch.where(self.absmax > 0, 0.9 * self.absmax + 0.1 * observed, observed))
-        elif not self.absmax.item() > 0:  # never trained: this call's own range
-            return quantize_symmetric(inputs, self.bits, inputs.detach().abs().amax())
-        return quantize_symmetric(inputs, self.bits, self.absmax)
+            return quantize_symmetric(inputs, self.bits, self.absmax)
+        tracked = float(self.absmax)  # read once: one host synchronisation per call
+        return quantize_symmetric(inputs, self.bits, tracked if tracked > 0 else inputs.detach().abs().amax())
 
 
 def _parameter_version(weight: torch.Tensor) -> tuple:
@@ -144,48 +144,60 @@ def _parameter_version(weight: torch.Tensor) -> tuple:
     return (weight._version, weight.data_ptr(), weight.device, weight.dtype)
 
 
-def _quantized_parameter(module: nn.Module, name: str, bits: int) -> torch.Tensor:
-    """`module.<name>` on the symmetric `bits` grid scaled by its largest magnitude; without autograd cached in
-    `module._weight_cache` until the parameter changes (an optimiser step or a load bumps its version)."""
-    weight = getattr(module, name)
+def _cached_weight(cache: dict, key, weight: torch.Tensor, quantize) -> torch.Tensor:
+    """`quantize(weight)`; without autograd kept in `cache[key]` until the weight changes (an optimiser step or a load
+    bumps its version), so that inference does not re-quantise a weight on every call."""
     if torch.is_grad_enabled():
-        return quantize_symmetric(weight, bits, weight.detach().abs().amax())
-    key = _parameter_version(weight)
-    cached = module._weight_cache.get(name)
-    if cached is None or cached[0] != key:
-        cached = (key, quantize_symmetric(weight, bits, weight.abs().amax()))
-        module._weight_cache[name] = cached
+        return quantize(weight)
+    version = _parameter_version(weight)
+    cached = cache.get(key)
+    if cached is None or cached[0] != version:
+        cached = (version, quantize(weight))
+        cache[key] = cached
     return cached[1]
 
 
-class VideoIQQuantizedConv2d(nn.Conv2d):
-    """A policy convolution at `bits`: per-tensor symmetric weights (scaled by max |w|) and inputs, straight-through
-    gradients. `last_bits` tells the BitOPs counter its precision."""
+def _quantized_parameter(module: nn.Module, name: str, bits: int) -> torch.Tensor:
+    """`module.<name>` on the symmetric `bits` grid scaled by its largest magnitude (cached for inference)."""
+    return _cached_weight(module._weight_cache, name, getattr(module, name),
+                          lambda weight: quantize_symmetric(weight, bits, weight.detach().abs().amax()))
+
+
+class _VideoIQQuantizedLayer:
+    """What a quantised policy layer adds to its `nn` layer: `bits` (as `last_bits`, which the BitOPs counter reads),
+    an input quantiser and the inference weight cache."""
+
+    def _set_up_quantization(self, bits: int, input_absmax: float | None) -> None:
+        self.last_bits = bits
+        self.input_quantizer = VideoIQInputQuantizer(bits, fixed_absmax=input_absmax)
+        self._weight_cache: dict = {}
+
+    def _quantized(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.input_quantizer(inputs), _quantized_parameter(self, "weight", self.last_bits)
+
+
+class VideoIQQuantizedConv2d(_VideoIQQuantizedLayer, nn.Conv2d):
+    """A policy convolution at `bits`: per-tensor symmetric weights (scaled by max |w|) and inputs (a tracked range),
+    straight-through gradients."""
 
     def __init__(self, bits: int, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.last_bits = bits
-        self.input_quantizer = VideoIQInputQuantizer(bits)
-        self._weight_cache: dict = {}
+        self._set_up_quantization(bits, None)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        weight = _quantized_parameter(self, "weight", self.last_bits)
-        return self._conv_forward(self.input_quantizer(inputs), weight, self.bias)
+        return self._conv_forward(*self._quantized(inputs), self.bias)
 
 
-class VideoIQQuantizedLinear(nn.Linear):
+class VideoIQQuantizedLinear(_VideoIQQuantizedLayer, nn.Linear):
     """A policy linear layer at `bits` (weights and inputs as in [`VideoIQQuantizedConv2d`]); its input is an LSTM
     state, bounded by 1."""
 
     def __init__(self, bits: int, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.last_bits = bits
-        self.input_quantizer = VideoIQInputQuantizer(bits, fixed_absmax=1.0)
-        self._weight_cache: dict = {}
+        self._set_up_quantization(bits, 1.0)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        weight = _quantized_parameter(self, "weight", self.last_bits)
-        return F.linear(self.input_quantizer(inputs), weight, self.bias)
+        return F.linear(*self._quantized(inputs), self.bias)
 
 
 class VideoIQQuantizedLSTMCell(nn.LSTMCell):
@@ -268,14 +280,8 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         """The weight at `bits` (None: full precision). Without autograd the result is cached per bit-width until
         the weight changes (an optimiser step or a load bumps its version), so inference does not re-quantise the
         shared weight on every call."""
-        if torch.is_grad_enabled():
-            return quantize_weight(self.weight, bits, self.bit_width_family[0])
-        key = self._weight_key()
-        cached = self._weight_cache.get(bits)
-        if cached is None or cached[0] != key:
-            cached = (key, quantize_weight(self.weight, bits, self.bit_width_family[0]))
-            self._weight_cache[bits] = cached
-        return cached[1]
+        return _cached_weight(self._weight_cache, bits, self.weight,
+                              lambda weight: quantize_weight(weight, bits, self.bit_width_family[0]))
 
     def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
         """Run at the family's `precision`-th bit-width (None: full precision, clip value of the top bit-width)."""
@@ -948,12 +954,10 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
             bitops.append(counter.total)
         small = torch.zeros(1, config.num_channels, config.policy_image_size, config.policy_image_size,
                             device=frame.device)
-        with MultiplyAddCounter({"encoder": model.policy.encoder}) as encoder:
-            model.policy.encoder(small)
-        with MultiplyAddCounter({"encoder": model.policy.encoder}, weight=bitops_weight) as encoder_bitops:
-            model.policy.encoder(small)
-        with MultiplyAddCounter({"stem": model.policy.encoder.features[0]}) as policy_stem:
-            model.policy.encoder(small)
+        encoder = model.policy.encoder
+        with MultiplyAddCounter({"encoder": encoder, "stem": encoder.features[0]}) as encoder_macs, \
+                MultiplyAddCounter({"encoder": encoder}, weight=bitops_weight) as encoder_bitops:
+            encoder(small)
     finally:
         for module, training in modes:
             module.training = training
@@ -964,8 +968,8 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
     policy_bits = config.policy_bit_width ** 2
     return {"stem_macs": float(stem.total), "frame_macs": float(everything.total),
             "frame_bitops": [float(value) for value in bitops[:-1]], "frame_bitops_full": float(bitops[-1]),
-            "policy_macs": float(encoder.total + lstm + head), "policy_video_macs": float(aux),
-            "policy_stem_macs": float(policy_stem.total),
+            "policy_macs": float(encoder_macs.counts["encoder"] + lstm + head), "policy_video_macs": float(aux),
+            "policy_stem_macs": float(encoder_macs.counts["stem"]),
             "policy_bitops": float(encoder_bitops.total + (lstm + head) * policy_bits),
             "policy_video_bitops": float(aux * policy_bits),
             "video_macs": float(model.classifier.in_features * model.classifier.out_features)}
