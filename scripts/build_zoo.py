@@ -34,6 +34,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from effhub.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_FILE = ROOT / "scripts" / "zoo.yaml"
 CARDS_DIR = ROOT / "model_cards"
@@ -52,8 +54,8 @@ SHARED_DATA_FOLDERS = ("hub/templates",)
 STEP_FLAG = "--step"
 
 
-class ZooError(Exception):
-    """A zoo file or a build that cannot go on (the message names the fix)."""
+class ZooError(ConfigError):
+    """A zoo file or a build that cannot go on (the message names the fix); an `effhub.errors.ConfigError`."""
 
 
 # --------------------------------------------------------------------------------------------------- the zoo file
