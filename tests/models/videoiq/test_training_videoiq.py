@@ -165,9 +165,45 @@ def test_any_precision_update_accumulates_every_bit_width():
     assert set(output) >= {"loss_32bit", "loss_4bit", "loss_2bit"}
 
 
+def test_distillation_on_the_executed_frames():
+    """`policy.kd_frames: executed` distils from the full-precision network on the frames the policy keeps (the
+    teacher's per-frame features averaged over the same frames), `all` from the teacher on every frame."""
+    from types import SimpleNamespace
+
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
+    from effhub.models.videoiq.training_videoiq import build_phases, distillation_loss
+    from effhub.training import RunOptions
+    from tests.models.videoiq.test_modeling_videoiq import clips, tiny_config
+
+    config = tiny_config(skip_list=[1])
+    model = VideoIQForVideoClassification(config).train()
+    teacher = VideoIQForVideoClassification(config).eval()
+    batch = {"pixel_values": clips(3), "labels": torch.tensor([0, 1, 2])}
+    context = SimpleNamespace(state={"temperature": 5.0})
+    kd = {}
+    for frames in ("all", "executed"):
+        recipe = VideoIQRecipe()
+        recipe.policy.kd_frames = frames
+        loss_fn = build_phases(recipe, model, {"teacher": teacher}, RunOptions(output_dir="unused"), 16)["policy"][0]
+        torch.manual_seed(0)
+        kd[frames] = loss_fn.updates[0].loss(model, batch, context)["kd"]
+    torch.manual_seed(0)  # the same Gumbel draws and dropout as inside the loss
+    output = model(pixel_values=batch["pixel_values"], temperature=5.0)
+    executed = output.policy[..., :config.num_precisions].sum(-1).detach()
+    assert 0 < executed.sum() < executed.numel()  # the draw skips some frames and keeps others
+    with torch.no_grad():
+        features = teacher.frame_features(batch["pixel_values"].flatten(0, 1), None).view(*executed.shape, -1)
+        on_kept = teacher.classify(features, executed)
+        on_all = teacher(pixel_values=batch["pixel_values"], precision="full").logits
+    assert kd["executed"].item() == pytest.approx(distillation_loss(output.logits, on_kept).item(), rel=1e-5)
+    assert kd["all"].item() == pytest.approx(distillation_loss(output.logits, on_all).item(), rel=1e-5)
+    assert kd["executed"].item() != pytest.approx(kd["all"].item(), rel=1e-3)
+
+
 @pytest.mark.parametrize("override, match", [
     ("any_precision.pact_lr=[0.1]", "one value per bit-width"),
     ("model.bit_width_family=[4, 2, 32]", "highest precision down"),
+    ("policy.kd_frames=kept", "kd_frames is 'kept'"),
 ])
 def test_bad_recipe(override, match, tmp_path):
     from effhub.models.videoiq.training_videoiq import train

@@ -80,12 +80,16 @@ class VideoIQPolicyRecipe(VideoIQStageRecipe):
     """Stage 3: the policy over the frozen any-precision network. `lr` trains the LSTM, the action head and the
     auxiliary classifier, `encoder_lr` the frame encoder. The temperature decays once per epoch (`epoch_steps`;
     0 = one pass over the training clips). `efficiency_codebook`: the paper's cost per action (`"paper"`,
-    min(b, 8)^2 / 64) or the measured BitOPs per frame relative to the top bit-width (`"bitops"`)."""
+    min(b, 8)^2 / 64) or the measured BitOPs per frame relative to the top bit-width (`"bitops"`). `kd_frames`:
+    the distillation target, the full-precision network on every frame (`"all"`, the paper's) or on the frames the
+    policy executes (`"executed"`, effhub's: distillation then judges the precision of the kept frames and leaves
+    the choice of which frames to skip to the cross-entropy and the efficiency loss)."""
 
     lr: float = 0.01
     encoder_lr: float = 1e-5
     epoch_steps: int = 0
     kd_weight: float = 1.0
+    kd_frames: str = "all"
     policy_weight: float = 1.0
     efficiency_weight: float = 0.16
     efficiency_codebook: str = "paper"

@@ -86,6 +86,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 CODEBOOKS = ("paper", "bitops")
+KD_FRAMES = ("all", "executed")
 
 
 def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = None) -> torch.Tensor:
@@ -169,11 +170,13 @@ class PolicyBackboneClassifier(torch.nn.Module):
 
 
 def check_family_lists(recipe: VideoIQRecipe) -> None:
-    """The per-bit lists of the any-precision stage must have one value per bit-width; the efficiency codebook must
-    be known."""
+    """The per-bit lists of the any-precision stage must have one value per bit-width; the efficiency codebook and
+    the distillation frames must be known."""
     if recipe.policy.efficiency_codebook not in CODEBOOKS:
         raise ConfigError(f"policy.efficiency_codebook is '{recipe.policy.efficiency_codebook}'",
                           f"use one of {list(CODEBOOKS)}")
+    if recipe.policy.kd_frames not in KD_FRAMES:
+        raise ConfigError(f"policy.kd_frames is '{recipe.policy.kd_frames}'", f"use one of {list(KD_FRAMES)}")
     family = recipe.model.bit_width_family
     for name in ("pact_lr", "pact_weight_decay"):
         values = getattr(recipe.any_precision, name)
@@ -217,9 +220,15 @@ def build_phases(recipe: VideoIQRecipe, model, teacher_holder: dict, options, tr
 
     def policy_loss(net, batch, ctx):
         teacher = teacher_holder["teacher"]
+        pixel_values = batch["pixel_values"]
+        output = net(pixel_values=pixel_values, temperature=ctx.state["temperature"])
         with torch.no_grad():
-            teacher_logits = teacher(pixel_values=batch["pixel_values"], precision="full").logits
-        output = net(pixel_values=batch["pixel_values"], temperature=ctx.state["temperature"])
+            if recipe.policy.kd_frames == "executed":
+                executed = output.policy[..., :config.num_precisions].sum(-1)
+                teacher_logits = teacher.classify(teacher.frame_features(pixel_values.contiguous().flatten(0, 1), None)
+                                                  .view(*executed.shape, -1), executed)
+            else:
+                teacher_logits = teacher(pixel_values=pixel_values, precision="full").logits
         if "codebook" not in teacher_holder:
             costs = model.frame_costs() if recipe.policy.efficiency_codebook == "bitops" else None
             teacher_holder["codebook"] = efficiency_codebook(config, recipe.policy.efficiency_codebook, costs)
