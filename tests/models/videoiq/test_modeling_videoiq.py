@@ -266,6 +266,28 @@ def test_dynamic_inference_equals_the_mixed_training_path():
     assert policy.policy.shape == (3, config.num_frames, config.num_actions)
 
 
+def test_kept_frame_logits_hold_the_skip_decisions_fixed():
+    """The training path's `kept_frame_logits` equal `logits` in value, and their gradient reaches the choice of
+    bit-width but not the skip action (the student of `policy.kd_frames: executed`)."""
+    config = tiny_config(skip_list=[1])
+    model = VideoIQForVideoClassification(config).train()
+    model.dropout.eval()  # as in the policy stage (two dropout draws would differ)
+    torch.manual_seed(0)
+    out = model(pixel_values=clips(4, config), temperature=5.0)
+    skipped = out.policy[..., config.num_precisions:].sum(-1)
+    assert 0 < skipped.sum() < skipped.numel()  # this draw keeps some frames and skips others
+    assert torch.allclose(out.kept_frame_logits, out.logits, atol=1e-6)
+    bias = model.policy.action_head.bias
+    skip = config.num_precisions
+    (kept_grad,) = torch.autograd.grad(out.kept_frame_logits.square().sum(), bias, retain_graph=True)
+    (full_grad,) = torch.autograd.grad(out.logits.square().sum(), bias)
+    assert kept_grad[skip].abs() < 1e-6 * kept_grad[:skip].abs().max()
+    assert kept_grad[:skip].abs().max() > 0 and full_grad[skip].abs() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model(pixel_values=clips(2, config)).kept_frame_logits is None  # training path only
+
+
 def test_skip_carries_the_decision_and_the_lstm_state_over():
     config = tiny_config(skip_list=[3])
     model = VideoIQForVideoClassification(config).eval()

@@ -166,8 +166,9 @@ def test_any_precision_update_accumulates_every_bit_width():
 
 
 def test_distillation_on_the_executed_frames():
-    """`policy.kd_frames: executed` distils from the full-precision network on the frames the policy keeps (the
-    teacher's per-frame features averaged over the same frames), `all` from the teacher on every frame."""
+    """`policy.kd_frames: executed` distils the kept-frame logits (skip decisions held fixed) towards the
+    full-precision network on the same kept frames (its per-frame features averaged over them); `all` distils the
+    logits towards the teacher on every frame."""
     from types import SimpleNamespace
 
     from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
@@ -195,7 +196,8 @@ def test_distillation_on_the_executed_frames():
         features = teacher.frame_features(batch["pixel_values"].flatten(0, 1), None).view(*executed.shape, -1)
         on_kept = teacher.classify(features, executed)
         on_all = teacher(pixel_values=batch["pixel_values"], precision="full").logits
-    assert kd["executed"].item() == pytest.approx(distillation_loss(output.logits, on_kept).item(), rel=1e-5)
+    assert kd["executed"].item() == pytest.approx(distillation_loss(output.kept_frame_logits, on_kept).item(),
+                                                  rel=1e-5)
     assert kd["all"].item() == pytest.approx(distillation_loss(output.logits, on_all).item(), rel=1e-5)
     assert kd["executed"].item() != pytest.approx(kd["all"].item(), rel=1e-3)
 

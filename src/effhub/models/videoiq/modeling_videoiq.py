@@ -468,12 +468,16 @@ class VideoIQPolicyOutput(ModelOutput):
         decided (`torch.BoolTensor` of shape `(batch_size, num_frames)`): the frame's action was decided there (False
             for the frames a longer skip carried over).
         aux_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*): the auxiliary classifier.
+        precision_actions (`torch.FloatTensor` of shape `(batch_size, num_frames, num_precisions)`, *optional*): when
+            sampling, the bit-width each frame would run at if kept: the hard Gumbel-softmax over the bit-widths alone
+            (the same noise), whose straight-through gradient does not reach the skip actions.
     """
 
     actions: torch.FloatTensor | None = None
     logprobs: torch.FloatTensor | None = None
     decided: torch.BoolTensor | None = None
     aux_logits: torch.FloatTensor | None = None
+    precision_actions: torch.FloatTensor | None = None
 
 
 class VideoIQPolicyNetwork(nn.Module):
@@ -516,17 +520,24 @@ class VideoIQPolicyNetwork(nn.Module):
         cell = features.new_zeros(batch, config.policy_hidden_size)
         remaining = torch.zeros(batch, dtype=torch.long, device=features.device)
         previous = None
-        actions, logprobs, decided, states = [], [], [], []
+        actions, logprobs, decided, states, precision_choices = [], [], [], [], []
+        previous_precision = None
         for t in range(frames):
             new_hidden, new_cell = self.lstm(features[:, t], (hidden, cell))
             logprob = F.log_softmax(self.action_head(new_hidden), dim=-1)
             if sample:
-                choice = _hard_gumbel_softmax(logprob, temperature, generator)
+                choice, precision_choice = _hard_gumbel_softmax(logprob, temperature, generator,
+                                                                config.num_precisions)
             else:
                 choice = F.one_hot(logprob.argmax(-1), config.num_actions).to(logprob.dtype)
             carried = remaining > 0
             if previous is not None:
                 choice = torch.where(carried[:, None], previous, choice)
+            if sample:
+                if previous_precision is not None:
+                    precision_choice = torch.where(carried[:, None], previous_precision, precision_choice)
+                previous_precision = precision_choice
+                precision_choices.append(precision_choice)
             keep = carried[:, None]
             hidden = torch.where(keep, hidden, new_hidden)
             cell = torch.where(keep, cell, new_cell)
@@ -541,17 +552,30 @@ class VideoIQPolicyNetwork(nn.Module):
         if self.aux_classifier is not None:
             aux = self.aux_classifier(torch.stack(states, 1).mean(1))
         return VideoIQPolicyOutput(actions=torch.stack(actions, 1), logprobs=torch.stack(logprobs, 1),
-                                   decided=torch.stack(decided, 1), aux_logits=aux)
+                                   decided=torch.stack(decided, 1), aux_logits=aux,
+                                   precision_actions=torch.stack(precision_choices, 1) if sample else None)
 
 
-def _hard_gumbel_softmax(logprob: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
-    """One-hot sample of softmax((logprob + Gumbel noise) / temperature), straight-through gradients."""
+def _straight_through_one_hot(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """One-hot argmax of `scores` with the gradient of softmax(scores / temperature)."""
+    soft = F.softmax(scores / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), scores.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+def _hard_gumbel_softmax(logprob: torch.Tensor, temperature: float, generator=None,
+                         num_precisions: int | None = None):
+    """One-hot sample of softmax((logprob + Gumbel noise) / temperature), straight-through gradients. With
+    `num_precisions`, also the sample over the first `num_precisions` actions alone (the same noise): the action
+    the frame would take if it were kept, whose gradient does not reach the other actions."""
     uniform = torch.rand(logprob.shape, generator=generator, device=logprob.device, dtype=logprob.dtype) \
         if generator is not None else torch.rand_like(logprob)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
-    soft = F.softmax((logprob + gumbel) / temperature, dim=-1)
-    hard = F.one_hot(soft.argmax(-1), logprob.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+    perturbed = logprob + gumbel
+    choice = _straight_through_one_hot(perturbed, temperature)
+    if num_precisions is None:
+        return choice
+    return choice, _straight_through_one_hot(perturbed[..., :num_precisions], temperature)
 
 
 # -- the model -------------------------------------------------------------------------------------------------------
@@ -571,6 +595,9 @@ class VideoIQOutput(ModelOutput):
             activation bits x multiply-adds, per layer; policy network included).
         macs (`torch.FloatTensor` of shape `(batch_size,)`): multiply-adds executed per video (policy included).
         gflops_proxy (`torch.FloatTensor` of shape `(batch_size,)`): the paper's GFLOPs proxy per video.
+        kept_frame_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*): training path
+            only: `logits` with the skip decisions held fixed, so that their gradient reaches only the choice of
+            bit-width of the kept frames (the student of `policy.kd_frames: executed`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -578,6 +605,7 @@ class VideoIQOutput(ModelOutput):
     policy: torch.FloatTensor | None = None
     policy_logprobs: torch.FloatTensor | None = None
     policy_aux_logits: torch.FloatTensor | None = None
+    kept_frame_logits: torch.FloatTensor | None = None
     bitops: torch.FloatTensor | None = None
     macs: torch.FloatTensor | None = None
     gflops_proxy: torch.FloatTensor | None = None
@@ -706,17 +734,25 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         executed = (actions < self.config.num_precisions).to(features.dtype)
         return self.classify(features.view(batch, frames, -1), executed)
 
-    def run_mixed(self, pixel_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def run_mixed(self, pixel_values: torch.Tensor, actions: torch.Tensor,
+                  precision_actions: torch.Tensor | None = None):
         """The training path: every precision on every frame, mixed by the one-hot `actions` `(B, T, A)` so that the
-        decisions receive gradients; skipped frames contribute zero features."""
+        decisions receive gradients; skipped frames contribute zero features.
+
+        With `precision_actions` `(B, T, num_precisions)` (the policy's bit-width per frame if kept), returns
+        `(logits, kept_frame_logits)`: the second mixes the kept frames by `precision_actions` under the skip
+        decisions of `actions` held fixed."""
         batch, frames = pixel_values.shape[:2]
         flat = pixel_values.flatten(0, 1)
-        mixed = 0
-        for index in range(self.config.num_precisions):
-            features = self.frame_features(flat, index).view(batch, frames, -1)
-            mixed = mixed + actions[..., index:index + 1] * features
-        executed = actions[..., :self.config.num_precisions].sum(-1)
-        return self.classify(mixed, executed)
+        precisions = self.config.num_precisions
+        per_precision = [self.frame_features(flat, index).view(batch, frames, -1) for index in range(precisions)]
+        executed = actions[..., :precisions].sum(-1)
+        logits = self.classify(sum(actions[..., i:i + 1] * per_precision[i] for i in range(precisions)), executed)
+        if precision_actions is None:
+            return logits
+        kept = executed.detach()
+        kept_features = sum(precision_actions[..., i:i + 1] * per_precision[i] for i in range(precisions))
+        return logits, self.classify(kept_features * kept[..., None], kept)
 
     # ---------------------------------------------------------------------------------------------- forward
     @can_return_tuple
@@ -746,7 +782,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         # convolution backward, which corrupted the heap on an AVX2 CPU with one thread (torch 2.13)
         pixel_values = pixel_values.contiguous()
         config = self.config
-        policy_output = None
+        policy_output = kept_frame_logits = None
         if precision is not None:
             if actions is not None:
                 raise ConfigError("both precision and actions were given", "pass one of them")
@@ -771,7 +807,8 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
                                         temperature=temperature or config.temperature_init)
             action_ids = policy_output.actions.argmax(-1)
             if sample:
-                logits = self.run_mixed(pixel_values, policy_output.actions)
+                logits, kept_frame_logits = self.run_mixed(pixel_values, policy_output.actions,
+                                                           policy_output.precision_actions)
             else:
                 logits = self.run_dynamic(pixel_values, action_ids)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
@@ -781,6 +818,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
             policy=policy_output.actions if policy_output is not None else None,
             policy_logprobs=policy_output.logprobs if policy_output is not None else None,
             policy_aux_logits=policy_output.aux_logits if policy_output is not None else None,
+            kept_frame_logits=kept_frame_logits,
             bitops=costs["bitops"], macs=costs["macs"], gflops_proxy=costs["gflops_proxy"],
         )
 

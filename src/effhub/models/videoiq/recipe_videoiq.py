@@ -81,9 +81,10 @@ class VideoIQPolicyRecipe(VideoIQStageRecipe):
     auxiliary classifier, `encoder_lr` the frame encoder. The temperature decays once per epoch (`epoch_steps`;
     0 = one pass over the training clips). `efficiency_codebook`: the paper's cost per action (`"paper"`,
     min(b, 8)^2 / 64) or the measured BitOPs per frame relative to the top bit-width (`"bitops"`). `kd_frames`:
-    the distillation target, the full-precision network on every frame (`"all"`, the paper's) or on the frames the
-    policy executes (`"executed"`, effhub's: distillation then judges the precision of the kept frames and leaves
-    the choice of which frames to skip to the cross-entropy and the efficiency loss)."""
+    what the distillation compares, the clip's logits with the full-precision network's on every frame (`"all"`,
+    the paper's) or, with the skip decisions held fixed, the kept frames' logits with the full-precision network's on
+    the same frames (`"executed"`, effhub's: distillation then prices only the bit-width of each kept frame and
+    leaves the choice of which frames to skip to the cross-entropy and the efficiency loss)."""
 
     lr: float = 0.01
     encoder_lr: float = 1e-5

@@ -110,14 +110,17 @@ def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = 
 def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
                   codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The policy stage's loss terms (weighted) and their sum under `loss` (`codebook`: the efficiency cost per
-    action, the paper's by default)."""
+    action, the paper's by default). With `policy.kd_frames: executed` the distillation's student is
+    `output.kept_frame_logits` (the skip decisions held fixed) and `teacher_logits` must be the teacher's on the
+    same kept frames."""
     weights = recipe.policy
     actions = output.policy
     usage = actions.mean(dim=(0, 1))
     codebook = (efficiency_codebook(config) if codebook is None else codebook).to(usage)
+    student = output.kept_frame_logits if weights.kd_frames == "executed" else output.logits
     terms = {
         "ce": F.cross_entropy(output.logits, labels),
-        "kd": weights.kd_weight * distillation_loss(output.logits, teacher_logits),
+        "kd": weights.kd_weight * distillation_loss(student, teacher_logits),
         "balance": weights.balance_weight * ((usage - 1.0 / config.num_actions) ** 2).sum(),
         "efficiency": weights.efficiency_weight * (usage * codebook).sum(),
         "entropy": weights.entropy_weight * -(output.policy_logprobs.exp() * output.policy_logprobs).sum(-1).mean(),
@@ -223,10 +226,10 @@ def build_phases(recipe: VideoIQRecipe, model, teacher_holder: dict, options, tr
         pixel_values = batch["pixel_values"]
         output = net(pixel_values=pixel_values, temperature=ctx.state["temperature"])
         with torch.no_grad():
-            if recipe.policy.kd_frames == "executed":
-                executed = output.policy[..., :config.num_precisions].sum(-1)
-                teacher_logits = teacher.classify(teacher.frame_features(pixel_values.contiguous().flatten(0, 1), None)
-                                                  .view(*executed.shape, -1), executed)
+            if recipe.policy.kd_frames == "executed":  # the teacher on the frames the policy keeps
+                kept = output.policy[..., :config.num_precisions].sum(-1)
+                frames = pixel_values.contiguous().flatten(0, 1)
+                teacher_logits = teacher.classify(teacher.frame_features(frames, None).view(*kept.shape, -1), kept)
             else:
                 teacher_logits = teacher(pixel_values=pixel_values, precision="full").logits
         if "codebook" not in teacher_holder:
