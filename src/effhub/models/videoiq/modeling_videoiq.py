@@ -526,8 +526,8 @@ class VideoIQPolicyNetwork(nn.Module):
             new_hidden, new_cell = self.lstm(features[:, t], (hidden, cell))
             logprob = F.log_softmax(self.action_head(new_hidden), dim=-1)
             if sample:
-                choice, precision_choice = _hard_gumbel_softmax(logprob, temperature, generator,
-                                                                config.num_precisions)
+                choice, precision_choice = _hard_gumbel_softmax(logprob, temperature, config.num_precisions,
+                                                                generator)
             else:
                 choice = F.one_hot(logprob.argmax(-1), config.num_actions).to(logprob.dtype)
             carried = remaining > 0
@@ -563,19 +563,16 @@ def _straight_through_one_hot(scores: torch.Tensor, temperature: float) -> torch
     return hard + soft - soft.detach()
 
 
-def _hard_gumbel_softmax(logprob: torch.Tensor, temperature: float, generator=None,
-                         num_precisions: int | None = None):
-    """One-hot sample of softmax((logprob + Gumbel noise) / temperature), straight-through gradients. With
-    `num_precisions`, also the sample over the first `num_precisions` actions alone (the same noise): the action
-    the frame would take if it were kept, whose gradient does not reach the other actions."""
+def _hard_gumbel_softmax(logprob: torch.Tensor, temperature: float, num_precisions: int, generator=None):
+    """One-hot sample of softmax((logprob + Gumbel noise) / temperature), straight-through gradients; and the
+    sample over the first `num_precisions` actions alone (the same noise): the action the frame would take if it
+    were kept, whose gradient does not reach the other actions."""
     uniform = torch.rand(logprob.shape, generator=generator, device=logprob.device, dtype=logprob.dtype) \
         if generator is not None else torch.rand_like(logprob)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
     perturbed = logprob + gumbel
-    choice = _straight_through_one_hot(perturbed, temperature)
-    if num_precisions is None:
-        return choice
-    return choice, _straight_through_one_hot(perturbed[..., :num_precisions], temperature)
+    return (_straight_through_one_hot(perturbed, temperature),
+            _straight_through_one_hot(perturbed[..., :num_precisions], temperature))
 
 
 # -- the model -------------------------------------------------------------------------------------------------------
@@ -746,13 +743,16 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         flat = pixel_values.flatten(0, 1)
         precisions = self.config.num_precisions
         per_precision = [self.frame_features(flat, index).view(batch, frames, -1) for index in range(precisions)]
+
+        def mixed(weights):  # per-frame features mixed by one-hot weights over the bit-widths
+            return sum(weights[..., i:i + 1] * per_precision[i] for i in range(precisions))
+
         executed = actions[..., :precisions].sum(-1)
-        logits = self.classify(sum(actions[..., i:i + 1] * per_precision[i] for i in range(precisions)), executed)
+        logits = self.classify(mixed(actions), executed)
         if precision_actions is None:
             return logits
         kept = executed.detach()
-        kept_features = sum(precision_actions[..., i:i + 1] * per_precision[i] for i in range(precisions))
-        return logits, self.classify(kept_features * kept[..., None], kept)
+        return logits, self.classify(mixed(precision_actions) * kept[..., None], kept)
 
     # ---------------------------------------------------------------------------------------------- forward
     @can_return_tuple
