@@ -703,11 +703,15 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         pooled = features.sum(1) / count
         return self.classifier(self.dropout(pooled))
 
-    def run_uniform(self, pixel_values: torch.Tensor, precision: int | None) -> torch.Tensor:
-        """Logits with every frame at family index `precision` (None: full precision)."""
+    def run_uniform(self, pixel_values: torch.Tensor, precision: int | None,
+                    kept: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits with every frame at family index `precision` (None: full precision), averaged over the frames
+        `kept` `(B, T)` (weights 0/1; every frame when None)."""
         batch, frames = pixel_values.shape[:2]
         features = self.frame_features(pixel_values.flatten(0, 1), precision).view(batch, frames, -1)
-        return self.classify(features, pixel_values.new_ones(batch, frames))
+        if kept is None:
+            return self.classify(features, pixel_values.new_ones(batch, frames))
+        return self.classify(features * kept[..., None], kept)
 
     def run_dynamic(self, pixel_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits with each frame run once at the precision its action names; skipped frames are not computed.

@@ -226,12 +226,10 @@ def build_phases(recipe: VideoIQRecipe, model, teacher_holder: dict, options, tr
         pixel_values = batch["pixel_values"]
         output = net(pixel_values=pixel_values, temperature=ctx.state["temperature"])
         with torch.no_grad():
-            if recipe.policy.kd_frames == "executed":  # the teacher on the frames the policy keeps
-                kept = output.policy[..., :config.num_precisions].sum(-1)
-                frames = pixel_values.contiguous().flatten(0, 1)
-                teacher_logits = teacher.classify(teacher.frame_features(frames, None).view(*kept.shape, -1), kept)
-            else:
-                teacher_logits = teacher(pixel_values=pixel_values, precision="full").logits
+            # the full-precision network on the frames the policy keeps, or on every frame (the paper's)
+            kept = output.policy[..., :config.num_precisions].sum(-1) if recipe.policy.kd_frames == "executed" \
+                else None
+            teacher_logits = teacher.run_uniform(pixel_values.contiguous(), None, kept)
         if "codebook" not in teacher_holder:
             costs = model.frame_costs() if recipe.policy.efficiency_codebook == "bitops" else None
             teacher_holder["codebook"] = efficiency_codebook(config, recipe.policy.efficiency_codebook, costs)
