@@ -200,7 +200,7 @@ def test_distillation_on_the_executed_frames():
     assert kd["executed"].item() == pytest.approx(distillation_loss(output.kept_frame_logits, on_kept).item(),
                                                   rel=1e-5)
     assert kd["all"].item() == pytest.approx(distillation_loss(output.logits, on_all).item(), rel=1e-5)
-    assert kd["executed"].item() != pytest.approx(kd["all"].item(), rel=1e-3)
+    assert (on_kept - on_all).abs().max() > 1e-3  # the skipped frames are left out of the teacher's target
 
 
 @pytest.mark.parametrize("override, match", [
