@@ -17,6 +17,12 @@ demo's 512), or an existing run (`--from-run`), then:
    float simulation of the quantisers and on the int8 kernels; the full-precision backbone on only the frames the
    policy executes gives the saving of skips alone, simulation minus kernels the saving of the kernels.
 3. The policy network's share of the dynamic inference time.
+4. The same timing at a realistic size (`--scale-width`, `--scale-image-size`; default a ResNet-18 of base width 64
+   on 112 px frames): the test-bed's network is so small (width 8, 32 px) that per-call overheads decide its times.
+   The trained policy (its weights, on the timing clips upsampled to that size; its input is downsampled to the
+   same `policy_image_size`) drives a recognition network of that size with *random* weights, so the time is
+   measured for the policy's own decisions while the accuracy at that size is not (the share of frames whose action
+   agrees with the test-bed run is recorded).
 
 The machine is shared: timings are medians of interleaved repeats and the load average is recorded with them.
 Writes a table to stdout and `benchmarks/results/videoiq.json` (`videoiq-quick.json` with `--quick`).
@@ -167,6 +173,34 @@ def cpu_times(model, pixel_values, repeats: int, int8: bool = False) -> dict:
     return result
 
 
+def scaled_timing(model, pixel_values, base_width: int, image_size: int, repeats: int) -> dict:
+    """`cpu_times` of a recognition network of `base_width` on `image_size` px frames (random weights, int8 kernels
+    calibrated on these clips) driven by `model`'s trained policy on `pixel_values` upsampled to that size."""
+    import torch
+    import torch.nn.functional as F
+
+    from effhub.models.videoiq import VideoIQConfig, VideoIQForVideoClassification
+
+    config = VideoIQConfig.from_dict({**model.config.to_dict(), "base_width": base_width, "image_size": image_size})
+    torch.manual_seed(0)
+    scaled = VideoIQForVideoClassification(config)
+    scaled.policy.load_state_dict(model.policy.state_dict())
+    scaled.eval()
+    batch, frames = pixel_values.shape[:2]
+    upsampled = F.interpolate(pixel_values.flatten(0, 1), size=(image_size, image_size), mode="bilinear",
+                              align_corners=False).view(batch, frames, -1, image_size, image_size)
+    model.eval()
+    with torch.no_grad():
+        agreement = float((model.policy(pixel_values).actions.argmax(-1) ==
+                           scaled.policy(upsampled).actions.argmax(-1)).float().mean())
+    int8_bits = scaled.prepare_int8_kernels(upsampled)
+    timing = cpu_times(scaled, upsampled, repeats, int8=bool(int8_bits))
+    costs = scaled.frame_costs()
+    return {"base_width": base_width, "image_size": image_size, "action_agreement_with_testbed": agreement,
+            "int8_bit_widths": int8_bits, "gmacs_per_frame": costs["frame_macs"] / 1e9,
+            "policy_gmacs_per_frame": costs["policy_macs"] / 1e9, **timing}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks videoiq", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the demo recipe as shipped (a few minutes)")
@@ -177,6 +211,10 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-clips", type=int, default=16)
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="keep the trained run here (default: a temporary folder)")
+    parser.add_argument("--scale-width", type=int, default=64,
+                        help="section 4: the recognition network's base width for the timing at scale (0: skip it)")
+    parser.add_argument("--scale-image-size", type=int, default=112, help="section 4: its frame size")
+    parser.add_argument("--scale-clips", type=int, default=8, help="section 4: clips per timed call")
     parser.add_argument("--from-run", type=Path, default=None,
                         help="benchmark this finished run (its recipe, overrides applied to the test data only)")
     args = parser.parse_args(argv)
@@ -262,6 +300,11 @@ def main(argv=None) -> int:
     pixel_values = collate(clips)["pixel_values"]
     timing = cpu_times(model, pixel_values, args.timing_repeats or (5 if args.quick else 15), int8=bool(int8_bits))
     deployed = int8_evaluations.get("policy", policy)  # the path the timing's dynamic inference ran
+    at_scale = None
+    if args.scale_width > 0:
+        print(f"-- timing at scale: base width {args.scale_width}, {args.scale_image_size} px frames", flush=True)
+        at_scale = scaled_timing(model, pixel_values[:args.scale_clips], args.scale_width, args.scale_image_size,
+                                 args.timing_repeats or (3 if args.quick else 5))
 
     policy_costs = model.policy_video_costs()
     policy_macs, policy_bitops = policy_costs["macs"], policy_costs["bitops"]
@@ -289,7 +332,7 @@ def main(argv=None) -> int:
         "testbed_frame_kind_top1": testbed, "int8_bit_widths": int8_bits,
         "int8_evaluations": int8_evaluations, "evaluations": evaluations, "uniform_curve": curves, "policy_minus_full_top1": gap,
         "policy_minus_matched_random_top1": policy["top1"] - matched["top1"], "timing": timing,
-        "policy_network_cost": policy_cost,
+        "policy_network_cost": policy_cost, "timing_at_scale": at_scale,
         "targets": targets, "seconds": time.perf_counter() - started,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +373,17 @@ def main(argv=None) -> int:
     print(f"policy share of dynamic time {timing['policy_share_of_dynamic']:.0%}; executed frames "
           f"{timing['executed_frame_share']:.0%}; saving against full precision from skips "
           f"{timing['saving_from_skips']:.0%}, from int8 kernels {timing['saving_from_int8_kernels']:.0%}")
+    if at_scale is not None:
+        scaled_per_clip = at_scale["seconds_per_clip"]
+        print(f"\n(4) the same at base width {at_scale['base_width']}, {at_scale['image_size']} px (random weights: "
+              f"time only; actions agree with the test-bed run on {at_scale['action_agreement_with_testbed']:.0%} "
+              f"of the frames; {at_scale['clips_per_call']} clips per call, median of {at_scale['repeats']})")
+        print(text_table([("path", "ms per clip", "vs full precision")] + [
+            (name, f"{1000 * value:.2f}", f"{value / scaled_per_clip['full_precision']:.2f}")
+            for name, value in scaled_per_clip.items()]))
+        print(f"dynamic inference {at_scale['dynamic_vs_full']:.2f} of full precision; saving from skips "
+              f"{at_scale['saving_from_skips']:.0%}, from int8 kernels {at_scale['saving_from_int8_kernels']:.0%}; "
+              f"policy share of dynamic time {at_scale['policy_share_of_dynamic']:.0%}")
     print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))
     print(f"written {output} in {result['seconds']:.0f} s")
     return 0

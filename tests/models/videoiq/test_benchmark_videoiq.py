@@ -29,11 +29,32 @@ def test_uniform_curve_interpolates_between_neighbouring_points(benchmark_module
     assert benchmark_module.above_curve(0.6, 0.5, points)["above"]  # cheaper and better than the cheapest point
 
 
+def test_scaled_timing_drives_a_larger_network_with_the_trained_policy(benchmark_module):
+    import torch
+
+    from effhub.models.videoiq import VideoIQForVideoClassification
+    from tests.models.videoiq.test_modeling_videoiq import clips, tiny_config
+
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(tiny_config(bit_width_family=[8, 4, 2])).eval()
+    result = benchmark_module.scaled_timing(model, clips(2, model.config), base_width=8, image_size=32, repeats=1)
+    assert result["base_width"] == 8 and result["image_size"] == 32
+    assert 0.0 <= result["action_agreement_with_testbed"] <= 1.0
+    # a network of width 8 on 32 px frames costs more than the tiny one of width 4 on 16 px frames
+    assert result["gmacs_per_frame"] > model.frame_costs()["frame_macs"] / 1e9
+    assert result["policy_gmacs_per_frame"] == pytest.approx(model.frame_costs()["policy_macs"] / 1e9)
+    times = result["seconds_per_clip"]
+    assert times["full_precision"] > 0 and "dynamic_simulated" in times
+    assert result["int8_kernels"] == bool(result["int8_bit_widths"])
+    assert result["dynamic_vs_full"] > 0 and result["clips_per_call"] == 2
+
+
 @pytest.mark.slow
 def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     monkeypatch.setenv("EFFHUB_CACHE", str(tmp_path / "cache"))
     output = tmp_path / "videoiq.json"
-    argv = ["--quick", "--output", str(output), "--timing-repeats", "1", "--timing-clips", "2"]
+    argv = ["--quick", "--output", str(output), "--timing-repeats", "1", "--timing-clips", "2",
+            "--scale-width", "8", "--scale-image-size", "48", "--scale-clips", "2"]
     for value in SHORT:
         argv += ["--set", value]
     assert benchmark_module.main(argv) == 0
@@ -51,6 +72,9 @@ def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     timing = result["timing"]
     assert timing["seconds_per_clip"]["full_precision"] > 0 and 0 < timing["policy_share_of_dynamic"] < 1
     assert timing["int8_kernels"] and "dynamic_int8" in timing["seconds_per_clip"]
+    at_scale = result["timing_at_scale"]
+    assert at_scale["image_size"] == 48 and at_scale["clips_per_call"] == 2
+    assert at_scale["seconds_per_clip"]["full_precision"] > 0
     assert set(result["targets"]) == {
         "policy_above_uniform_curve_bitops", "policy_above_uniform_curve_proxy",
         "policy_within_0.5_points_of_full_precision_at_half_its_bitops",
