@@ -173,13 +173,16 @@ def add_budget_arguments(commands) -> None:
                             help="segmentation classes (default: from the data set)")
         parser.add_argument("--no-progress", action="store_true", help="disable progress bars")
 
-    pilot = budget_commands.add_parser("pilot", help="choose the pilot images to label (every task) for taba")
+    pilot = budget_commands.add_parser("pilot", help="choose the pilot labels for taba (images and their tasks)")
     pool_arguments(pilot)
     pilot.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. segmentation,depth,normals")
     pilot.add_argument("--costs", required=True, help="comma-separated money per label, in task order, e.g. 10,1,3")
     pilot.add_argument("--fraction", type=float, default=0.1,
                        help="share of --budget the pilot spends (without --budget: share of the pool's images)")
     pilot.add_argument("--budget", type=float, default=None, help="the budget of the allocation to come")
+    pilot.add_argument("--labels", choices=("every_task", "equal_money"), default=None,
+                       help="every_task: a few images labelled for every task; equal_money: the same money on every "
+                            "task, each on its own images (default: the demo recipe's)")
     pilot.add_argument("--output", type=Path, required=True, help="folder for pilot.json and images.txt")
 
     allocate = budget_commands.add_parser("allocate", help="allocate a label budget over the pool")
@@ -271,11 +274,15 @@ def _run_budget(args: argparse.Namespace) -> int:
 
     pool = _load_pool(args)
     if args.budget_command == "pilot":
+        settings = pilot_settings(num_classes=args.num_classes)
+        if args.labels is not None:
+            settings["labels"] = args.labels
         pilot = plan_pilot(pool, _split_list(args.tasks, "tasks"), _split_list(args.costs, "costs"),
                            fraction=args.fraction, budget=args.budget, seed=args.seed, output=args.output,
-                           settings=pilot_settings(num_classes=args.num_classes))
-        print(f"effhub: {len(pilot.image_ids)} pilot image(s), to be labelled for {', '.join(pilot.tasks)} "
-              f"(cost {pilot.spend:g}): {args.output / 'images.txt'}")
+                           settings=settings)
+        counts = ", ".join(f"{task} {len(pilot.labels_of(task))}" for task in pilot.tasks)
+        print(f"effhub: {len(pilot.image_ids)} pilot image(s) to label ({counts}; cost {pilot.spend:g}): "
+              f"{args.output / 'images.txt'} (an id alone: every task; else the id, a tab and its tasks)")
         return 0
     from .budget import BudgetProblem, allocate
 

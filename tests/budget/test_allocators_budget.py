@@ -130,3 +130,59 @@ def test_pilot_for_another_pool_or_problem(small_pool, tmp_path):
         plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=30)
     with pytest.raises(ConfigError, match="fraction"):
         plan_pilot(pool, TASKS, [10, 1, 3], fraction=1.5)
+
+
+def test_equal_money_pilot_spends_alike_on_every_task_on_separate_images(small_pool, tmp_path):
+    from effhub.budget import plan_pilot
+    from effhub.budget.pilot import estimate_pilot, pilot_settings
+    from effhub.budget.problem import pool_ids
+
+    pool, _ = small_pool
+    settings = {**pilot_settings(), "labels": "equal_money", "min_images": 1, "steps": 2, "batch_size": 4}
+    # money per task: max(10% of 300 / 3 tasks, 1 label of the costliest task) = 10
+    pilot = plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=300, output=tmp_path / "pilot",
+                       settings=settings)
+    assert {task: len(pilot.labels_of(task)) for task in TASKS} == {"segmentation": 1, "depth": 10, "normals": 3}
+    assert pilot.spend == 10 + 10 + 9
+    sets = [set(pilot.labels_of(task)) for task in TASKS]
+    assert sum(map(len, sets)) == len(set().union(*sets)) == len(pilot.image_ids)  # one label per image
+    lines = (tmp_path / "pilot" / "images.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[1] for line in lines) == ["depth"] * 10 + ["normals"] * 3 + ["segmentation"]
+    loaded = Pilot.load(tmp_path / "pilot")
+    assert loaded.task_labels == pilot.task_labels and loaded.spend == pilot.spend
+    assert loaded.tasks_of(pilot.labels_of("depth")[0]) == ["depth"]
+
+    estimate = estimate_pilot(loaded, pool, progress=False)
+    assert set(estimate.uncertainty) == set(TASKS)
+    assert all(0.05 <= value <= 1.0 for value in estimate.uncertainty.values())
+    # one held-out label of depth's 10 (25%, rounded) is 2 or 3, normals 1, and the lone segmentation label none
+    assert estimate.details["heldout_images"] in (3, 4)
+    problem = BudgetProblem(TASKS, [10, 1, 3], 120)
+    labels, details = taba_labels(problem, pool_ids(pool), loaded, estimate, progress=False)
+    for task in TASKS:  # taba starts from the pilot's own labels, not every task on every pilot image
+        assert set(pilot.labels_of(task)) <= set(labels[task])
+    assert details["pilot_labels"] == {"segmentation": 1, "depth": 10, "normals": 3}
+    assert sum(len(labels[task]) * problem.costs[task] for task in TASKS) <= problem.budget
+
+
+def test_equal_money_pilot_needs_only_its_own_labels(small_pool):
+    from effhub.budget import Allocation, plan_pilot
+    from effhub.budget.pilot import check_pilot_labels, pilot_settings
+    from effhub.budget.problem import pool_ids
+
+    pool, _ = small_pool
+    ids = pool_ids(pool)
+    settings = {**pilot_settings(), "labels": "equal_money", "min_images": 1}
+    pilot = plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=300, settings=settings)
+    # a pool that carries exactly the pilot's labels
+    labelled = Allocation(BudgetProblem(TASKS, [10, 1, 3], pilot.spend), pilot.task_labels, pool_fingerprint(ids),
+                          "pilot").apply(pool)
+    positions = [ids.index(i) for i in pilot.image_ids]
+    check_pilot_labels(pilot, labelled.select(positions))
+    every_task = Pilot(pilot.pool_fingerprint, pilot.tasks, pilot.costs, pilot.image_ids)
+    with pytest.raises(DatasetError, match="pilot label"):
+        check_pilot_labels(every_task, labelled.select(positions))
+    with pytest.raises(ConfigError, match="more than the budget"):
+        plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=20, settings=settings)
+    with pytest.raises(ConfigError, match="Unknown pilot layout"):
+        plan_pilot(pool, TASKS, [10, 1, 3], budget=300, settings={**settings, "labels": "some"})

@@ -90,13 +90,15 @@ def test_simulation_refuses_another_recipe_in_the_folder(tmp_path):
 
 @pytest.mark.parametrize("override, words", [("strategies=[best]", "Unknown allocation strategy"),
                                              ("budgets=[0.5]", "below the cheapest"), ("budgets=[20]", "pilot"),
+                                             ("pilot.labels=equal_money & pilot.min_images=2 & budgets=[50]",
+                                              "label\\(s\\) of the costliest task"),
                                              ("costs={segmentation: 0, depth: 1, normals: 3}", "positive"),
                                              ("tasks=[segmentation, albedo]", "costs are given")])
 def test_bad_grids_are_refused_before_training(override, words, tmp_path):
     from effhub.budget.simulation import simulate
 
     with pytest.raises(ConfigError, match=words):
-        simulate(_recipe(override), tmp_path / "sim", progress=False)
+        simulate(_recipe(*override.split(" & ")), tmp_path / "sim", progress=False)
     assert not (tmp_path / "sim" / "cells").exists()
 
 

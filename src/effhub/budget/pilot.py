@@ -1,8 +1,11 @@
-"""`taba`'s pilot: a few images labelled for every task, and what a quick model trained on them tells.
+"""`taba`'s pilot: a few labels of every task, and what a quick model trained on them tells.
 
-1. :func:`plan_pilot` picks the pilot images (seeded) and writes the list to label (`pilot/images.txt`) with the
-   pilot's record (`pilot/pilot.json`: the pool's fingerprint, tasks, costs, the model settings).
-2. The user labels them (every task), so that the pool carries their labels.
+1. :func:`plan_pilot` picks the pilot's labels (seeded) and writes the list to label (`pilot/images.txt`) with the
+   pilot's record (`pilot/pilot.json`: the pool's fingerprint, tasks, costs, the labels, the model settings). Two
+   layouts (`settings["labels"]`): `every_task` labels a few images for every task; `equal_money` spends the same
+   money on each task, each on its own random images (so a cheap task gets more pilot labels, as it would under
+   `uniform_budget`, and the pilot's money is not all spent on the costliest task's labels of a few images).
+2. The user labels them, so that the pool carries their labels.
 3. :func:`estimate_pilot` (run by `allocate(..., strategy="taba")`) trains the pilot model on most of them and
    measures, per task, how much of the error of a constant prediction remains on the held-out pilot images
    (`uncertainty`), how much a label of one task tells about another (`redundancy`: the clipped cosine of the task
@@ -31,21 +34,21 @@ from .problem import BudgetProblem, pool_fingerprint
 PILOT_FILE = "pilot.json"
 IMAGES_FILE = "images.txt"
 ESTIMATE_FILE = "estimate.json"
+PILOT_LAYOUTS = ("every_task", "equal_money")
 FEATURES_FILE = "features.npy"
 PILOT_FORMAT = "effhub-budget-pilot"
 
 
 @dataclass
 class Pilot:
-    """The pilot images of a pool and how the pilot model is trained on them.
+    """The pilot labels of a pool and how the pilot model is trained on them.
 
     Args:
         pool_fingerprint (`str`): the pool it was planned for.
-        tasks (`tuple[str, ...]`), costs (`dict[str, float]`): the tasks every pilot image is labelled for, and their
-            per-label costs.
-        image_ids (`list[str]`): the images to label.
+        tasks (`tuple[str, ...]`), costs (`dict[str, float]`): the pilot's tasks and their per-label costs.
+        image_ids (`list[str]`): the images to label (sorted).
         settings (`dict`): the pilot model (`model`, `steps`, `batch_size`, `lr`, `heldout_fraction`,
-            `task_loss_weights`, `class_weight_power`, `num_classes`).
+            `task_loss_weights`, `class_weight_power`, `num_classes`) and its layout (`labels`).
         seed (`int`): the seed of the choice.
         folder (`Path`, *optional*): where it is saved (its estimate is cached there).
     """
@@ -57,11 +60,21 @@ class Pilot:
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     folder: Path | None = None
+    task_labels: dict[str, list[str]] | None = None
+    """per task, the images labelled for it (None: every task on every image)"""
+
+    def labels_of(self, task: str) -> list[str]:
+        """The pilot images labelled for `task`."""
+        return list(self.image_ids) if self.task_labels is None else list(self.task_labels[task])
+
+    def tasks_of(self, image_id: str) -> list[str]:
+        """The tasks a pilot image is labelled for."""
+        return [task for task in self.tasks if self.task_labels is None or image_id in self.task_labels[task]]
 
     @property
     def spend(self) -> float:
         """The money the pilot's labels cost."""
-        return len(self.image_ids) * sum(self.costs.values())
+        return sum(len(self.labels_of(task)) * self.costs[task] for task in self.tasks)
 
     def check_pool(self, fingerprint: str) -> None:
         if fingerprint != self.pool_fingerprint:
@@ -82,13 +95,19 @@ class Pilot:
     def to_dict(self) -> dict[str, Any]:
         return {"format": PILOT_FORMAT, "pool_fingerprint": self.pool_fingerprint, "tasks": list(self.tasks),
                 "costs": dict(self.costs), "image_ids": list(self.image_ids), "spend": self.spend,
+                "task_labels": None if self.task_labels is None else {t: list(v) for t, v in self.task_labels.items()},
                 "settings": self.settings, "seed": self.seed}
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write `pilot.json` and `images.txt` (one id per line: the images to label) into `folder`."""
+        """Write `pilot.json` and `images.txt` into `folder`: one image per line, its id alone when it is to be
+        labelled for every task, else its id, a tab and the comma-separated tasks to label it for."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / IMAGES_FILE, "".join(f"{i}\n" for i in self.image_ids))
+        lines = []
+        for image_id in self.image_ids:
+            tasks = self.tasks_of(image_id)
+            lines.append(image_id if len(tasks) == len(self.tasks) else f"{image_id}\t{','.join(tasks)}")
+        atomic_write_text(folder / IMAGES_FILE, "".join(f"{line}\n" for line in lines))
         atomic_write_json(folder / PILOT_FILE, self.to_dict())
         self.folder = folder
         return folder
@@ -106,9 +125,11 @@ class Pilot:
             raise ConfigError(f"'{file}' is not valid JSON ({error})", "plan the pilot again") from error
         if mapping.get("format") != PILOT_FORMAT:
             raise ConfigError(f"'{file}' is not an effhub pilot", "pass the folder `effhub budget pilot` wrote")
+        task_labels = mapping.get("task_labels")
         return cls(pool_fingerprint=mapping["pool_fingerprint"], tasks=tuple(mapping["tasks"]),
                    costs={k: float(v) for k, v in mapping["costs"].items()}, image_ids=list(mapping["image_ids"]),
-                   settings=dict(mapping.get("settings") or {}), seed=int(mapping.get("seed", 0)), folder=file.parent)
+                   settings=dict(mapping.get("settings") or {}), seed=int(mapping.get("seed", 0)), folder=file.parent,
+                   task_labels=None if task_labels is None else {t: list(v) for t, v in task_labels.items()})
 
 
 def pilot_settings(recipe=None, num_classes: int | None = None) -> dict[str, Any]:
@@ -119,29 +140,39 @@ def pilot_settings(recipe=None, num_classes: int | None = None) -> dict[str, Any
     return {"model": recipe_to_dict(recipe.model), "steps": recipe.pilot.steps, "batch_size": recipe.pilot.batch_size,
             "lr": recipe.pilot.lr, "heldout_fraction": recipe.pilot.heldout_fraction,
             "task_loss_weights": dict(recipe.task_loss_weights), "class_weight_power": recipe.class_weight_power,
-            "weight_decay": recipe.weight_decay, "num_classes": num_classes, "min_images": recipe.pilot.min_images}
+            "weight_decay": recipe.weight_decay, "num_classes": num_classes, "min_images": recipe.pilot.min_images,
+            "labels": recipe.pilot.labels}
 
 
 def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget: float | None = None,
                seed: int = 0, output: str | os.PathLike | None = None, settings: Mapping | None = None) -> Pilot:
-    """Choose the pilot images of `pool` (seeded, at random): every one is to be labelled for every task.
+    """Choose the pilot labels of `pool` (seeded, at random) in the layout `settings["labels"]`.
+
+    `every_task` (the default when unset): a few images, each to be labelled for every task; at least `min_images`.
+    `equal_money`: the same money per task, each task's labels on its own images (no image gets two pilot labels);
+    at least `min_images` labels of the costliest task, and as much money on every other task.
 
     Args:
         pool (`datasets.Dataset`): the unlabeled pool.
         tasks, costs: the tasks and their per-label costs (as in `BudgetProblem`).
         fraction (`float`, defaults to 0.1): with `budget`, the share of the budget the pilot spends; without it, the
-            share of the pool's images.
+            share of the pool's images (`every_task`) or of the pool's full labelling cost (`equal_money`).
         budget (`float`, *optional*): the budget of the allocation to come.
         seed (`int`, defaults to 0): the seed of the choice.
         output (`str`, *optional*): the folder to save the pilot into (`pilot.json`, `images.txt`).
-        settings (`dict`, *optional*): the pilot model (see :func:`pilot_settings`).
+        settings (`dict`, *optional*): the pilot model and layout (see :func:`pilot_settings`).
     """
     if not 0.0 < float(fraction) < 1.0:
         raise ConfigError(f"The pilot fraction {fraction} is outside (0, 1)", "pass e.g. --fraction 0.1")
     problem = BudgetProblem(tasks=tasks, costs=costs, budget=budget if budget is not None else 1e300)  # checks tasks, costs
     ids = problem.check_pool(pool)
     settings = dict(settings or pilot_settings())
+    layout = settings.get("labels", "every_task")
+    if layout not in PILOT_LAYOUTS:
+        raise ConfigError(f"Unknown pilot layout '{layout}'", f"use one of {list(PILOT_LAYOUTS)}")
     minimum = int(settings.get("min_images", 4))
+    if layout == "equal_money":
+        return _plan_equal_money(problem, ids, fraction, budget, seed, output, settings, minimum)
     if budget is not None:
         count = math.floor(fraction * budget / problem.full_labeling_cost + 1e-9)
     else:
@@ -155,6 +186,35 @@ def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget:
     chosen = sorted(ids)
     pilot = Pilot(pool_fingerprint=pool_fingerprint(ids), tasks=problem.tasks, costs=dict(problem.costs),
                   image_ids=sorted(chosen[i] for i in order[:count]), settings=settings, seed=int(seed))
+    if output is not None:
+        pilot.save(output)
+    return pilot
+
+
+def _plan_equal_money(problem: BudgetProblem, ids: list[str], fraction: float, budget: float | None, seed: int,
+                      output, settings: dict, minimum: int) -> Pilot:
+    """The `equal_money` pilot of :func:`plan_pilot`."""
+    costs = [problem.costs[task] for task in problem.tasks]
+    total = fraction * (budget if budget is not None else len(ids) * problem.full_labeling_cost)
+    money = max(total / len(costs), minimum * max(costs))
+    counts = [int(math.floor(money / cost + 1e-9)) for cost in costs]
+    if sum(counts) > len(ids):
+        raise ConfigError(f"An equal-money pilot of {sum(counts)} labels on separate images does not fit the pool of "
+                          f"{len(ids)} images", "lower the pilot fraction or use pilot labels: every_task")
+    spend = sum(count * cost for count, cost in zip(counts, costs))
+    if budget is not None and spend > budget:
+        raise ConfigError(f"An equal-money pilot with {minimum} label(s) of the costliest task costs {spend:g}, more "
+                          f"than the budget {budget:g}", "raise the budget, lower pilot min_images, or use a "
+                          "heuristic strategy without a pilot")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    chosen = sorted(ids)
+    task_labels, offset = {}, 0
+    for task, count in zip(problem.tasks, counts):
+        task_labels[task] = sorted(chosen[i] for i in order[offset:offset + count])
+        offset += count
+    pilot = Pilot(pool_fingerprint=pool_fingerprint(ids), tasks=problem.tasks, costs=dict(problem.costs),
+                  image_ids=sorted(chosen[i] for i in order[:offset]), settings=settings, seed=int(seed),
+                  task_labels=task_labels)
     if output is not None:
         pilot.save(output)
     return pilot
@@ -180,8 +240,11 @@ class PilotEstimate:
 
 
 def _cache_key(pilot: Pilot, seed: int) -> dict:
-    return {"pool_fingerprint": pilot.pool_fingerprint, "image_ids": pilot.image_ids, "settings": pilot.settings,
-            "tasks": list(pilot.tasks), "seed": seed}
+    key = {"pool_fingerprint": pilot.pool_fingerprint, "image_ids": pilot.image_ids, "settings": pilot.settings,
+           "tasks": list(pilot.tasks), "seed": seed}
+    if pilot.task_labels is not None:
+        key["task_labels"] = pilot.task_labels
+    return key
 
 
 def _load_cached(pilot: Pilot, seed: int) -> PilotEstimate | None:
@@ -207,16 +270,16 @@ def _positions(pool_id_list: Sequence[str], wanted: Sequence[str]) -> list[int]:
 
 
 def check_pilot_labels(pilot: Pilot, pilot_data) -> None:
-    """Refuse a pool whose pilot images lack a label of a pilot task."""
+    """Refuse a pool whose pilot images lack one of their pilot labels."""
     unlabeled = []
     for row in pilot_data:
         mask = row.get("label_mask") or {}
-        for task in pilot.tasks:
+        for task in pilot.tasks_of(row["id"]):
             if row.get(task) is None or not mask.get(task, True):
                 unlabeled.append((row["id"], task))
     if unlabeled:
         raise DatasetError(f"{len(unlabeled)} pilot label(s) are missing from the pool (e.g. {unlabeled[:3]})",
-                           "label every pilot image (pilot/images.txt) for every task, then allocate again")
+                           "label every pilot image (pilot/images.txt) for its tasks, then allocate again")
 
 
 def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = None,
@@ -255,11 +318,32 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
     pilot_data = pool.select(_positions(ids, pilot.image_ids))
     check_pilot_labels(pilot, pilot_data)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(pilot.image_ids))
-    heldout_count = round(settings["heldout_fraction"] * len(order)) if len(order) >= 4 else 0
-    heldout_positions, train_positions = sorted(order[:heldout_count]), sorted(order[heldout_count:])
-    train_data = pilot_data.select(train_positions)
-    heldout_data = pilot_data.select(heldout_positions) if heldout_count else train_data
+    if pilot.task_labels is None:  # every task on every image: hold out a share of the images
+        order = rng.permutation(len(pilot.image_ids))
+        heldout_count = round(settings["heldout_fraction"] * len(order)) if len(order) >= 4 else 0
+        heldout_positions, train_positions = sorted(order[:heldout_count]), sorted(order[heldout_count:])
+        train_data = pilot_data.select(train_positions)
+        heldout_data = pilot_data.select(heldout_positions) if heldout_count else train_data
+        train_of = heldout_of = None
+    else:  # each task on its own images: hold out a share of each task's images, the other tasks' labels masked
+        from .problem import Allocation
+
+        pilot_problem = BudgetProblem(tasks, pilot.costs, budget=pilot.spend)
+        masked = Allocation(pilot_problem, pilot.task_labels, pilot.pool_fingerprint, "pilot").apply(pool)
+        pilot_data = masked.select(_positions(ids, pilot.image_ids))
+        where = {identifier: index for index, identifier in enumerate(pilot.image_ids)}
+        heldout_by_task, train_by_task = {}, {}
+        for task in tasks:
+            positions = [where[i] for i in pilot.labels_of(task)]
+            positions = [positions[k] for k in rng.permutation(len(positions))]
+            count = max(1, round(settings["heldout_fraction"] * len(positions))) if len(positions) >= 2 else 0
+            heldout_by_task[task], train_by_task[task] = sorted(positions[:count]), sorted(positions[count:])
+        train_positions = sorted(set().union(*train_by_task.values()))
+        heldout_count = len(set().union(*heldout_by_task.values()))
+        train_data = pilot_data.select(train_positions)
+        heldout_data = pilot_data.select(sorted(set().union(*heldout_by_task.values())))
+        train_of = {task: pilot_data.select(train_by_task[task]) for task in tasks}
+        heldout_of = {task: pilot_data.select(heldout_by_task[task] or train_by_task[task]) for task in tasks}
     channels = task_channels(pool, tasks, settings.get("num_classes"))
     model_recipe = build_dataclass(AdaShareModelRecipe, dict(settings["model"]), "pilot model")
     weights = class_weights_of(train_data, tasks, channels.get("segmentation", 0), settings["class_weight_power"]) \
@@ -282,7 +366,8 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         with Run(options, method="budget", seed=seed, recipe={"pilot": _cache_key(pilot, seed)}) as run:
             model = run.train_stage("pilot", model, [phase], {"train": train_data}, collate_fn=make_collator(tasks),
                                     phase_end_checkpoints=False).model
-        uncertainty, losses = _uncertainty(model, train_data, heldout_data, tasks, channels,
+        uncertainty, losses = _uncertainty(model, train_of or dict.fromkeys(tasks, train_data),
+                                           heldout_of or dict.fromkeys(tasks, heldout_data), tasks, channels,
                                            settings.get("min_uncertainty", 0.05))
         redundancy = _redundancy(model, train_data, tasks)
         features = pooled_features(model, pool)
@@ -306,19 +391,20 @@ def _batch(dataset, tasks):
     return make_collator(tasks)([dataset[i] for i in range(len(dataset))])
 
 
-def _uncertainty(model, train_data, heldout_data, tasks, channels, floor: float):
+def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float):
     """Per task: held-out loss of the pilot model / held-out loss of a constant prediction fit on the pilot's
-    training images (unweighted losses), clipped to [floor, 1]."""
+    training images (unweighted losses), clipped to [floor, 1]. `train_of` / `heldout_of` map each task to the
+    pilot images labelled for it (training and held out)."""
     import torch
 
     from ..multitask import task_loss
 
-    train, heldout = _batch(train_data, tasks), _batch(heldout_data, tasks)
     model.eval()
-    with torch.no_grad():
-        logits = model(heldout["pixel_values"], policy_mode="fixed").logits
     uncertainty, losses = {}, {}
     for task in tasks:
+        train, heldout = _batch(train_of[task], tasks), _batch(heldout_of[task], tasks)
+        with torch.no_grad():
+            logits = model(heldout["pixel_values"], policy_mode="fixed").logits
         kind = "regression" if task in ("keypoints", "edges") else task
         prediction = logits[task]
         model_loss = float(task_loss(prediction, heldout["labels"][task], kind))
@@ -351,7 +437,14 @@ def _redundancy(model, train_data, tasks) -> list[list[float]]:
     """`R[s][t]`: the cosine of the gradients of tasks s and t on the shared trunk, clipped to [0, 1] (R[t][t] = 1)."""
     import torch
 
-    batch = _batch(train_data.select(range(min(len(train_data), 32))), tasks)
+    # up to 32 images per task (the first ones; with every task on every image, simply the first 32)
+    from .training_budget import _columns
+
+    masks = [row.get("label_mask") or {} for row in _columns(train_data, ["label_mask"])]
+    rows = set()
+    for task in tasks:
+        rows.update([row for row, mask in enumerate(masks) if mask.get(task, True)][:32])
+    batch = _batch(train_data.select(sorted(rows)), tasks)
     model.train()
     trunk = [p for p in model.backbone.parameters() if p.requires_grad]
     gradients = []

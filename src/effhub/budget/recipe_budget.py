@@ -19,17 +19,20 @@ def _demo_model() -> AdaShareModelRecipe:
 
 @dataclass
 class PilotRecipe:
-    """`taba`'s pilot: a share of the budget spent on a few images labelled for every task, and the quick model
-    trained on them.
+    """`taba`'s pilot: a share of the budget spent on a few labels of every task, and the quick model trained on them.
 
     Args:
-        fraction: share of the budget the pilot spends (its images carry every task's label).
-        min_images: fewest pilot images (the pilot is refused when they cost more than the budget).
+        labels: `every_task` (a few images labelled for every task) or `equal_money` (the same money on every task,
+            each task's labels on their own random images).
+        fraction: share of the budget the pilot spends.
+        min_images: `every_task`: fewest pilot images; `equal_money`: fewest labels of the costliest task (every
+            other task gets as much money). The pilot is refused when that costs more than the budget.
         heldout_fraction: share of the pilot images kept out of the pilot model's training to measure how much of
             each task remains to learn.
         steps, batch_size, lr: the pilot model's training.
     """
 
+    labels: Literal["every_task", "equal_money"] = "every_task"
     fraction: float = 0.1
     min_images: int = 4
     heldout_fraction: float = 0.25

@@ -14,7 +14,7 @@ algorithm in that spirit, not the authors' code**:
   image keeps only its `neighbours` most similar images: a sparse similarity): monotone and submodular;
 - `F` is maximised under the knapsack budget `sum c_t <= B` by lazy greedy twice, once by gain per cost and once by
   gain, keeping the better (the usual guarantee for submodular knapsack); the pilot's labels start `S` and their
-  cost is part of `B`.
+  cost is part of `B` (with an `equal_money` pilot, that start is itself an equal split of money over the tasks).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, den
     columns = similarity_columns(features, None if len(ids) <= dense_up_to else neighbours, similarity_power)
     costs = np.array([problem.costs[t] for t in tasks], dtype=np.float64)
     position = {identifier: index for index, identifier in enumerate(ids)}
-    start = [(position[i], t) for i in pilot.image_ids for t in range(len(tasks))]
+    start = [(position[i], t) for t, task in enumerate(tasks) for i in pilot.labels_of(task)]
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     results = {}
     for by_ratio in (True, False):
@@ -215,7 +215,8 @@ def taba_labels(problem: BudgetProblem, ids: Sequence[str], pilot, estimate, den
     step = max(1, len(curve) // 50)
     details = {
         "note": NOTE, "uncertainty": dict(zip(tasks, u.tolist())), "redundancy": r.tolist(),
-        "pilot_images": list(pilot.image_ids), "pilot_spend": pilot.spend, "variant": "gain/cost" if variant else "gain",
+        "pilot_images": list(pilot.image_ids), "pilot_labels": {task: len(pilot.labels_of(task)) for task in tasks},
+        "pilot_spend": pilot.spend, "variant": "gain/cost" if variant else "gain",
         "information": value, "information_other_variant": results[not variant][1],
         "information_curve": [[float(s), float(v)] for s, v in curve[::step] + curve[-1:]],
         "similarity_pairs": len(columns[1]), "neighbours": None if len(ids) <= dense_up_to else neighbours,
