@@ -201,6 +201,17 @@ def scaled_timing(model, pixel_values, base_width: int, image_size: int, repeats
             "policy_gmacs_per_frame": costs["policy_macs"] / 1e9, **timing}
 
 
+def print_timing(timing: dict) -> None:
+    """The table of `cpu_times` (ms per clip and the ratio to full precision) and where the saving comes from."""
+    per_clip = timing["seconds_per_clip"]
+    print(text_table([("path", "ms per clip", "vs full precision")] + [
+        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}") for name, value in per_clip.items()]))
+    print(f"dynamic inference {timing['dynamic_vs_full']:.2f} of full precision; executed frames "
+          f"{timing['executed_frame_share']:.0%}; saving against full precision from skips "
+          f"{timing['saving_from_skips']:.0%}, from int8 kernels {timing['saving_from_int8_kernels']:.0%}; policy "
+          f"share of dynamic time {timing['policy_share_of_dynamic']:.0%}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks videoiq", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the demo recipe as shipped (a few minutes)")
@@ -364,26 +375,14 @@ def main(argv=None) -> int:
     for name, value in int8_evaluations.items():
         print(f"int8 kernels, {name}: top-1 {value['top1']:.3f} (float simulation "
               f"{evaluations[name]['top1']:.3f})")
-    per_clip = timing["seconds_per_clip"]
     print(f"\n(2, 3) CPU ms per clip (batch of {timing['clips_per_call']}, median of {timing['repeats']}, load "
           f"{timing['load_average'][0]:.1f})")
-    print(text_table([("path", "ms per clip", "vs full precision")] + [
-        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}")
-        for name, value in per_clip.items()]))
-    print(f"policy share of dynamic time {timing['policy_share_of_dynamic']:.0%}; executed frames "
-          f"{timing['executed_frame_share']:.0%}; saving against full precision from skips "
-          f"{timing['saving_from_skips']:.0%}, from int8 kernels {timing['saving_from_int8_kernels']:.0%}")
+    print_timing(timing)
     if at_scale is not None:
-        scaled_per_clip = at_scale["seconds_per_clip"]
         print(f"\n(4) the same at base width {at_scale['base_width']}, {at_scale['image_size']} px (random weights: "
               f"time only; actions agree with the test-bed run on {at_scale['action_agreement_with_testbed']:.0%} "
               f"of the frames; {at_scale['clips_per_call']} clips per call, median of {at_scale['repeats']})")
-        print(text_table([("path", "ms per clip", "vs full precision")] + [
-            (name, f"{1000 * value:.2f}", f"{value / scaled_per_clip['full_precision']:.2f}")
-            for name, value in scaled_per_clip.items()]))
-        print(f"dynamic inference {at_scale['dynamic_vs_full']:.2f} of full precision; saving from skips "
-              f"{at_scale['saving_from_skips']:.0%}, from int8 kernels {at_scale['saving_from_int8_kernels']:.0%}; "
-              f"policy share of dynamic time {at_scale['policy_share_of_dynamic']:.0%}")
+        print_timing(at_scale)
     print("\ntargets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets.items()))
     print(f"written {output} in {result['seconds']:.0f} s")
     return 0
