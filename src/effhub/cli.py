@@ -183,6 +183,9 @@ def add_budget_arguments(commands) -> None:
     pilot.add_argument("--labels", choices=("every_task", "equal_money"), default=None,
                        help="every_task: a few images labelled for every task; equal_money: the same money on every "
                             "task, each on its own images (default: the demo recipe's)")
+    pilot.add_argument("--min-images", type=int, default=None,
+                       help="every_task: fewest pilot images; equal_money: fewest labels of the costliest task "
+                            "(default: the demo recipe's)")
     pilot.add_argument("--output", type=Path, required=True, help="folder for pilot.json and images.txt")
 
     allocate = budget_commands.add_parser("allocate", help="allocate a label budget over the pool")
@@ -277,6 +280,10 @@ def _run_budget(args: argparse.Namespace) -> int:
         settings = pilot_settings(num_classes=args.num_classes)
         if args.labels is not None:
             settings["labels"] = args.labels
+        if args.min_images is not None:
+            if args.min_images < 1:
+                raise ConfigError(f"--min-images {args.min_images} is below 1", "pass 1 or more")
+            settings["min_images"] = args.min_images
         pilot = plan_pilot(pool, _split_list(args.tasks, "tasks"), _split_list(args.costs, "costs"),
                            fraction=args.fraction, budget=args.budget, seed=args.seed, output=args.output,
                            settings=settings)

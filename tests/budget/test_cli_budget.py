@@ -67,3 +67,16 @@ def test_allocate_heuristic_and_errors(pool_dir, tmp_path):
 def test_budget_is_listed_as_a_tool():
     code, out, _ = _run(["methods", "--kind", "tool"])
     assert code == 0 and out.startswith("budget")
+
+
+def test_equal_money_pilot_from_the_command_line(pool_dir, tmp_path):
+    code, out, _ = _run(["budget", "pilot", "--pool", str(pool_dir), "--tasks", "segmentation,depth,normals",
+                         "--costs", "10,1,3", "--fraction", "0.1", "--budget", "300", "--labels", "equal_money",
+                         "--min-images", "1", "--output", str(tmp_path / "pilot"), "--no-progress"])
+    assert code == 0 and "segmentation 1, depth 10, normals 3" in out
+    pilot = json.loads((tmp_path / "pilot" / "pilot.json").read_text())
+    assert pilot["settings"]["labels"] == "equal_money" and pilot["spend"] == 29
+    assert all("\t" in line for line in (tmp_path / "pilot" / "images.txt").read_text().splitlines())
+    code, _, err = _run(["budget", "pilot", "--pool", str(pool_dir), "--tasks", "segmentation,depth", "--costs",
+                         "10,1", "--budget", "300", "--min-images", "0", "--output", str(tmp_path / "p2")])
+    assert code != 0 and "--min-images" in err
