@@ -324,7 +324,7 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         heldout_positions, train_positions = sorted(order[:heldout_count]), sorted(order[heldout_count:])
         train_data = pilot_data.select(train_positions)
         heldout_data = pilot_data.select(heldout_positions) if heldout_count else train_data
-        train_of = heldout_of = None
+        train_of, heldout_of = dict.fromkeys(tasks, train_data), dict.fromkeys(tasks, heldout_data)
     else:  # each task on its own images: hold out a share of each task's images, the other tasks' labels masked
         from .problem import Allocation
 
@@ -341,7 +341,6 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         train_positions = sorted(set().union(*train_by_task.values()))
         heldout_count = len(set().union(*heldout_by_task.values()))
         train_data = pilot_data.select(train_positions)
-        heldout_data = pilot_data.select(sorted(set().union(*heldout_by_task.values())))
         train_of = {task: pilot_data.select(train_by_task[task]) for task in tasks}
         heldout_of = {task: pilot_data.select(heldout_by_task[task] or train_by_task[task]) for task in tasks}
     channels = task_channels(pool, tasks, settings.get("num_classes"))
@@ -366,8 +365,7 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         with Run(options, method="budget", seed=seed, recipe={"pilot": _cache_key(pilot, seed)}) as run:
             model = run.train_stage("pilot", model, [phase], {"train": train_data}, collate_fn=make_collator(tasks),
                                     phase_end_checkpoints=False).model
-        uncertainty, losses = _uncertainty(model, train_of or dict.fromkeys(tasks, train_data),
-                                           heldout_of or dict.fromkeys(tasks, heldout_data), tasks, channels,
+        uncertainty, losses = _uncertainty(model, train_of, heldout_of, tasks, channels,
                                            settings.get("min_uncertainty", 0.05))
         redundancy = _redundancy(model, train_data, tasks)
         features = pooled_features(model, pool)
