@@ -436,9 +436,9 @@ def _redundancy(model, train_data, tasks) -> list[list[float]]:
     import torch
 
     # up to 32 images per task (the first ones; with every task on every image, simply the first 32)
-    from .training_budget import _columns
+    from .training_budget import rows_with_columns
 
-    masks = [row.get("label_mask") or {} for row in _columns(train_data, ["label_mask"])]
+    masks = [row.get("label_mask") or {} for row in rows_with_columns(train_data, ["label_mask"])]
     rows = set()
     for task in tasks:
         rows.update([row for row, mask in enumerate(masks) if mask.get(task, True)][:32])

@@ -89,7 +89,7 @@ def make_collator(tasks: Sequence[str]):
     return DenseCollator(list(tasks), normalize=AdaShareImageProcessorPil().normalize_pixels)
 
 
-def _columns(dataset, names):
+def rows_with_columns(dataset, names):
     """Rows of `dataset` holding only the columns `names` (no image decoded); lazily decoded readers as they are."""
     if (dataset.format or {}).get("type") == "custom" or not all(n in dataset.column_names for n in names):
         return dataset
@@ -103,7 +103,7 @@ def class_weights_of(dataset, tasks: Sequence[str], num_classes: int, power: flo
     if "segmentation" not in tasks or power <= 0:
         return None
     labels = []
-    for row in _columns(dataset, ["segmentation", "label_mask"]):
+    for row in rows_with_columns(dataset, ["segmentation", "label_mask"]):
         if (row.get("label_mask") or {}).get("segmentation", True) and row.get("segmentation") is not None:
             labels.append(np.asarray(row["segmentation"]))
     if not labels:
@@ -143,7 +143,7 @@ def trivial_scores(train_data, test_data, channels: Mapping[str, int], batch_siz
     types = {task: ("regression" if task in ("keypoints", "edges") else task) for task in tasks}
     constants: dict[str, Any] = {}
     for task in tasks:
-        values = [np.asarray(row[task]) for row in _columns(train_data, [task, "label_mask"])
+        values = [np.asarray(row[task]) for row in rows_with_columns(train_data, [task, "label_mask"])
                   if row.get(task) is not None and (row.get("label_mask") or {}).get(task, True)]
         if not values:
             raise DatasetError(f"no '{task}' label to build the trivial baseline from", "use a labelled pool")
@@ -203,6 +203,7 @@ __all__ = [
     "evaluate_scores",
     "make_collator",
     "pooled_features",
+    "rows_with_columns",
     "task_channels",
     "training_phase",
     "trivial_scores",
