@@ -191,13 +191,26 @@ def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget:
     return pilot
 
 
+def equal_money_counts(costs: Sequence[float], money_per_task: float, minimum: int) -> list[int]:
+    """Labels per task of an `equal_money` pilot: `money_per_task` on each task, but at least `minimum` labels of the
+    costliest task and as much money on every other task."""
+    money = max(money_per_task, minimum * max(costs))
+    return [int(math.floor(money / cost + 1e-9)) for cost in costs]
+
+
+def least_pilot_cost(costs: Sequence[float], layout: str, minimum: int) -> float:
+    """The least a pilot of `layout` with `minimum` (`min_images`) can cost, whatever the budget."""
+    if layout == "equal_money":
+        return sum(count * cost for count, cost in zip(equal_money_counts(costs, 0.0, minimum), costs))
+    return minimum * sum(costs)
+
+
 def _plan_equal_money(problem: BudgetProblem, ids: list[str], fraction: float, budget: float | None, seed: int,
                       output, settings: dict, minimum: int) -> Pilot:
     """The `equal_money` pilot of :func:`plan_pilot`."""
     costs = [problem.costs[task] for task in problem.tasks]
     total = fraction * (budget if budget is not None else len(ids) * problem.full_labeling_cost)
-    money = max(total / len(costs), minimum * max(costs))
-    counts = [int(math.floor(money / cost + 1e-9)) for cost in costs]
+    counts = equal_money_counts(costs, total / len(costs), minimum)
     if sum(counts) > len(ids):
         raise ConfigError(f"An equal-money pilot of {sum(counts)} labels on separate images does not fit the pool of "
                           f"{len(ids)} images", "lower the pilot fraction or use pilot labels: every_task")
@@ -329,8 +342,8 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         from .problem import Allocation
 
         pilot_problem = BudgetProblem(tasks, pilot.costs, budget=pilot.spend)
-        masked = Allocation(pilot_problem, pilot.task_labels, pilot.pool_fingerprint, "pilot").apply(pool)
-        pilot_data = masked.select(_positions(ids, pilot.image_ids))
+        pilot_data = Allocation(pilot_problem, pilot.task_labels, pool_fingerprint(pilot.image_ids),
+                                "pilot").apply(pilot_data)
         where = {identifier: index for index, identifier in enumerate(pilot.image_ids)}
         heldout_by_task, train_by_task = {}, {}
         for task in tasks:
@@ -398,11 +411,20 @@ def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float):
     from ..multitask import task_loss
 
     model.eval()
+    batches, predictions = {}, {}  # per data set: with every task on every image, all tasks share one of each
+
+    def batch_of(dataset):
+        if id(dataset) not in batches:
+            batches[id(dataset)] = _batch(dataset, tasks)
+        return batches[id(dataset)]
+
     uncertainty, losses = {}, {}
     for task in tasks:
-        train, heldout = _batch(train_of[task], tasks), _batch(heldout_of[task], tasks)
-        with torch.no_grad():
-            logits = model(heldout["pixel_values"], policy_mode="fixed").logits
+        train, heldout = batch_of(train_of[task]), batch_of(heldout_of[task])
+        if id(heldout_of[task]) not in predictions:
+            with torch.no_grad():
+                predictions[id(heldout_of[task])] = model(heldout["pixel_values"], policy_mode="fixed").logits
+        logits = predictions[id(heldout_of[task])]
         kind = "regression" if task in ("keypoints", "edges") else task
         prediction = logits[task]
         model_loss = float(task_loss(prediction, heldout["labels"][task], kind))
@@ -466,4 +488,5 @@ def _redundancy(model, train_data, tasks) -> list[list[float]]:
     return matrix
 
 
-__all__ = ["Pilot", "PilotEstimate", "check_pilot_labels", "estimate_pilot", "pilot_settings", "plan_pilot"]
+__all__ = ["PILOT_LAYOUTS", "Pilot", "PilotEstimate", "check_pilot_labels", "equal_money_counts", "estimate_pilot",
+           "least_pilot_cost", "pilot_settings", "plan_pilot"]

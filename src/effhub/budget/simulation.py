@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import platform
 import statistics
@@ -87,14 +86,12 @@ def check_recipe(recipe) -> None:
     if len(set(recipe.seeds)) != len(recipe.seeds) or len(set(recipe.budgets)) != len(recipe.budgets):
         raise ConfigError("the grid repeats a seed or a budget", "list every seed and budget once")
     if "taba" in recipe.strategies:
-        costs = [float(c) for c in recipe.costs.values()]
-        if recipe.pilot.labels == "equal_money":
-            money = recipe.pilot.min_images * max(costs)
-            pilot_cost = sum(math.floor(money / cost + 1e-9) * cost for cost in costs)
-            what = f"{recipe.pilot.min_images} label(s) of the costliest task and as much money on each other task"
-        else:
-            pilot_cost = recipe.pilot.min_images * sum(costs)
-            what = f"{recipe.pilot.min_images} images labelled for every task"
+        from .pilot import least_pilot_cost
+
+        pilot_cost = least_pilot_cost([float(c) for c in recipe.costs.values()], recipe.pilot.labels,
+                                      recipe.pilot.min_images)
+        what = (f"{recipe.pilot.min_images} label(s) of the costliest task and as much money on each other task"
+                if recipe.pilot.labels == "equal_money" else f"{recipe.pilot.min_images} images labelled for every task")
         too_small = [b for b in recipe.budgets if b < pilot_cost]
         if too_small:
             raise ConfigError(f"taba's pilot ({what}) costs {pilot_cost:g}, more than the budget(s) {too_small}",
