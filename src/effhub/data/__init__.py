@@ -41,6 +41,7 @@ _LAZY = {
     "ClipConfig": "video.clips",
     "CLIPS_V1": "video.clips",
     "CLIPS_V2": "video.clips",
+    "CLIPS_V3": "video.clips",
     "load_clips": "video.clips",
     "load_frame_folder_dataset": "video.frames",
     "read_video_file": "video.decode",

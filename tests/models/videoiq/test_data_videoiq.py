@@ -9,6 +9,7 @@ from effhub.data import load_dataset
 from effhub.data.video.clips import (
     CLIPS_V1,
     CLIPS_V2,
+    CLIPS_V3,
     EVIDENCE_KINDS,
     FRAME_KINDS,
     ClipConfig,
@@ -54,13 +55,28 @@ def _fingerprint(clips) -> str:
 
 
 def test_frozen_generator_fingerprint_version_2():
-    """Version 2, the generator the current benchmark results were measured on (version 1 stays readable)."""
+    """Version 2, the generator of the benchmark results before version 3 (it stays readable, as version 1 does)."""
     assert CLIPS_V2.to_dict() == {**CLIPS_V1.to_dict(), "faint_fraction": 0.5, "faint_stripe_contrast": 0.15}
     assert _fingerprint(generate_clips(4, seed=0, config=CLIPS_V2)) == \
         "fed6ed1d428f165e6a6f400725e96914ae78ce87bc71a890fb2e2bf3e3cab769"
     assert clip_config(2) == CLIPS_V2 and clip_config(1, num_frames=4).num_frames == 4
-    with pytest.raises(ConfigError, match="clips version 3"):
-        clip_config(3)
+    with pytest.raises(ConfigError, match="clips version 4"):
+        clip_config(4)
+
+
+def test_frozen_generator_fingerprint_version_3():
+    """Version 3, the generator the current benchmark results were measured on: version 2 with fainter stripes (the
+    same random draws, so the same classes and frame kinds; only the faint clips' pixels differ)."""
+    assert CLIPS_V3.to_dict() == {**CLIPS_V2.to_dict(), "faint_stripe_contrast": 0.05}
+    assert _fingerprint(generate_clips(4, seed=0, config=CLIPS_V3)) == \
+        "ac255d79ce5f686fed5bfadf540adbf306cfcf633c189b534f83324204b09873"
+    assert clip_config(3) == CLIPS_V3
+    version_2, version_3 = generate_clips(40, seed=3, config=CLIPS_V2), generate_clips(40, seed=3, config=CLIPS_V3)
+    assert np.array_equal(version_2["frame_kind"], version_3["frame_kind"])
+    faint = np.isin(version_3["frame_kind"], [FRAME_KINDS.index("faint evidence")]).any(1)
+    assert faint.any() and (~faint).any()
+    assert np.array_equal(version_2["frames"][~faint], version_3["frames"][~faint])
+    assert not np.array_equal(version_2["frames"][faint], version_3["frames"][faint])
 
 
 def test_version_2_has_faint_clips_and_half_evidence_frames():

@@ -68,7 +68,7 @@ def test_frame_kind_check_reads_each_kind_alone(short_run):
     from effhub.training import RunLayout
 
     recipe = RunLayout(short_run).read_recipe(VideoIQRecipe)
-    assert recipe.data.clips_version == 2
+    assert recipe.data.clips_version == 3
     model = VideoIQForVideoClassification.from_pretrained(short_run)
     _, test_set, _ = load_datasets(recipe)
     table = frame_kind_accuracy(model, test_set, VideoIQCollator(make_processor(recipe)), 4)

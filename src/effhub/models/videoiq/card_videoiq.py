@@ -79,6 +79,13 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
                                                 "Share of each action (dynamic policy, test clips)", "share"))}
     costs = model.frame_costs()
     generated = recipe.dataset == "clips"
+    clips_version = getattr(recipe.data, "clips_version", 1)
+    if generated:
+        from ...data.video.clips import clip_config
+
+        clips = clip_config(clips_version)
+        contrast, faint_contrast = clips.stripe_contrast, clips.faint_stripe_contrast
+        faint_share = clips.faint_fraction
     card_spec = {
         "template": "effhub.models.videoiq:card_template.md",
         "model_name": "videoiq",
@@ -95,9 +102,9 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
                     f"and skipped frames are not computed."
                     + (f" The generated clips show the class evidence in {recipe.data.evidence_fraction:.0%} of the "
                        "frames; the others are blank, blurred, occluded or repeats of the previous frame."
-                       + (" In half of the clips (version 2 of the generator) the stripes that tell the class apart "
-                          "have a low contrast, a detail that low bit-widths lose."
-                          if getattr(recipe.data, "clips_version", 1) >= 2 else "")
+                       + (f" In {faint_share:.0%} of the clips (version {clips_version} of the generator) the stripes "
+                          f"that tell the class apart have a low contrast ({faint_contrast:g} instead of "
+                          f"{contrast:g}), a detail that low bit-widths lose." if clips_version >= 2 else "")
                        if generated else "")),
         "model_details": {
             "recognition network": f"TSN-style ResNet-{config.backbone_depth}, base width {config.base_width}",
