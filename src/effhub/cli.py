@@ -30,7 +30,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="demo", help="shipped recipe name or path of a YAML file (default: demo)")
     parser.add_argument("--output-dir", type=Path, default=None, help="run folder (default: runs/<method>-<recipe>)")
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset root for real-data recipes")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the run's seed (initial weights, data order); data generated from the recipe's seed "
+                             "stay: --set seed=N changes both")
     parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default=None)
     parser.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps")
     parser.add_argument("--log-with", nargs="*", default=None, help="trackers, e.g. tensorboard (jsonl always on)")
