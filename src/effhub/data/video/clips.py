@@ -109,7 +109,7 @@ per-frame precision choice had nothing to buy but skips; on the faint clips low 
 
 CLIPS_V3 = ClipConfig(faint_fraction=0.5, faint_stripe_contrast=0.05)
 """Version 3, frozen before its first benchmark run: version 2 with the faint clips' stripes at contrast 0.05. On
-version 2 the any-precision stage taught every bit-width the faint stripes too (2 bits lost 0-0.5 points on the
+version 2 the any-precision stage taught every bit-width the faint stripes too (2 bits lost 0 to 0.55 points on the
 benchmark's three seeds), so the uniform-precision curve was flat and a per-frame policy had nothing to buy but skips.
 Two candidates were trained with the demo recipe (seed 0) before any benchmark run: at contrast 0.08 the
 full-precision network did not learn the faint clips in its 1,200 steps (0.85 top-1 over all clips); at 0.05 it read
