@@ -113,7 +113,7 @@ version 2 the any-precision stage taught every bit-width the faint stripes too (
 benchmark's three seeds), so the uniform-precision curve was flat and a per-frame policy had nothing to buy but skips.
 Two candidates were trained with the demo recipe (seed 0) before any benchmark run: at contrast 0.08 the
 full-precision network did not learn the faint clips in its 1,200 steps (0.85 top-1 over all clips); at 0.05 it read
-0.996, 4 bits 0.9975 and 2 bits 0.9825 (docs/videoiq.md)."""
+0.996, 4 bits 0.9975 and 2 bits 0.9825."""
 
 CLIP_VERSIONS = {1: CLIPS_V1, 2: CLIPS_V2, 3: CLIPS_V3}
 """Every frozen version of the generator parameters, by number (recipes name one with `data.clips_version`)."""
