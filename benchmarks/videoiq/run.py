@@ -9,8 +9,8 @@ demo's 512), or an existing run (`--from-run`), then:
    full-precision network measured in the same run: the learned policy (dynamic inference), every uniform bit-width
    of the family, the unquantised network, a uniform random policy (every action equally likely) and a random policy
    with the learned policy's share of each action (the same average cost, no frame-by-frame choice). The uniform
-   curve at the policy's cost is the linear interpolation between neighbouring uniform points (mixing two precisions
-   over videos reaches any point between them). The bit-widths of 8 or less are then put on PyTorch's quantized CPU
+   curve at the policy's cost is the best that uniform precisions mixed over videos reach at that cost: the upper
+   concave hull of the uniform points, a point no more accurate than a cheaper one left out. The bit-widths of 8 or less are then put on PyTorch's quantized CPU
    kernels (`prepare_int8_kernels`, calibrated on 16 training clips) and the policy and uniform rows are measured
    again on that path.
 2. CPU time per clip of dynamic inference (policy included) against the full-precision backbone on every frame: in
@@ -50,17 +50,34 @@ FULL_OVERRIDES = ["data.test_clips=2000"]
 QUICK_OVERRIDES: list[str] = []
 
 
+def uniform_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The uniform points `(cost, top1)` that the best mix of uniform precisions passes through: a point no more
+    accurate than a cheaper one is dropped (the cheaper one serves at that cost), then the upper concave hull is
+    kept (mixing two precisions over videos reaches every point on the segment between them)."""
+    frontier: list[tuple[float, float]] = []
+    for cost, top1 in sorted(points):
+        if frontier and top1 <= frontier[-1][1]:
+            continue
+        # a middle point on or below the segment from the one before it to this one is never on the hull
+        while len(frontier) >= 2 and ((frontier[-1][1] - frontier[-2][1]) * (cost - frontier[-2][0])
+                                      <= (top1 - frontier[-2][1]) * (frontier[-1][0] - frontier[-2][0])):
+            frontier.pop()
+        frontier.append((cost, top1))
+    return frontier
+
+
 def uniform_curve(points: list[tuple[float, float]], cost: float) -> dict:
-    """Top-1 of the uniform-precision curve at `cost`: linear interpolation between the neighbouring uniform points
-    `(cost, top1)`; below the cheapest point the curve does not exist (`None`, with the cheapest point)."""
-    points = sorted(points)
-    if cost < points[0][0]:
-        return {"top1": None, "cheapest": {"cost": points[0][0], "top1": points[0][1]}}
-    for (low_cost, low_top1), (high_cost, high_top1) in itertools.pairwise(points):
+    """Top-1 of the uniform-precision curve at `cost`: the best accuracy that uniform precisions, mixed over videos,
+    reach at that average cost (linear interpolation along `uniform_frontier`); below the cheapest point the curve
+    does not exist (`None`, with the cheapest point)."""
+    frontier = uniform_frontier(points)
+    if cost < frontier[0][0]:
+        return {"top1": None, "cheapest": {"cost": frontier[0][0], "top1": frontier[0][1]}}
+    for (low_cost, low_top1), (high_cost, high_top1) in itertools.pairwise(frontier):
         if low_cost <= cost <= high_cost:
             share = (cost - low_cost) / (high_cost - low_cost) if high_cost > low_cost else 1.0
             return {"top1": low_top1 + share * (high_top1 - low_top1)}
-    return {"top1": max(top1 for _, top1 in points)}  # above the dearest point: the best uniform accuracy
+    return {"top1": frontier[-1][1]}  # above the dearest point: the best uniform accuracy
 
 
 def above_curve(policy_top1: float, policy_cost: float, points: list[tuple[float, float]]) -> dict:

@@ -29,6 +29,19 @@ def test_uniform_curve_interpolates_between_neighbouring_points(benchmark_module
     assert benchmark_module.above_curve(0.6, 0.5, points)["above"]  # cheaper and better than the cheapest point
 
 
+def test_uniform_curve_is_the_best_mix_of_uniform_points(benchmark_module):
+    # a dearer point that is less accurate than a cheaper one does not lower the curve: a policy equal to the
+    # cheaper point at a little more cost ties with it, it is not above
+    degenerate = [(8.0, 1.0), (21.0, 0.9995), (74.0, 0.9995)]
+    assert benchmark_module.uniform_curve(degenerate, 8.2)["top1"] == pytest.approx(1.0)
+    assert not benchmark_module.above_curve(1.0, 8.2, degenerate)["above"]
+    assert benchmark_module.uniform_frontier(degenerate) == [(8.0, 1.0)]
+    # a point below the segment of its neighbours: mixing them over videos does better
+    hull = [(1.0, 0.5), (2.0, 0.55), (3.0, 0.9)]
+    assert benchmark_module.uniform_curve(hull, 2.0)["top1"] == pytest.approx(0.7)
+    assert benchmark_module.uniform_frontier(hull) == [(1.0, 0.5), (3.0, 0.9)]
+
+
 def test_scaled_timing_drives_a_larger_network_with_the_trained_policy(benchmark_module):
     import torch
 
