@@ -10,9 +10,9 @@ demo's 512), or an existing run (`--from-run`), then:
    of the family, the unquantised network, a uniform random policy (every action equally likely) and a random policy
    with the learned policy's share of each action (the same average cost, no frame-by-frame choice). The uniform
    curve at the policy's cost is the best that uniform precisions mixed over videos reach at that cost: the upper
-   concave hull of the uniform points, a point no more accurate than a cheaper one left out. The bit-widths of 8 or less are then put on PyTorch's quantized CPU
-   kernels (`prepare_int8_kernels`, calibrated on 16 training clips) and the policy and uniform rows are measured
-   again on that path.
+   concave hull of the uniform points, a point no more accurate than a cheaper one left out. The bit-widths of 8 or
+   less are then put on PyTorch's quantized CPU kernels (`prepare_int8_kernels`, calibrated on 16 training clips)
+   and the policy and uniform rows are measured again on that path.
 2. CPU time per clip of dynamic inference (policy included) against the full-precision backbone on every frame: in
    float simulation of the quantisers and on the int8 kernels; the full-precision backbone on only the frames the
    policy executes gives the saving of skips alone, simulation minus kernels the saving of the kernels.
@@ -55,7 +55,8 @@ def uniform_frontier(points: list[tuple[float, float]]) -> list[tuple[float, flo
     accurate than a cheaper one is dropped (the cheaper one serves at that cost), then the upper concave hull is
     kept (mixing two precisions over videos reaches every point on the segment between them)."""
     frontier: list[tuple[float, float]] = []
-    for cost, top1 in sorted(points):
+    # of points at one cost the most accurate comes first and the others are dropped: costs strictly increase
+    for cost, top1 in sorted(points, key=lambda point: (point[0], -point[1])):
         if frontier and top1 <= frontier[-1][1]:
             continue
         # a middle point on or below the segment from the one before it to this one is never on the hull
@@ -75,8 +76,7 @@ def uniform_curve(points: list[tuple[float, float]], cost: float) -> dict:
         return {"top1": None, "cheapest": {"cost": frontier[0][0], "top1": frontier[0][1]}}
     for (low_cost, low_top1), (high_cost, high_top1) in itertools.pairwise(frontier):
         if low_cost <= cost <= high_cost:
-            share = (cost - low_cost) / (high_cost - low_cost) if high_cost > low_cost else 1.0
-            return {"top1": low_top1 + share * (high_top1 - low_top1)}
+            return {"top1": low_top1 + (cost - low_cost) / (high_cost - low_cost) * (high_top1 - low_top1)}
     return {"top1": frontier[-1][1]}  # above the dearest point: the best uniform accuracy
 
 
