@@ -289,13 +289,41 @@ def test_kept_frame_logits_hold_the_skip_decisions_fixed():
 
 
 def test_skip_carries_the_decision_and_the_lstm_state_over():
-    config = tiny_config(skip_list=[3])
+    config = tiny_config(skip_list=[3], policy_keeps_a_frame=False)
     model = VideoIQForVideoClassification(config).eval()
     with torch.no_grad():  # make the skip action win everywhere
         model.policy.action_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0]))
         out = model.policy(clips(2, config))
     assert out.actions.argmax(-1).tolist() == [[3, 3, 3, 3]] * 2
     assert out.decided.tolist() == [[True, False, False, True]] * 2
+
+
+def test_a_clip_that_would_skip_every_frame_keeps_its_likeliest_frame():
+    """At inference a clip never goes without a frame: the frame least likely skipped runs at its likeliest
+    bit-width; clips that keep a frame and the sampled training path are left alone."""
+    from effhub.models.videoiq.modeling_videoiq import keep_a_frame
+
+    config = tiny_config(skip_list=[1])
+    skip, four_bit = 3, 1
+    actions = torch.nn.functional.one_hot(torch.tensor([[skip, skip, skip, skip], [skip, 2, skip, skip]]), 4).float()
+    probs = torch.tensor([[0.05, 0.05, 0.05, 0.85]] * 4)
+    probs = torch.stack([probs, probs])
+    probs[0, 2] = torch.tensor([0.1, 0.3, 0.0, 0.6])  # clip 0: frame 2 is the least likely skipped, 4 bits its best
+    kept = keep_a_frame(actions, probs.log(), config.num_precisions)
+    assert kept.argmax(-1).tolist() == [[skip, skip, four_bit, skip], [skip, 2, skip, skip]]
+    assert kept.sum(-1).eq(1).all()  # still one-hot
+
+    model = VideoIQForVideoClassification(config).eval()
+    with torch.no_grad():  # make the skip action win everywhere
+        model.policy.action_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0]))
+        out = model(pixel_values=clips(3, config))
+        assert ((out.policy.argmax(-1) < config.num_precisions).sum(1) == 1).all()
+        model.config.policy_keeps_a_frame = False
+        assert (model(pixel_values=clips(3, config)).policy.argmax(-1) == skip).all()  # the paper's rule
+    model.config.policy_keeps_a_frame = True
+    model.train()
+    sampled = model.policy(clips(3, config), sample=True, temperature=1.0)
+    assert (sampled.actions.argmax(-1) == skip).all()  # training samples unchanged
 
 
 def test_bitops_match_the_shared_counter_frame_by_frame():

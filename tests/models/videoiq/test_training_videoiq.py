@@ -141,6 +141,31 @@ def test_policy_losses_follow_the_paper():
         efficiency_codebook(config, "flops")
 
 
+def test_policy_cross_entropy_temperature_softens_a_certain_network():
+    """`policy.ce_temperature` divides the clip logits of the policy's cross-entropy: on confident logits the plain
+    cross-entropy hardly differs between a clip that keeps its evidence and one that does not, the softened one does."""
+    from effhub.models.videoiq.modeling_videoiq import VideoIQOutput
+    from effhub.models.videoiq.recipe_videoiq import VideoIQRecipe
+    from effhub.models.videoiq.training_videoiq import policy_losses
+    from tests.models.videoiq.test_modeling_videoiq import tiny_config
+
+    config = tiny_config(skip_list=[1])
+    actions = torch.nn.functional.one_hot(torch.tensor([[0, 3]]), 4).float()
+    logprobs = torch.log(torch.full((1, 2, 4), 0.25))
+    recipe = VideoIQRecipe()
+    ce = {}
+    for temperature in (1.0, 8.0):
+        recipe.policy.ce_temperature = temperature
+        for margin in (20.0, 10.0):  # every evidence frame kept, half of them skipped
+            logits = torch.tensor([[margin, 0.0, 0.0, 0.0, 0.0]])
+            output = VideoIQOutput(logits=logits, policy=actions, policy_logprobs=logprobs)
+            ce[temperature, margin] = policy_losses(output, torch.tensor([0]), logits, config, recipe)["ce"].item()
+            assert ce[temperature, margin] == pytest.approx(
+                torch.nn.functional.cross_entropy(logits / temperature, torch.tensor([0])).item(), rel=1e-6)
+    assert ce[1.0, 10.0] - ce[1.0, 20.0] < 1e-3  # certain logits: losing half the evidence costs nothing
+    assert ce[8.0, 10.0] - ce[8.0, 20.0] > 0.1  # softened: it does
+
+
 def test_any_precision_update_accumulates_every_bit_width():
     """The any-precision loss backpropagates the lower bit-widths itself and returns the last: the step's gradient
     is the sum over bit-widths (each bit-width's BatchNorm gets a gradient)."""
@@ -207,6 +232,7 @@ def test_distillation_on_the_executed_frames():
     ("any_precision.pact_lr=[0.1]", "one value per bit-width"),
     ("model.bit_width_family=[4, 2, 32]", "highest precision down"),
     ("policy.kd_frames=kept", "kd_frames is 'kept'"),
+    ("policy.ce_temperature=0", "ce_temperature is 0"),
 ])
 def test_bad_recipe(override, match, tmp_path):
     from effhub.models.videoiq.training_videoiq import train

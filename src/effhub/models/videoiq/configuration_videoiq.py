@@ -48,6 +48,10 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
             convolution (full precision, as in the authors' BitOPs count) runs with weights and inputs quantised to
             this many bits: the encoder's convolutions, the LSTM cell's two products, the action head and the
             auxiliary classifier.
+        policy_keeps_a_frame (`bool`, *optional*, defaults to `True`): at inference, a clip whose every frame the
+            policy would skip keeps one: the frame it was least inclined to skip, at its most likely bit-width (a
+            prediction from no frame is the classifier's bias alone). `False`: the paper's rule, every frame may go.
+            Training samples the policy's actions unchanged.
         temperature_init (`float`, *optional*, defaults to 5.0): initial Gumbel-softmax temperature.
         temperature_decay (`float`, *optional*, defaults to 0.956): temperature factor per policy epoch.
         num_labels (`int`, *optional*, defaults to 200): classes.
@@ -84,6 +88,7 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         policy_dropout: float = 0.8,
         policy_aux_classifier: bool = True,
         policy_bit_width: int = FULL_PRECISION_BITS,
+        policy_keeps_a_frame: bool = True,
         temperature_init: float = 5.0,
         temperature_decay: float = 0.956,
         num_labels: int | None = None,
@@ -123,6 +128,7 @@ class VideoIQConfig(CheckedConfigMixin, PreTrainedConfig):
         self.policy_aux_classifier = check_field(name, "policy_aux_classifier", policy_aux_classifier, "bool")
         self.policy_bit_width = check_field(name, "policy_bit_width", policy_bit_width, "int", 2,
                                             FULL_PRECISION_BITS)
+        self.policy_keeps_a_frame = check_field(name, "policy_keeps_a_frame", policy_keeps_a_frame, "bool")
         self.temperature_init = check_field(name, "temperature_init", temperature_init, "float", 0.0,
                                             exclusive_minimum=True)
         self.temperature_decay = check_field(name, "temperature_decay", temperature_decay, "float", 0.0, 1.0,

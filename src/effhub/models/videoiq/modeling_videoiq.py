@@ -551,9 +551,27 @@ class VideoIQPolicyNetwork(nn.Module):
         aux = None
         if self.aux_classifier is not None:
             aux = self.aux_classifier(torch.stack(states, 1).mean(1))
-        return VideoIQPolicyOutput(actions=torch.stack(actions, 1), logprobs=torch.stack(logprobs, 1),
+        actions, logprobs = torch.stack(actions, 1), torch.stack(logprobs, 1)
+        if not sample and config.policy_keeps_a_frame:
+            actions = keep_a_frame(actions, logprobs, config.num_precisions)
+        return VideoIQPolicyOutput(actions=actions, logprobs=logprobs,
                                    decided=torch.stack(decided, 1), aux_logits=aux,
                                    precision_actions=torch.stack(precision_choices, 1) if sample else None)
+
+
+def keep_a_frame(actions: torch.Tensor, logprobs: torch.Tensor, num_precisions: int) -> torch.Tensor:
+    """One-hot `actions` `(B, T, A)` in which a clip that skips every frame keeps the frame with the highest
+    probability of being kept, at its most likely bit-width (`logprobs`: the policy's, same shape)."""
+    skipped_all = actions[..., :num_precisions].sum((1, 2)) == 0
+    if not skipped_all.any():
+        return actions
+    precision_logprobs = logprobs[..., :num_precisions]
+    frame = precision_logprobs.logsumexp(-1).argmax(1)  # (B,): the frame least likely skipped
+    rows = torch.arange(actions.shape[0], device=actions.device)
+    bit_width = precision_logprobs[rows, frame].argmax(-1)
+    kept = actions.clone()
+    kept[rows[skipped_all], frame[skipped_all]] = F.one_hot(bit_width[skipped_all], actions.shape[-1]).to(actions)
+    return kept
 
 
 def _straight_through_one_hot(scores: torch.Tensor, temperature: float) -> torch.Tensor:

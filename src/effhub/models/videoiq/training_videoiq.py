@@ -110,7 +110,7 @@ def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = 
 def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
                   codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The policy stage's loss terms (weighted) and their sum under `loss` (`codebook`: the efficiency cost per
-    action, the paper's by default). With `policy.kd_frames: executed` the distillation's student is
+    action, the paper's by default). The cross-entropy reads the clip logits divided by `policy.ce_temperature`. With `policy.kd_frames: executed` the distillation's student is
     `output.kept_frame_logits` (the skip decisions held fixed) and `teacher_logits` must be the teacher's on the
     same kept frames."""
     weights = recipe.policy
@@ -119,7 +119,7 @@ def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
     codebook = (efficiency_codebook(config) if codebook is None else codebook).to(usage)
     student = output.kept_frame_logits if weights.kd_frames == "executed" else output.logits
     terms = {
-        "ce": F.cross_entropy(output.logits, labels),
+        "ce": F.cross_entropy(output.logits / weights.ce_temperature, labels),
         "kd": weights.kd_weight * distillation_loss(student, teacher_logits),
         "balance": weights.balance_weight * ((usage - 1.0 / config.num_actions) ** 2).sum(),
         "efficiency": weights.efficiency_weight * (usage * codebook).sum(),
@@ -174,12 +174,15 @@ class PolicyBackboneClassifier(torch.nn.Module):
 
 def check_family_lists(recipe: VideoIQRecipe) -> None:
     """The per-bit lists of the any-precision stage must have one value per bit-width; the efficiency codebook and
-    the distillation frames must be known."""
+    the distillation frames must be known, the policy's cross-entropy temperature positive."""
     if recipe.policy.efficiency_codebook not in CODEBOOKS:
         raise ConfigError(f"policy.efficiency_codebook is '{recipe.policy.efficiency_codebook}'",
                           f"use one of {list(CODEBOOKS)}")
     if recipe.policy.kd_frames not in KD_FRAMES:
         raise ConfigError(f"policy.kd_frames is '{recipe.policy.kd_frames}'", f"use one of {list(KD_FRAMES)}")
+    if not recipe.policy.ce_temperature > 0:
+        raise ConfigError(f"policy.ce_temperature is {recipe.policy.ce_temperature}",
+                          "give a positive temperature (1: the plain cross-entropy)")
     family = recipe.model.bit_width_family
     for name in ("pact_lr", "pact_weight_decay"):
         values = getattr(recipe.any_precision, name)
