@@ -110,9 +110,9 @@ def efficiency_codebook(config, kind: str = "paper", frame_costs: dict | None = 
 def policy_losses(output, labels, teacher_logits, config, recipe: VideoIQRecipe,
                   codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The policy stage's loss terms (weighted) and their sum under `loss` (`codebook`: the efficiency cost per
-    action, the paper's by default). The cross-entropy reads the clip logits divided by `policy.ce_temperature`. With `policy.kd_frames: executed` the distillation's student is
-    `output.kept_frame_logits` (the skip decisions held fixed) and `teacher_logits` must be the teacher's on the
-    same kept frames."""
+    action, the paper's by default). The cross-entropy reads the clip logits divided by `policy.ce_temperature`.
+    With `policy.kd_frames: executed` the distillation's student is `output.kept_frame_logits` (the skip decisions
+    held fixed) and `teacher_logits` must be the teacher's on the same kept frames."""
     weights = recipe.policy
     actions = output.policy
     usage = actions.mean(dim=(0, 1))
