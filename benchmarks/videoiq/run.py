@@ -354,7 +354,8 @@ def main(argv=None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch "
                    f"threads, {platform.system()}",
-        "quick": args.quick, "recipe": "demo", "overrides": overrides, "seed": recipe.seed,
+        "quick": args.quick, "recipe": None if args.from_run is not None else "demo", "overrides": overrides,
+        "seed": recipe.seed,
         "from_run": args.from_run is not None, "recipe_used": recipe_to_dict(recipe),
         "test_clips": len(test_set), "train_seconds": train_seconds,
         "testbed_frame_kind_top1": testbed, "int8_bit_widths": int8_bits,
