@@ -53,6 +53,9 @@ def test_short_run_trains_every_stage_and_writes_a_measured_card(short_run):
     card = (short_run / "README.md").read_text()
     policy_top1 = results["results"][0]["metric_value"]
     assert f"{policy_top1:.4g}"[:4] in card and "Share of each action" in card
+    # the inference rule for all-skipped clips and the policy loss's temperature are stated (the demo's: on, 1)
+    assert "keeps its least-skipped frame" in card
+    assert "| policy cross-entropy temperature | 1 (the paper's loss) |" in card
     assert (short_run / "images" / "choices.png").is_file()
     assert (short_run / "preprocessor_config.json").is_file()
 

@@ -113,6 +113,12 @@ def write_videoiq_card(run_dir, model, recipe, results: dict, final_temperature:
             "policy network": f"{config.policy_backbone} on {config.policy_image_size} px frames + LSTM "
                               f"({config.policy_hidden_size}), {config.policy_precision}",
             "GBitOPs per video (policy network)": model.policy_video_costs()["bitops"] / 1e9,
+            "a clip whose every frame the policy skips": (
+                "keeps its least-skipped frame at its likeliest bit-width (policy_keeps_a_frame)"
+                if config.policy_keeps_a_frame else "runs no frame (the paper's rule)"),
+            "policy cross-entropy temperature": (
+                f"{recipe.policy.ce_temperature:g}" + (" (the paper's loss)" if recipe.policy.ce_temperature == 1
+                                                        else " (clip logits softened in the policy's loss)")),
             "parameters (recognition)": sum(p.numel() for n, p in model.named_parameters()
                                             if not n.startswith("policy.")),
             "parameters (policy)": sum(p.numel() for p in model.policy.parameters()),
