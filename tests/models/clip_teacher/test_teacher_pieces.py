@@ -376,3 +376,64 @@ def test_removing_the_prompts_common_direction_centres_them_and_leaves_the_image
     assert torch.equal(image_before, image_after)
     with pytest.raises(ConfigError, match="common direction"):
         remove_prompt_common_direction(model, tokenizer, prompts[:1])
+
+
+def square_clip_model():
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(
+        text_config={"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 12, "bos_token_id": 38,
+                     "eos_token_id": 39, "pad_token_id": 39, "projection_dim": 16},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 64, "patch_size": 8, "projection_dim": 16},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    return CLIPModel(config).eval()
+
+
+def test_whitened_projection_gives_the_images_identity_covariance_and_leaves_the_tower_alone(small_model):
+    from effhub.models.clip_teacher.calibration import whiten_visual_projection
+
+    model = square_clip_model()
+    pixels = torch.randn(200, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    tower = {key: value.clone() for key, value in model.vision_model.state_dict().items()}
+    report = whiten_visual_projection(model, pixels, batch_size=64, ridge=1e-6)
+    with torch.no_grad():
+        embeds = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+    # the pooled output leaves a LayerNorm, which centres each feature vector: one direction (all ones) carries no
+    # variance and stays at ~0 (the ridge); every other direction gets unit variance
+    variances = torch.linalg.eigvalsh(torch.cov(embeds.T.double()))
+    assert variances[0] < 1e-2 and torch.allclose(variances[1:], torch.ones(15, dtype=torch.float64), atol=1e-2)
+    assert torch.allclose(model.visual_projection.weight, model.visual_projection.weight.T, atol=1e-5)  # symmetric
+    assert all(torch.equal(value, model.vision_model.state_dict()[key]) for key, value in tower.items())
+    assert report["images"] == 200 and 0 < report["eigenvalue_min"] <= report["eigenvalue_max"]
+    with pytest.raises(ConfigError, match="square"):
+        whiten_visual_projection(small_model, pixels)  # projection 16 -> 8
+    with pytest.raises(ConfigError, match="covariance"):
+        whiten_visual_projection(model, pixels[:16])
+
+
+def test_whitened_projection_is_not_trained_by_the_contrastive_stage():
+    from effhub.models.clip_teacher.training_clip_teacher import check_recipe, contrastive_phase
+    from effhub.recipes import load_recipe
+
+    model = square_clip_model()
+    names = {id(p): name for name, p in model.named_parameters()}
+    for locked in ("true", "false"):
+        recipe = load_recipe("clip-teacher", "demo", ["train.visual_projection=whitened",
+                                                      f"train.lock_image_tower={locked}"])
+        trained = {names[id(p)] for p in contrastive_phase(recipe, model).updates[0].parameters(model)}
+        assert "visual_projection.weight" not in trained and "text_projection.weight" in trained
+    learned = load_recipe("clip-teacher", "demo", ["train.lock_image_tower=true"])
+    trained = {names[id(p)] for p in contrastive_phase(learned, model).updates[0].parameters(model)}
+    assert "visual_projection.weight" in trained
+    with pytest.raises(ConfigError, match="visual_projection"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["train.visual_projection=pca"]))
+    with pytest.raises(ConfigError, match="projection_dim"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["train.visual_projection=whitened",
+                                                          "model.projection_dim=64"]))
+    with pytest.raises(ConfigError, match="whitening_images"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["train.visual_projection=whitened",
+                                                          "train.whitening_images=100000"]))

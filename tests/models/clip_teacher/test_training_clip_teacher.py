@@ -85,6 +85,27 @@ def test_locked_contrastive_stage_leaves_the_pretrained_vision_tower_as_it_was(r
     assert not math.isclose(float(final["logit_scale"]), math.log(1 / 0.07), abs_tol=1e-4)
 
 
+def test_whitened_projection_run_keeps_the_whitening_of_its_locked_tower(tmp_path):
+    from transformers import CLIPModel
+
+    from effhub.data.captions import SPLIT_NAMES, CaptionWorld
+    from effhub.models.clip_teacher.calibration import whiten_visual_projection
+    from effhub.models.clip_teacher.evaluation import images_to_uint8
+    from effhub.models.clip_teacher.processing import pixel_values_from_uint8
+
+    run = tmp_path / "run"
+    result = run_cli("train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run), "--no-progress",
+                     *overrides(QUICK_OVERRIDES + ("train.visual_projection=whitened", "train.whitening_images=64")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = CLIPModel.from_pretrained(run).eval()
+    trained_projection = model.visual_projection.weight.detach().clone()
+    # the same map, computed again from the final (locked, hence pre-trained) tower on the same first 64 pairs
+    pairs = CaptionWorld().pairs(160, seed=0, split=SPLIT_NAMES["teacher"]["train"])
+    whiten_visual_projection(model, pixel_values_from_uint8(images_to_uint8(pairs["image"][:64])))
+    assert torch.allclose(trained_projection, model.visual_projection.weight, atol=1e-5)
+    assert "fixed at the whitening" in (run / "README.md").read_text()
+
+
 def test_transformers_alone_loads_and_classifies(run_dir):
     script = textwrap.dedent(
         f"""

@@ -143,6 +143,15 @@ class ClipTrainRecipe:
     # after training, remove the direction every class prompt shares from the text tower (`calibration`): per-class
     # cosine scores (dense localisation, zero-shot multi-label) then stop rewarding what all prompts have in common
     center_class_prompts: bool = False
+    # the image projection into the joint space: "learned" (CLIP's) or "whitened", fixed before the contrastive stage
+    # at the whitening of the vision tower's pooled features on the first `whitening_images` training images and not
+    # trained (`calibration.whiten_visual_projection`): the learned one shrinks directions that carry which classes a
+    # scene holds, which prompt-based classifiers then cannot read
+    visual_projection: str = "learned"
+    whitening_images: int = 5000
+
+
+VISUAL_PROJECTIONS = ("learned", "whitened")
 
 
 @dataclass
@@ -302,6 +311,21 @@ def check_recipe(recipe: CLIPTeacherRecipe) -> None:
     if recipe.pretrain.presence_regions and not recipe.pretrain.presence_weight:
         raise ConfigError("pretrain.presence_regions is true but pretrain.presence_weight is 0: the regions are named "
                           "through the presence head", "set pretrain.presence_weight > 0, or presence_regions: false")
+    if recipe.train.visual_projection not in VISUAL_PROJECTIONS:
+        raise ConfigError(f"train.visual_projection is {recipe.train.visual_projection!r}",
+                          f"use one of {', '.join(VISUAL_PROJECTIONS)}")
+    if recipe.train.visual_projection == "whitened":
+        if recipe.model.projection_dim != recipe.model.vision_hidden_size:
+            raise ConfigError(f"train.visual_projection is 'whitened' but model.projection_dim "
+                              f"({recipe.model.projection_dim}) differs from model.vision_hidden_size "
+                              f"({recipe.model.vision_hidden_size}): a whitening is square",
+                              "set model.projection_dim to model.vision_hidden_size, or visual_projection: learned")
+        if not recipe.pretrain.steps:
+            raise ConfigError("train.visual_projection is 'whitened' but pretrain.steps is 0: it would whiten a random "
+                              "tower's features", "set pretrain.steps > 0, or visual_projection: learned")
+        if recipe.train.whitening_images > recipe.world.train_pairs:
+            raise ConfigError(f"train.whitening_images ({recipe.train.whitening_images}) exceeds world.train_pairs "
+                              f"({recipe.world.train_pairs})", "use at most world.train_pairs images")
     if recipe.pretrain.presence_weight and not recipe.pretrain.object_steps:
         raise ConfigError("pretrain.presence_weight is set but pretrain.object_steps is 0: the multi-label term is "
                           "part of the objects phase", "set pretrain.object_steps > 0, or presence_weight: 0")
@@ -477,6 +501,12 @@ def train(recipe: CLIPTeacherRecipe, options):
             images, collate_images = pretraining_images(world, recipe, model, singles, multis)
             run.train_stage("vision-pretraining", classifier, pretraining_phases(recipe, classifier), images,
                             collate_fn=collate_images)
+        if recipe.train.visual_projection == "whitened":
+            from .calibration import whiten_visual_projection
+            from .processing import pixel_values_from_uint8
+
+            # every rank computes the same map from the same images (a resumed run's checkpoint then replaces it)
+            whiten_visual_projection(model, pixel_values_from_uint8(train_split.pixels[:recipe.train.whitening_images]))
         trained = run.train_stage("contrastive", model, [contrastive_phase(recipe, model)], {"pairs": train_split},
                                   collate_fn=collate).model
         if recipe.train.center_class_prompts:
@@ -568,7 +598,9 @@ def contrastive_phase(recipe: CLIPTeacherRecipe, model):
         max_grad_norm=recipe.train.max_grad_norm, on_step_end=_clamp_temperature,
         updates=[Update(
             name="clip", dataset="pairs", loss=_contrastive_loss,
-            parameters=lambda clip: trainable_parameters(clip, recipe, locked if recipe.train.lock_image_tower else ()),
+            parameters=lambda clip: [
+                param for param in trainable_parameters(clip, recipe, locked if recipe.train.lock_image_tower else ())
+                if recipe.train.visual_projection != "whitened" or param is not clip.visual_projection.weight],
             optimizer=lambda params: _optimizer(list(params), recipe, model),
             scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
         )],
@@ -630,6 +662,9 @@ def _training_summary(recipe: CLIPTeacherRecipe) -> str:
         if recipe.pretrain.presence_weight:
             first += " and which classes a scene holds from its pooled output"
     if recipe.train.lock_image_tower:
+        if recipe.train.visual_projection == "whitened":
+            return first + ("; it was then locked, its projection into the joint space fixed at the whitening of its "
+                            "pooled features, while the text tower learned contrastively (LiT). ")
         return first + "; it was then locked while the text tower learned contrastively (LiT). "
     return first + "; then both towers learned contrastively (CLIP's loss). "
 
