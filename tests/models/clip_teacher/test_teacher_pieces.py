@@ -26,20 +26,25 @@ def world():
     return CaptionWorld()
 
 
-@pytest.fixture(scope="module")
-def small_model():
+def tiny_clip_model(projection_dim: int = 8):
+    """A one-layer CLIP of width 16 (a projection to `projection_dim`), seeded."""
     from transformers import CLIPConfig, CLIPModel
 
     config = CLIPConfig(
         text_config={"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
                      "num_attention_heads": 2, "max_position_embeddings": 12, "bos_token_id": 38,
-                     "eos_token_id": 39, "pad_token_id": 39, "projection_dim": 8},
+                     "eos_token_id": 39, "pad_token_id": 39, "projection_dim": projection_dim},
         vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 8, "projection_dim": 8},
-        projection_dim=8,
+                       "image_size": 64, "patch_size": 8, "projection_dim": projection_dim},
+        projection_dim=projection_dim,
     )
     torch.manual_seed(0)
     return CLIPModel(config)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return tiny_clip_model()
 
 
 def test_no_weight_decay_on_embeddings_norms_biases_and_temperature(small_model):
@@ -378,25 +383,10 @@ def test_removing_the_prompts_common_direction_centres_them_and_leaves_the_image
         remove_prompt_common_direction(model, tokenizer, prompts[:1])
 
 
-def square_clip_model():
-    from transformers import CLIPConfig, CLIPModel
-
-    config = CLIPConfig(
-        text_config={"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 12, "bos_token_id": 38,
-                     "eos_token_id": 39, "pad_token_id": 39, "projection_dim": 16},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 8, "projection_dim": 16},
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    return CLIPModel(config).eval()
-
-
 def test_whitened_projection_gives_the_images_identity_covariance_and_leaves_the_tower_alone(small_model):
     from effhub.models.clip_teacher.calibration import whiten_visual_projection
 
-    model = square_clip_model()
+    model = tiny_clip_model(projection_dim=16).eval()
     pixels = torch.randn(200, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     tower = {key: value.clone() for key, value in model.vision_model.state_dict().items()}
     report = whiten_visual_projection(model, pixels, batch_size=64, ridge=1e-6)
@@ -419,7 +409,7 @@ def test_whitened_projection_is_not_trained_by_the_contrastive_stage():
     from effhub.models.clip_teacher.training_clip_teacher import check_recipe, contrastive_phase
     from effhub.recipes import load_recipe
 
-    model = square_clip_model()
+    model = tiny_clip_model(projection_dim=16)
     names = {id(p): name for name, p in model.named_parameters()}
     for locked in ("true", "false"):
         recipe = load_recipe("clip-teacher", "demo", ["train.visual_projection=whitened",

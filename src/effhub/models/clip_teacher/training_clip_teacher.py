@@ -661,10 +661,9 @@ def _training_summary(recipe: CLIPTeacherRecipe) -> str:
         first += ", then every object of multi-object scenes from the patches it covers"
         if recipe.pretrain.presence_weight:
             first += " and which classes a scene holds from its pooled output"
+    if recipe.train.visual_projection == "whitened":
+        first += "; its projection into the joint space was fixed at the whitening of its pooled features"
     if recipe.train.lock_image_tower:
-        if recipe.train.visual_projection == "whitened":
-            return first + ("; it was then locked, its projection into the joint space fixed at the whitening of its "
-                            "pooled features, while the text tower learned contrastively (LiT). ")
         return first + "; it was then locked while the text tower learned contrastively (LiT). "
     return first + "; then both towers learned contrastively (CLIP's loss). "
 
