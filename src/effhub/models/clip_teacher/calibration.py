@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...errors import ConfigError
+from .probing import pooled_image_features
 
 
 def remove_prompt_common_direction(model, tokenizer, prompts: Sequence[str]) -> dict:
@@ -88,15 +89,13 @@ def whiten_visual_projection(model, pixel_values, batch_size: int = 256, ridge: 
     if len(pixel_values) <= width:
         raise ConfigError(f"{len(pixel_values)} images cannot estimate the covariance of {width} features",
                           f"use more than {width} images (train.whitening_images)")
-    was_training = model.vision_model.training
-    model.vision_model.eval()
+    was_training = model.training
+    pooled = pooled_image_features(model, pixel_values, batch_size)  # leaves the model in eval mode
+    model.train(was_training)
     with torch.no_grad():
-        pooled = torch.cat([model.vision_model(pixel_values=pixel_values[start:start + batch_size]).pooler_output
-                            for start in range(0, len(pixel_values), batch_size)])
         eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pooled.T.double()))
         scales = (eigenvalues.clamp_min(0) + ridge * eigenvalues.max()).rsqrt()
         weight.copy_((eigenvectors @ torch.diag(scales) @ eigenvectors.T).to(weight.dtype))
-    model.vision_model.train(was_training)
     return {"images": len(pixel_values), "eigenvalue_min": float(eigenvalues.min()),
             "eigenvalue_max": float(eigenvalues.max()), "ridge": ridge}
 

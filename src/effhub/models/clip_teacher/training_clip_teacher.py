@@ -337,11 +337,14 @@ def trainable_parameters(model, recipe: CLIPTeacherRecipe, prefixes: Sequence[st
     Args:
         prefixes (`Sequence[str]`): only parameters whose name starts with one of these (all when empty).
 
-    The query projection that `fix_mean_pooling` fixed at zero is never among them.
+    The query projection that `fix_mean_pooling` fixed at zero is never among them, nor the image projection that
+    `train.visual_projection: whitened` fixed at a whitening.
     """
     from .vision_pretraining import mean_pooling_query
 
     fixed = {id(param) for param in mean_pooling_query(model)} if recipe.model.vision_pooling == "mean" else set()
+    if recipe.train.visual_projection == "whitened" and hasattr(model, "visual_projection"):
+        fixed |= {id(param) for param in model.visual_projection.parameters()}
     return [p for name, p in model.named_parameters()
             if id(p) not in fixed and (not prefixes or name.startswith(tuple(prefixes)))]
 
@@ -598,9 +601,7 @@ def contrastive_phase(recipe: CLIPTeacherRecipe, model):
         max_grad_norm=recipe.train.max_grad_norm, on_step_end=_clamp_temperature,
         updates=[Update(
             name="clip", dataset="pairs", loss=_contrastive_loss,
-            parameters=lambda clip: [
-                param for param in trainable_parameters(clip, recipe, locked if recipe.train.lock_image_tower else ())
-                if recipe.train.visual_projection != "whitened" or param is not clip.visual_projection.weight],
+            parameters=lambda clip: trainable_parameters(clip, recipe, locked if recipe.train.lock_image_tower else ()),
             optimizer=lambda params: _optimizer(list(params), recipe, model),
             scheduler=lambda optimizer, total: _scheduler(optimizer, total, recipe.train.warmup_steps),
         )],
