@@ -298,6 +298,40 @@ def test_skip_carries_the_decision_and_the_lstm_state_over():
     assert out.decided.tolist() == [[True, False, False, True]] * 2
 
 
+@pytest.mark.parametrize("policy_bit_width", [32, 8])
+def test_decisions_on_all_frames_at_once_equal_the_frame_by_frame_loop(policy_bit_width, monkeypatch):
+    """Without sampling and without skips longer than one frame no decision feeds back into the next frames:
+    inference then runs the LSTM's input side and the heads on all frames at once, with the loop's decisions,
+    log-probabilities and auxiliary logits (also where a clip would skip every frame and keeps one)."""
+    config = tiny_config(skip_list=[1], policy_bit_width=policy_bit_width, num_frames=6)
+    model = VideoIQForVideoClassification(config)
+    model.train()
+    model.policy(clips(4, config, seed=1), sample=True)  # tracks the quantisers' ranges, as training does
+    model.eval()
+    pixel_values = clips(16, config, seed=2)
+    with torch.no_grad():
+        if policy_bit_width < 32:
+            assert model.policy.lstm.input_quantizer.absmax > 0
+        features = model.policy.encode(pixel_values)
+        for skip_bias in (0.0, 4.0):  # the second makes some clips skip every frame
+            model.policy.action_head.bias[config.num_precisions] += skip_bias
+            at_once = model.policy.decide_all_frames(features)
+            looped = model.policy.decide_frame_by_frame(features)
+            assert torch.equal(at_once.actions, looped.actions)
+            assert torch.equal(at_once.decided, looped.decided)
+            assert torch.allclose(at_once.logprobs, looped.logprobs, atol=1e-6)
+            assert torch.allclose(at_once.aux_logits, looped.aux_logits, atol=1e-6)
+        would_skip_all = (at_once.logprobs.argmax(-1) == config.num_precisions).all(1)
+        kept_frames = at_once.actions[would_skip_all, :, :config.num_precisions].sum((1, 2))
+        assert would_skip_all.any() and (kept_frames == 1).all()
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("inference without sampling should decide on all frames at once")
+
+        monkeypatch.setattr(model.policy, "decide_frame_by_frame", refuse)
+        assert torch.equal(model.policy(pixel_values).actions, at_once.actions)
+
+
 def test_a_clip_that_would_skip_every_frame_keeps_its_likeliest_frame():
     """At inference a clip never goes without a frame: the frame least likely skipped runs at its likeliest
     bit-width; clips that keep a frame and the sampled training path are left alone."""

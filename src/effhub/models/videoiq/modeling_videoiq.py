@@ -213,14 +213,30 @@ class VideoIQQuantizedLSTMCell(nn.LSTMCell):
         self._weight_cache: dict = {}
 
     def forward(self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        hidden, cell = state
-        weight_ih = _quantized_parameter(self, "weight_ih", self.bits)
-        weight_hh = _quantized_parameter(self, "weight_hh", self.bits)
-        gates = F.linear(self.input_quantizer(inputs), weight_ih, self.bias_ih) \
-            + F.linear(self.hidden_quantizer(hidden), weight_hh, self.bias_hh)
-        input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, dim=-1)
-        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
-        return torch.sigmoid(output_gate) * torch.tanh(cell), cell
+        return lstm_step(self, lstm_input_gates(self, inputs), state)
+
+
+def lstm_input_gates(lstm: nn.LSTMCell, inputs: torch.Tensor) -> torch.Tensor:
+    """The input side of an LSTM cell's gates, `W_ih x + b_ih`, for inputs of any leading shape (all the frames of a
+    clip at once); quantised as in [`VideoIQQuantizedLSTMCell`] when `lstm` is one."""
+    if isinstance(lstm, VideoIQQuantizedLSTMCell):
+        return F.linear(lstm.input_quantizer(inputs), _quantized_parameter(lstm, "weight_ih", lstm.bits), lstm.bias_ih)
+    return F.linear(inputs, lstm.weight_ih, lstm.bias_ih)
+
+
+def lstm_step(lstm: nn.LSTMCell, input_gates: torch.Tensor,
+              state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of an LSTM cell (`nn.LSTMCell`'s gate order: input, forget, cell, output) from its input gates
+    ([`lstm_input_gates`]) and the previous `(hidden, cell)`; returns the new `(hidden, cell)`."""
+    hidden, cell = state
+    if isinstance(lstm, VideoIQQuantizedLSTMCell):
+        hidden_gates = F.linear(lstm.hidden_quantizer(hidden), _quantized_parameter(lstm, "weight_hh", lstm.bits),
+                                lstm.bias_hh)
+    else:
+        hidden_gates = F.linear(hidden, lstm.weight_hh, lstm.bias_hh)
+    input_gate, forget_gate, cell_gate, output_gate = (input_gates + hidden_gates).chunk(4, dim=-1)
+    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+    return torch.sigmoid(output_gate) * torch.tanh(cell), cell
 
 
 # -- any-precision layers --------------------------------------------------------------------------------------------
@@ -512,8 +528,49 @@ class VideoIQPolicyNetwork(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, sample: bool = False, temperature: float = 1.0,
                 generator: torch.Generator | None = None) -> VideoIQPolicyOutput:
-        config = self.config
+        """Decisions for the frames of `pixel_values` `(B, T, C, H, W)`: the most likely action per frame, or with
+        `sample` a hard Gumbel-softmax sample at `temperature`."""
         features = self.dropout(self.encode(pixel_values))
+        if sample or self.training or any(length > 1 for length in self.config.skip_list) \
+                or not self._lstm_input_range_fixed():
+            return self.decide_frame_by_frame(features, sample, temperature, generator)
+        return self.decide_all_frames(features)
+
+    def _lstm_input_range_fixed(self) -> bool:
+        """Whether the LSTM quantises its inputs over a range that does not depend on the call (always at full
+        precision; once trained when quantised): only then may one call cover all the frames."""
+        quantizer = getattr(self.lstm, "input_quantizer", None)
+        return quantizer is None or float(quantizer.absmax) > 0
+
+    def decide_all_frames(self, features: torch.Tensor) -> VideoIQPolicyOutput:
+        """The most likely action of every frame where no decision feeds back into the next ones (inference without
+        sampling, no skip longer than one frame): only the LSTM recurrence runs frame by frame; the input side of its
+        gates and the heads run on all frames at once. Equals [`decide_frame_by_frame`] with `sample=False` there
+        with a fraction of its calls (the policy is a few percent of the multiply-adds but many small calls)."""
+        config = self.config
+        batch, frames = features.shape[:2]
+        input_gates = lstm_input_gates(self.lstm, features)
+        hidden = features.new_zeros(batch, config.policy_hidden_size)
+        cell = features.new_zeros(batch, config.policy_hidden_size)
+        states = []
+        for t in range(frames):
+            hidden, cell = lstm_step(self.lstm, input_gates[:, t], (hidden, cell))
+            states.append(hidden)
+        states = torch.stack(states, 1)
+        logprobs = F.log_softmax(self.action_head(states), dim=-1)
+        actions = F.one_hot(logprobs.argmax(-1), config.num_actions).to(logprobs.dtype)
+        if config.policy_keeps_a_frame:
+            actions = keep_a_frame(actions, logprobs, config.num_precisions)
+        aux = self.aux_classifier(states.mean(1)) if self.aux_classifier is not None else None
+        return VideoIQPolicyOutput(actions=actions, logprobs=logprobs, aux_logits=aux,
+                                   decided=torch.ones(batch, frames, dtype=torch.bool, device=features.device))
+
+    def decide_frame_by_frame(self, features: torch.Tensor, sample: bool = False, temperature: float = 1.0,
+                              generator: torch.Generator | None = None) -> VideoIQPolicyOutput:
+        """Decisions frame after frame from the encoded frames `(B, T, policy_feature_size)`: a skip of n frames
+        carries its action and the LSTM state over the next n - 1 frames; with `sample`, hard Gumbel-softmax
+        samples (and the bit-width each frame would run at if kept)."""
+        config = self.config
         batch, frames = features.shape[:2]
         skip_lengths = torch.tensor([0] * config.num_precisions + list(config.skip_list), device=features.device)
         hidden = features.new_zeros(batch, config.policy_hidden_size)
