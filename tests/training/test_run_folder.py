@@ -76,6 +76,20 @@ def test_resume_of_another_method_and_of_an_empty_folder_are_refused(tmp_path, c
     assert "not both" in capsys.readouterr().err
 
 
+def test_resume_with_another_recipe_is_refused_and_names_the_differences(tmp_path, capsys):
+    """A resume records its stages under the recipe that started the run: another recipe (here one --set more) is
+    refused before anything is written, naming what differs."""
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert _train(run, "--resume", "--set", "train.steps=5") == 2
+    error = capsys.readouterr().err
+    assert "started with another recipe" in error and "train.steps: 4 -> 5" in error
+    assert _snapshot(run) == before
+    assert _train(run, "--resume") == 0  # the same recipe resumes
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_interrupt_stops_with_a_checkpoint_and_prints_the_resume_command(tmp_path, signal_name):
     """Ctrl-C (or SIGTERM) in the middle of training: one message with the exact command, a checkpoint of the last

@@ -59,6 +59,25 @@ class StageResult:
     skipped: bool = False
 
 
+def recipe_differences(recorded: dict | None, recipe: dict | None) -> list[str]:
+    """`key: recorded -> new` for every dotted key where two recipe snapshots differ (compared as JSON, as
+    `run_info.json` holds them); empty when either is unknown."""
+    if recorded is None or recipe is None:
+        return []
+    recipe = json.loads(json.dumps(recipe))
+    differences = []
+
+    def compare(before, after, prefix):
+        if isinstance(before, dict) and isinstance(after, dict):
+            for key in sorted(set(before) | set(after), key=str):
+                compare(before.get(key), after.get(key), f"{prefix}{key}.")
+        elif before != after:
+            differences.append(f"{prefix[:-1]}: {before!r} -> {after!r}")
+
+    compare(recorded, recipe, "")
+    return differences
+
+
 class Run:
     """One training run (see the module docstring); use it as a context manager, or call `close()` at the end.
 
@@ -124,6 +143,13 @@ class Run:
                 raise CheckpointError(f"'{root}' holds {what}, not a '{self.method}' run",
                                       f"resume it with `effhub train {previous.get('method')} --resume`, or train "
                                       "into another --output-dir")
+            changed = recipe_differences(previous.get("recipe"), self.recipe)
+            if changed:
+                shown = "; ".join(changed[:4]) + ("; ..." if len(changed) > 4 else "")
+                raise CheckpointError(f"'{root}' was started with another recipe ({len(changed)} difference(s): "
+                                      f"{shown}); its finished stages would not match what this resume records",
+                                      "resume with the recipe and --set overrides that started the run (its "
+                                      "run_info.json holds them), or train into a fresh --output-dir")
             return present - set(previous.get("files") or present)
         if not self.options.overwrite:
             raise CheckpointError(f"output folder '{root}' already holds {what}",
