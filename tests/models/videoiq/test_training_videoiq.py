@@ -251,7 +251,7 @@ def test_bad_recipe(override, match, tmp_path):
 def test_recipes_are_listed():
     from effhub.recipes import list_recipes
 
-    assert {"demo", "width32", "paper-32-4-2", "paper-8-4-2"} <= set(list_recipes("videoiq")["videoiq"])
+    assert {"demo", "width32", "width16", "paper-32-4-2", "paper-8-4-2"} <= set(list_recipes("videoiq")["videoiq"])
 
 
 def test_pipeline_reads_an_mp4_from_the_local_hub_in_a_new_process(short_run, tmp_path):
