@@ -91,3 +91,17 @@ def test_shipped_name_wins_over_a_same_named_folder(tmp_path, monkeypatch):
     (tmp_path / "demo").mkdir()
     monkeypatch.chdir(tmp_path)
     assert load_recipe("tiny", "demo").train.steps > 0
+
+
+def test_a_recipe_on_a_base_changes_only_its_own_keys(tmp_path):
+    """`base: <recipe>` reads the base and puts the file's keys on top, sections merged key by key; a cycle of
+    bases is a RecipeError."""
+    demo = recipe_to_dict(load_recipe("tiny", "demo"))
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: demo\ntrain:\n  steps: 7\n")
+    mine = recipe_to_dict(load_recipe("tiny", path))
+    assert mine["train"]["steps"] == 7
+    assert {**mine, "train": {**mine["train"], "steps": demo["train"]["steps"]}} == demo
+    path.write_text(f"base: {path}\n")
+    with pytest.raises(RecipeError, match="its own base"):
+        load_recipe("tiny", path)

@@ -22,6 +22,7 @@ from ..errors import RecipeError
 
 RECIPE_SUFFIX = ".yaml"
 RECIPE_FOLDER = "recipes"
+BASE_KEY = "base"
 
 
 def recipe_folder(method: str):
@@ -49,8 +50,10 @@ def list_recipes(method: str | None = None) -> dict[str, list[str]]:
     return found
 
 
-def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, Any], str]:
-    """Return the raw mapping of a recipe and a description of where it came from."""
+def read_recipe_file(method: str, name_or_path: str | Path,
+                     _reading: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """Return the raw mapping of a recipe and a description of where it came from. A recipe with `base: <name or
+    path>` is that recipe with its own keys on top (sections merged key by key)."""
     from ..registry import get_method
 
     candidate = Path(name_or_path)
@@ -77,7 +80,23 @@ def read_recipe_file(method: str, name_or_path: str | Path) -> tuple[dict[str, A
         raise RecipeError(f"Recipe {source} is not valid YAML ({error})", "fix the YAML syntax") from error
     if not isinstance(mapping, dict):
         raise RecipeError(f"Recipe {source} must be a mapping of keys to values", "write it as `key: value` lines")
+    if BASE_KEY in mapping:
+        base = mapping.pop(BASE_KEY)
+        if base in _reading:
+            raise RecipeError(f"Recipe {source} is its own base (through '{base}')", f"remove the `{BASE_KEY}:` cycle")
+        _reading = (*_reading, str(name_or_path))
+        base_mapping, _ = read_recipe_file(method, base, _reading)
+        mapping = merge_recipe_mappings(base_mapping, mapping)
     return mapping, source
+
+
+def merge_recipe_mappings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` on top: sections merge key by key, every other value (lists included) is replaced."""
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = merge_recipe_mappings(merged[key], value) \
+            if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 def apply_overrides(mapping: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -214,4 +233,4 @@ def recipe_to_dict(recipe) -> dict[str, Any]:
     return plain(dataclasses.asdict(recipe))
 
 
-__all__ = ["recipe_folder", "list_recipes", "read_recipe_file", "apply_overrides", "build_dataclass", "load_recipe", "recipe_to_dict"]
+__all__ = ["recipe_folder", "list_recipes", "read_recipe_file", "merge_recipe_mappings", "apply_overrides", "build_dataclass", "load_recipe", "recipe_to_dict"]
