@@ -101,22 +101,6 @@ def _median_seconds(functions: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
-def _int8_switch(model):
-    """`switch(on)`: turn the int8 kernels prepared on `model` on or off without re-calibrating them."""
-    from effhub.models.videoiq.modeling_videoiq import VideoIQAnyPrecisionConv2d
-
-    saved = {module: dict(module._int8) for module in model.backbone.modules()
-             if isinstance(module, VideoIQAnyPrecisionConv2d)}
-
-    def switch(on: bool) -> None:
-        for module, kernels in saved.items():
-            module._int8.clear()
-            if on:
-                module._int8.update(kernels)
-
-    return switch
-
-
 def cpu_times(model, pixel_values, repeats: int, int8: bool = False) -> dict:
     """Seconds per clip: full precision on every frame; dynamic inference (policy + each frame at its precision),
     with the quantised bit-widths in float simulation and, when `int8` (kernels prepared on `model`), on the int8
@@ -125,7 +109,6 @@ def cpu_times(model, pixel_values, repeats: int, int8: bool = False) -> dict:
     import torch
 
     model.eval()
-    switch = _int8_switch(model)
     with torch.no_grad():
         actions = model(pixel_values).policy.argmax(-1)
     executed = (actions < model.config.num_precisions).reshape(-1)
@@ -148,27 +131,18 @@ def cpu_times(model, pixel_values, repeats: int, int8: bool = False) -> dict:
 
     def simulated(function):
         def run():
-            switch(False)
-            function()
-        return run
-
-    def kernels(function):
-        def run():
-            switch(True)
-            function()
+            with model.float_simulation():
+                function()
         return run
 
     functions = {"full_precision": full, "policy": policy, "full_precision_on_executed_frames": full_on_executed,
                  "dynamic_simulated": simulated(lambda: model(pixel_values)),
                  "uniform_lowest_simulated": simulated(lambda: model(pixel_values, precision=lowest_bits))}
     if int8:
-        functions["dynamic_int8"] = kernels(lambda: model(pixel_values))
-        functions["uniform_lowest_int8"] = kernels(lambda: model(pixel_values, precision=lowest_bits))
-    try:
-        with torch.no_grad():
-            seconds = _median_seconds(functions, repeats)
-    finally:
-        switch(True)
+        functions["dynamic_int8"] = lambda: model(pixel_values)
+        functions["uniform_lowest_int8"] = lambda: model(pixel_values, precision=lowest_bits)
+    with torch.no_grad():
+        seconds = _median_seconds(functions, repeats)
     per_clip = {name: value / batch for name, value in seconds.items()}
     full_time = per_clip["full_precision"]
     dynamic = per_clip["dynamic_int8"] if int8 else per_clip["dynamic_simulated"]

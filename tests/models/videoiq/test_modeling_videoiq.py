@@ -255,6 +255,81 @@ def test_int8_kernels_leave_32_bit_in_float_and_follow_weight_changes():
     assert not torch.equal(before, after)
 
 
+def _spread_batchnorms(model, seed=0):
+    """Running statistics and affine parameters away from their initial 0 / 1 (a trained network's)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                for tensor, low, high in ((module.running_mean, -0.5, 0.5), (module.running_var, 0.5, 2.0),
+                                          (module.weight, 0.5, 1.5), (module.bias, -0.2, 0.2)):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+
+
+def test_inference_folds_each_batchnorm_into_its_convolution():
+    config = tiny_config(bit_width_family=[8, 4, 2])
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(config).eval()
+    _spread_batchnorms(model)
+    pixel_values = clips(3, config)
+    model.frame_costs()  # measured once, at inference: fills the caches; emptied here to watch them fill
+    conv = model.backbone.blocks[0].conv1
+    conv._folded_cache.clear()
+    for precision in ("full", 8, 4, 2):
+        with torch.enable_grad():  # autograd: convolution, then BatchNorm
+            separate = model(pixel_values, precision=precision).logits.detach()
+        assert not conv._folded_cache.get(None if precision == "full" else precision)
+        with torch.no_grad():  # inference: one convolution with the BatchNorm folded in
+            folded = model(pixel_values, precision=precision).logits
+        assert conv._folded_cache.get(None if precision == "full" else precision)
+        torch.testing.assert_close(folded, separate, rtol=1e-4, atol=1e-5)
+    norm = model.backbone.blocks[0].bn1.norms[1]
+    with torch.no_grad():
+        before = model(pixel_values, precision=4).logits
+        norm.running_var.mul_(3.0)  # a load or a training step changes a BatchNorm in place: folded afresh
+        after = model(pixel_values, precision=4).logits
+    with torch.enable_grad():
+        torch.testing.assert_close(after, model(pixel_values, precision=4).logits.detach(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(before, after)
+
+
+def test_int8_block_keeps_activations_in_8_bits_and_drops_stale_kernels():
+    config = tiny_config(bit_width_family=[8, 4, 2], image_size=32, base_width=8)
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(config).eval()
+    _spread_batchnorms(model)
+    pixel_values = clips(4, config)
+    assert model.prepare_int8_kernels(pixel_values[:2]) == [8, 4, 2]
+    block = model.backbone.blocks[2]  # a block with a downsampling shortcut
+    assert block.downsample is not None
+    inputs = torch.relu(torch.randn(6, block.conv1.in_channels, 8, 8))
+    kernels = block._int8[1]  # 4 bits
+    first = kernels.kernels[0](torch.quantize_per_tensor(inputs.clamp(0, kernels.alphas[0]),
+                                                         kernels.alphas[0] / 15, 0, torch.quint8))
+    # the first convolution writes onto the second one's 4-bit PACT grid: scale alpha / 15, zero point 0
+    assert first.q_scale() == pytest.approx(kernels.alphas[1] / 15) and first.q_zero_point() == 0
+    with torch.no_grad():
+        kernel_output = block(inputs, 1)
+        with model.float_simulation():
+            simulated = block(inputs, 1)
+        assert model.int8_bit_widths == [8, 4, 2]  # back after the simulation
+        assert not torch.equal(kernel_output, simulated)
+        assert (kernel_output - simulated).norm() < 0.1 * simulated.norm()
+        block.downsample_bn.norms[1].running_mean.add_(0.3)  # stale kernels must not be used
+        with model.float_simulation():
+            simulated = block(inputs, 1)
+        assert torch.equal(block(inputs, 1), simulated)
+
+
+def test_costs_are_the_same_with_int8_kernels_prepared():
+    config = tiny_config(bit_width_family=[8, 4, 2], image_size=32, base_width=8)
+    model = VideoIQForVideoClassification(config).eval()
+    expected = model.frame_costs()
+    model._costs = None
+    model.prepare_int8_kernels(clips(2, config))
+    assert model.frame_costs() == expected
+
+
 def test_dynamic_inference_equals_the_mixed_training_path():
     config = tiny_config()
     model = VideoIQForVideoClassification(config).eval()

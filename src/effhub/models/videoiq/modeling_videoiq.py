@@ -17,6 +17,7 @@
 A clean re-implementation from the paper and the facts gathered about the authors' code (which carries no licence).
 """
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -245,6 +246,21 @@ def lstm_step(lstm: nn.LSTMCell, input_gates: torch.Tensor,
 
 
 # -- any-precision layers --------------------------------------------------------------------------------------------
+def fold_batchnorm(weight: torch.Tensor, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution weight and bias computing `norm(conv(x, weight))` in one convolution, with `norm`'s running
+    statistics (inference): `weight * s` and `beta - mean * s` per output channel, `s = gamma / sqrt(var + eps)`."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return weight * scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale
+
+
+def _versions(*tensors: torch.Tensor) -> tuple:
+    return tuple(_parameter_version(tensor) for tensor in tensors)
+
+
+def _norm_tensors(norm: nn.BatchNorm2d) -> tuple:
+    return norm.weight, norm.bias, norm.running_mean, norm.running_var
+
+
 class VideoIQAnyPrecisionConv2d(nn.Conv2d):
     """A convolution whose input activations (PACT, one clip value per bit-width) and weights (DoReFa with LSB
     truncation) are quantised to the bit-width chosen at call time; one weight tensor serves every bit-width.
@@ -261,42 +277,7 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         self.pact_alpha = nn.ParameterList(nn.Parameter(torch.empty(())) for _ in self.bit_width_family)
         self.last_bits = FULL_PRECISION_BITS  # the bit-width of the latest call (read by the BitOPs counter)
         self._weight_cache: dict = {}  # inference only: bits -> (weight version, quantised weight)
-        self._int8: dict = {}  # inference only: bits -> (weight version, calibrated int8 convolution)
-
-    def _weight_key(self) -> tuple:
-        return _parameter_version(self.weight)
-
-    @staticmethod
-    def _int8_forward(conv, inputs: torch.Tensor, alpha: float, bits: int) -> torch.Tensor:
-        # PACT at k <= 8 bits is exactly an unsigned 8-bit affine tensor: scale alpha / (2^k - 1), zero point 0
-        if bits < 8:
-            inputs = inputs.clamp(0.0, alpha)
-        quantised = torch.quantize_per_tensor(inputs.contiguous(memory_format=CONV_MEMORY_FORMAT),
-                                              alpha / (2 ** bits - 1), 0, torch.quint8)
-        return conv(quantised).dequantize()
-
-    @torch.no_grad()
-    def prepare_int8(self, bits: int, output_absmax: float) -> None:
-        """Run bit-width `bits` (<= 8) of this layer on PyTorch's quantized CPU kernels from now on (inference,
-        until the weight changes): the PACT input is exactly an 8-bit tensor; the weight at `bits` is re-quantised
-        per tensor to signed 8 bits (exact at 8 bits up to one rounding, finer than the grid below 8); the int32
-        accumulator is re-quantised to 8 bits over +-`output_absmax` (calibrated), then dequantised."""
-        import torch.ao.nn.quantized as nnq
-
-        if bits not in self.bit_width_family or bits > 8:
-            raise ConfigError(f"no 8-bit kernel path for bit-width {bits} of {self.bit_width_family}",
-                              "prepare bit-widths of the family that are 8 or less")
-        weight = self.quantized_weight(bits).detach().float().cpu()
-        scale = max(float(weight.abs().max()), 1e-8) / 127
-        conv = nnq.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                          padding=self.padding, dilation=self.dilation, groups=self.groups, bias=False)
-        conv.set_weight_bias(torch.quantize_per_tensor(weight, scale, 0, torch.qint8), None)
-        conv.scale, conv.zero_point = max(float(output_absmax), 1e-6) / 127, 128
-        self._int8[bits] = (self._weight_key(), conv)
-
-    def release_int8(self) -> None:
-        """Back to float simulation for every bit-width."""
-        self._int8.clear()
+        self._folded_cache: dict = {}  # inference only: bits -> (versions, weight and bias with a BatchNorm folded)
 
     def quantized_weight(self, bits: int | None) -> torch.Tensor:
         """The weight at `bits` (None: full precision). Without autograd the result is cached per bit-width until
@@ -305,18 +286,31 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         return _cached_weight(self._weight_cache, bits, self.weight,
                               lambda weight: quantize_weight(weight, bits, self.bit_width_family[0]))
 
-    def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
-        """Run at the family's `precision`-th bit-width (None: full precision, clip value of the top bit-width)."""
+    def folded_weight(self, bits: int | None, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight at `bits` with `norm` folded in, and its bias (inference; cached until either changes)."""
+        versions = _versions(self.weight, *_norm_tensors(norm))
+        cached = self._folded_cache.get(bits)
+        if cached is None or cached[0] != versions:
+            cached = (versions, fold_batchnorm(self.quantized_weight(bits), norm))
+            self._folded_cache[bits] = cached
+        return cached[1]
+
+    def forward(self, inputs: torch.Tensor, precision: int | None = None,
+                norm: "VideoIQSwitchableBatchNorm2d | None" = None) -> torch.Tensor:
+        """Run at the family's `precision`-th bit-width (None: full precision, clip value of the top bit-width),
+        followed by `norm` at that precision when given: at inference (no autograd, `norm` in eval mode) folded into
+        the convolution, one call instead of two."""
         bits = None if precision is None else self.bit_width_family[precision]
         self.last_bits = FULL_PRECISION_BITS if bits is None else bits
         alpha = self.pact_alpha[0 if precision is None else precision]
-        if bits is not None and bits in self._int8 and not torch.is_grad_enabled():
-            key, conv = self._int8[bits]
-            if key == self._weight_key() and inputs.device.type == "cpu":
-                return self._int8_forward(conv, inputs, float(alpha), bits)
-        weight = self.quantized_weight(bits)
-        return F.conv2d(pact(inputs, alpha, bits), weight, None, self.stride, self.padding, self.dilation,
-                        self.groups)
+        batch_norm = None if norm is None else norm.norms[0 if precision is None else precision]
+        if batch_norm is not None and not batch_norm.training and not torch.is_grad_enabled():
+            weight, bias = self.folded_weight(bits, batch_norm)
+            return F.conv2d(pact(inputs, alpha, bits), weight, bias, self.stride, self.padding, self.dilation,
+                            self.groups)
+        outputs = F.conv2d(pact(inputs, alpha, bits), self.quantized_weight(bits), None, self.stride, self.padding,
+                           self.dilation, self.groups)
+        return outputs if batch_norm is None else batch_norm(outputs)
 
 
 class VideoIQSwitchableBatchNorm2d(nn.Module):
@@ -330,7 +324,143 @@ class VideoIQSwitchableBatchNorm2d(nn.Module):
         return self.norms[0 if precision is None else precision](inputs)
 
 
-class VideoIQBasicBlock(nn.Module):
+def _int8_convolution(conv: VideoIQAnyPrecisionConv2d, bits: int, norm: nn.BatchNorm2d, output_scale: float,
+                      output_zero_point: int):
+    """PyTorch's quantized convolution for `conv` at `bits` with `norm` folded in: the folded weight re-quantised per
+    output channel to signed 8 bits (the `bits` grid times the BatchNorm's scale: exact up to one rounding), the
+    folded bias in float, the output an unsigned 8-bit tensor of `output_scale` and `output_zero_point`."""
+    import torch.ao.nn.quantized as nnq
+
+    weight, bias = (tensor.detach().float().cpu() for tensor in conv.folded_weight(bits, norm))
+    scales = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8).double() / 127
+    kernel = nnq.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    kernel.set_weight_bias(torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8), bias)
+    kernel.scale, kernel.zero_point = float(output_scale), int(output_zero_point)
+    return kernel
+
+
+def _output_grid(low: float, high: float) -> tuple[float, int]:
+    """Scale and zero point of an unsigned 8-bit tensor covering [low, high] (which holds 0)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-6) / 255
+    return scale, int(min(max(round(-low / scale), 0), 255))
+
+
+class VideoIQInt8Block:
+    """One residual block at one bit-width (8 or less) on PyTorch's quantized CPU kernels, for inference.
+
+    Each convolution has its BatchNorm folded in. PACT at k <= 8 bits is exactly an unsigned 8-bit tensor (scale
+    alpha / (2^k - 1), zero point 0), so every convolution but the last writes its output straight onto the next
+    convolution's PACT grid (zero point 0 is the ReLU, the top of the grid PACT's clip, with one more clamp below 8
+    bits): between them nothing returns to float. The last convolution's and the shortcut's outputs are rounded to
+    8 bits over their calibrated range (lowest to highest value seen), then added and rectified in float, where the
+    next block's PACT reads them. Built by `VideoIQResidualBlock.prepare_int8`; stale (`current()` is False) once a
+    weight, clip value or BatchNorm of the block changes."""
+
+    def __init__(self, block: "VideoIQResidualBlock", precision: int, ranges: dict):
+        pairs = block.conv_norm_pairs()
+        self.bits = bits = pairs[0][0].bit_width_family[precision]
+        levels = 2 ** bits - 1
+        self.alphas = [float(conv.pact_alpha[precision]) for conv, _ in pairs]
+        self.kernels = []
+        for index, (conv, norm) in enumerate(pairs):
+            if index + 1 < len(pairs):
+                scale, zero_point = self.alphas[index + 1] / levels, 0
+            else:
+                scale, zero_point = _output_grid(*ranges[conv])
+            self.kernels.append(_int8_convolution(conv, bits, norm.norms[precision], scale, zero_point))
+        self.shortcut = None
+        if block.downsample is not None:
+            self.shortcut_alpha = float(block.downsample.pact_alpha[precision])
+            self.shortcut = _int8_convolution(block.downsample, bits, block.downsample_bn.norms[precision],
+                                              *_output_grid(*ranges[block.downsample]))
+        # staleness: the sources' in-place versions (an optimiser step, a load) and the weights' identity (a
+        # replaced parameter), read without going through the modules' attribute lookup on every call
+        self._sources = block.int8_sources(precision)
+        self._versions = tuple(tensor._version for tensor in self._sources)
+        self._weights = [(conv, conv.weight) for conv, _ in pairs]
+        if block.downsample is not None:
+            self._weights.append((block.downsample, block.downsample.weight))
+
+    def current(self) -> bool:
+        """Whether the kernels were built from the block's present weights, clip values and BatchNorms."""
+        return all(conv.weight is weight for conv, weight in self._weights) and \
+            tuple(tensor._version for tensor in self._sources) == self._versions
+
+    def _quantize_input(self, inputs: torch.Tensor, alpha: float) -> torch.Tensor:
+        if self.bits < 8:  # below 8 bits the grid ends at alpha before the 8-bit range does
+            inputs = inputs.clamp(0.0, alpha)
+        return torch.quantize_per_tensor(inputs, alpha / (2 ** self.bits - 1), 0, torch.quint8)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = inputs.contiguous(memory_format=CONV_MEMORY_FORMAT)
+        quantised = self._quantize_input(inputs, self.alphas[0])
+        hidden = quantised
+        for index, kernel in enumerate(self.kernels):
+            hidden = kernel(hidden)
+            if index + 1 < len(self.kernels) and self.bits < 8:
+                hidden = torch.clamp(hidden, 0.0, self.alphas[index + 1])
+        outputs = hidden.dequantize()
+        if self.shortcut is None:
+            shortcut = inputs
+        else:
+            source = quantised if self.shortcut_alpha == self.alphas[0] else \
+                self._quantize_input(inputs, self.shortcut_alpha)
+            shortcut = self.shortcut(source).dequantize()
+        return F.relu(outputs + shortcut)
+
+
+class VideoIQResidualBlock(nn.Module):
+    """What the basic and bottleneck blocks share: a chain of (any-precision convolution, switchable BatchNorm)
+    pairs with ReLUs between, a shortcut (identity or a 1x1 any-precision convolution), the sum rectified; at
+    inference each pair runs as one convolution (BatchNorm folded), or the whole block on int8 kernels once
+    `prepare_int8` has run for the bit-width."""
+
+    downsample: VideoIQAnyPrecisionConv2d | None
+
+    def conv_norm_pairs(self) -> list[tuple[VideoIQAnyPrecisionConv2d, VideoIQSwitchableBatchNorm2d]]:
+        raise NotImplementedError
+
+    def _init_int8(self) -> None:
+        self._int8: dict = {}  # inference only: family index -> VideoIQInt8Block
+
+    def int8_sources(self, precision: int) -> list[torch.Tensor]:
+        """The tensors the block's int8 kernels at family index `precision` are built from: weights, clip values,
+        BatchNorms."""
+        convs = [conv for conv, _ in self.conv_norm_pairs()]
+        norms = [norm.norms[precision] for _, norm in self.conv_norm_pairs()]
+        if self.downsample is not None:
+            convs.append(self.downsample)
+            norms.append(self.downsample_bn.norms[precision])
+        return [tensor for conv in convs for tensor in (conv.weight, conv.pact_alpha[precision])] + \
+            [tensor for norm in norms for tensor in _norm_tensors(norm)]
+
+    def prepare_int8(self, precision: int, ranges: dict) -> None:
+        """Build the int8 kernels at family index `precision` (see [`VideoIQInt8Block`]); `ranges` maps the last
+        convolution and the shortcut's to the (lowest, highest) output (BatchNorm folded) seen in calibration."""
+        self._int8[precision] = VideoIQInt8Block(self, precision, ranges)
+
+    def release_int8(self) -> None:
+        self._int8.clear()
+
+    def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
+        kernels = self._int8.get(precision) if precision is not None else None
+        if kernels is not None and not torch.is_grad_enabled() and inputs.device.type == "cpu" \
+                and kernels.current():
+            return kernels(inputs)
+        pairs = self.conv_norm_pairs()
+        hidden = inputs
+        for conv, norm in pairs[:-1]:
+            hidden = F.relu(conv(hidden, precision, norm))
+        conv, norm = pairs[-1]
+        hidden = conv(hidden, precision, norm)
+        shortcut = inputs if self.downsample is None else self.downsample(inputs, precision, self.downsample_bn)
+        return F.relu(hidden + shortcut)
+
+
+class VideoIQBasicBlock(VideoIQResidualBlock):
     expansion = 1
 
     def __init__(self, family: list[int], in_channels: int, channels: int, stride: int):
@@ -344,16 +474,13 @@ class VideoIQBasicBlock(nn.Module):
         if stride != 1 or in_channels != channels:
             self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, channels, 1, stride=stride)
             self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, channels)
+        self._init_int8()
 
-    def forward(self, inputs, precision=None):
-        hidden = F.relu(self.bn1(self.conv1(inputs, precision), precision))
-        hidden = self.bn2(self.conv2(hidden, precision), precision)
-        shortcut = inputs if self.downsample is None else \
-            self.downsample_bn(self.downsample(inputs, precision), precision)
-        return F.relu(hidden + shortcut)
+    def conv_norm_pairs(self):
+        return [(self.conv1, self.bn1), (self.conv2, self.bn2)]
 
 
-class VideoIQBottleneck(nn.Module):
+class VideoIQBottleneck(VideoIQResidualBlock):
     expansion = 4
 
     def __init__(self, family: list[int], in_channels: int, channels: int, stride: int):
@@ -369,14 +496,10 @@ class VideoIQBottleneck(nn.Module):
         if stride != 1 or in_channels != out_channels:
             self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, out_channels, 1, stride=stride)
             self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, out_channels)
+        self._init_int8()
 
-    def forward(self, inputs, precision=None):
-        hidden = F.relu(self.bn1(self.conv1(inputs, precision), precision))
-        hidden = F.relu(self.bn2(self.conv2(hidden, precision), precision))
-        hidden = self.bn3(self.conv3(hidden, precision), precision)
-        shortcut = inputs if self.downsample is None else \
-            self.downsample_bn(self.downsample(inputs, precision), precision)
-        return F.relu(hidden + shortcut)
+    def conv_norm_pairs(self):
+        return [(self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)]
 
 
 class VideoIQResNet(nn.Module):
@@ -911,42 +1034,47 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
     def prepare_int8_kernels(self, pixel_values: torch.Tensor, bit_widths: list[int] | None = None) -> list[int]:
         """Run the bit-widths of 8 or less (or `bit_widths`) on PyTorch's quantized CPU kernels (best effort).
 
-        Every any-precision convolution gets an int8 kernel per bit-width (see
-        `VideoIQAnyPrecisionConv2d.prepare_int8`), its output range calibrated on `pixel_values` `(B, T, C, H, W)`
-        (a few training clips) run in float simulation. Dynamic and uniform inference then use these kernels for
-        those bit-widths until the weights change or `release_int8_kernels()` is called; accuracy must be measured
-        on this path (weights are re-quantised to 8 bits, conv outputs rounded to 8 bits). Returns the bit-widths
-        prepared: none (float simulation stays) when the model is not on the CPU or the build has no quantized
-        engine.
+        Every residual block gets int8 kernels per bit-width (see [`VideoIQInt8Block`]: BatchNorms folded, the
+        activations kept in 8 bits from one convolution to the next inside a block), the ranges of the blocks'
+        outputs calibrated on `pixel_values` `(B, T, C, H, W)` (a few training clips) run in float simulation.
+        Dynamic and uniform inference then use these kernels for those bit-widths until the block's weights change
+        or `release_int8_kernels()` is called; accuracy must be measured on this path (weights re-quantised to 8 bits
+        per channel, the blocks' outputs rounded to 8 bits). Returns the bit-widths prepared: none (float simulation
+        stays) when the model is not on the CPU or the build has no quantized engine.
         """
         self.check_pixel_values(pixel_values)
         family = self.config.bit_width_family
         wanted = [bits for bits in family if bits <= 8] if bit_widths is None else list(bit_widths)
         for bits in wanted:
             self.precision_index(bits)  # a bit-width of the family
+            if bits > 8:
+                raise ConfigError(f"no 8-bit kernel path for bit-width {bits} of {family}",
+                                  "prepare bit-widths of the family that are 8 or less")
         engine = torch.backends.quantized.engine
         if not wanted or self.classifier.weight.device.type != "cpu" or engine in (None, "none") or \
                 engine not in torch.backends.quantized.supported_engines:
             return []
         self.release_int8_kernels()
-        convs = [m for m in self.backbone.modules() if isinstance(m, VideoIQAnyPrecisionConv2d)]
+        blocks = [module for module in self.backbone.modules() if isinstance(module, VideoIQResidualBlock)]
+        convs = [module for module in self.backbone.modules() if isinstance(module, VideoIQAnyPrecisionConv2d)]
         frames = pixel_values.flatten(0, 1)
         modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
             for bits in wanted:
-                peaks: dict = {}
+                ranges: dict = {}
                 hooks = [conv.register_forward_hook(
-                    lambda module, args, output: peaks.__setitem__(module, max(peaks.get(module, 0.0),
-                                                                               float(output.abs().max()))))
+                    lambda module, args, output: ranges.__setitem__(module, (
+                        min(ranges.get(module, (0.0, 0.0))[0], float(output.min())),
+                        max(ranges.get(module, (0.0, 0.0))[1], float(output.max())))))
                     for conv in convs]
                 try:
                     self.backbone(frames, family.index(bits))
                 finally:
                     for hook in hooks:
                         hook.remove()
-                for conv in convs:
-                    conv.prepare_int8(bits, peaks[conv])
+                for block in blocks:
+                    block.prepare_int8(family.index(bits), ranges)
         except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
             import warnings
 
@@ -961,15 +1089,30 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
     def release_int8_kernels(self) -> None:
         """Drop the int8 kernels of `prepare_int8_kernels` (every bit-width back to float simulation)."""
         for module in self.backbone.modules():
-            if isinstance(module, VideoIQAnyPrecisionConv2d):
+            if isinstance(module, VideoIQResidualBlock):
                 module.release_int8()
+
+    @contextlib.contextmanager
+    def float_simulation(self):
+        """Inside, every bit-width runs in float simulation; the int8 kernels prepared before come back after."""
+        blocks = [module for module in self.backbone.modules() if isinstance(module, VideoIQResidualBlock)]
+        saved = [(block, dict(block._int8)) for block in blocks]
+        try:
+            for block in blocks:
+                block.release_int8()
+            yield self
+        finally:
+            for block, kernels in saved:
+                block._int8.clear()
+                block._int8.update(kernels)
 
     @property
     def int8_bit_widths(self) -> list[int]:
         """The bit-widths currently running on int8 kernels."""
+        family = self.config.bit_width_family
         for module in self.backbone.modules():
-            if isinstance(module, VideoIQAnyPrecisionConv2d):
-                return sorted(module._int8, reverse=True)
+            if isinstance(module, VideoIQResidualBlock):
+                return sorted((family[index] for index in module._int8), reverse=True)
         return []
 
     @torch.no_grad()
@@ -1063,24 +1206,26 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
     config = model.config
     modes = [(module, module.training) for module in model.modules()]  # restored one by one: parts may be frozen
     model.eval()
+    # the counter hooks modules: count in float simulation (int8 kernels are not modules)
     try:
-        frame = torch.zeros(1, config.num_channels, config.image_size, config.image_size,
-                            device=model.classifier.weight.device)
-        with MultiplyAddCounter({"stem": model.backbone.stem_conv}) as stem:
-            model.backbone(frame, None)
-        with MultiplyAddCounter({"backbone": model.backbone}) as everything:
-            model.backbone(frame, None)
-        bitops = []
-        for index in [*range(config.num_precisions), None]:
-            with MultiplyAddCounter({"backbone": model.backbone}, weight=bitops_weight) as counter:
-                model.backbone(frame, index)
-            bitops.append(counter.total)
-        small = torch.zeros(1, config.num_channels, config.policy_image_size, config.policy_image_size,
-                            device=frame.device)
-        encoder = model.policy.encoder
-        with MultiplyAddCounter({"encoder": encoder, "stem": encoder.features[0]}) as encoder_macs, \
-                MultiplyAddCounter({"encoder": encoder}, weight=bitops_weight) as encoder_bitops:
-            encoder(small)
+        with model.float_simulation():
+            frame = torch.zeros(1, config.num_channels, config.image_size, config.image_size,
+                                device=model.classifier.weight.device)
+            with MultiplyAddCounter({"stem": model.backbone.stem_conv}) as stem:
+                model.backbone(frame, None)
+            with MultiplyAddCounter({"backbone": model.backbone}) as everything:
+                model.backbone(frame, None)
+            bitops = []
+            for index in [*range(config.num_precisions), None]:
+                with MultiplyAddCounter({"backbone": model.backbone}, weight=bitops_weight) as counter:
+                    model.backbone(frame, index)
+                bitops.append(counter.total)
+            small = torch.zeros(1, config.num_channels, config.policy_image_size, config.policy_image_size,
+                                device=frame.device)
+            encoder = model.policy.encoder
+            with MultiplyAddCounter({"encoder": encoder, "stem": encoder.features[0]}) as encoder_macs, \
+                    MultiplyAddCounter({"encoder": encoder}, weight=bitops_weight) as encoder_bitops:
+                encoder(small)
     finally:
         for module, training in modes:
             module.training = training
@@ -1103,6 +1248,7 @@ __all__ = [
     "VideoIQAnyPrecisionConv2d",
     "VideoIQForVideoClassification",
     "VideoIQInputQuantizer",
+    "VideoIQInt8Block",
     "VideoIQOutput",
     "VideoIQPolicyEncoder",
     "VideoIQPolicyNetwork",
@@ -1112,8 +1258,10 @@ __all__ = [
     "VideoIQQuantizedLSTMCell",
     "VideoIQQuantizedLinear",
     "VideoIQResNet",
+    "VideoIQResidualBlock",
     "VideoIQSwitchableBatchNorm2d",
     "bitops_weight",
+    "fold_batchnorm",
     "measure_frame_costs",
     "pact",
     "quantize_symmetric",
