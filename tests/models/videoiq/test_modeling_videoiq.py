@@ -293,6 +293,35 @@ def test_inference_folds_each_batchnorm_into_its_convolution():
     assert not torch.allclose(before, after)
 
 
+@pytest.mark.parametrize("policy_bit_width", [32, 8])
+def test_policy_encoder_folds_its_full_precision_batchnorms_at_inference(policy_bit_width):
+    config = tiny_config(policy_bit_width=policy_bit_width)
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(config).eval()
+    _spread_batchnorms(model)
+    encoder = model.policy.encoder
+    frames = clips(3, config).flatten(0, 1)
+    with torch.enable_grad():
+        separate = encoder(frames).detach()
+    with torch.no_grad():
+        folded = encoder(frames)
+    torch.testing.assert_close(folded, separate, rtol=1e-4, atol=1e-5)
+    copy = encoder.folded_features()
+    norms = sum(isinstance(module, torch.nn.BatchNorm2d) for module in copy.modules())
+    if policy_bit_width == 32:
+        assert norms == 0  # every BatchNorm follows a full-precision convolution
+    else:
+        assert norms == sum(isinstance(module, torch.nn.BatchNorm2d) for module in encoder.features.modules()) - 1
+    assert encoder.folded_features() is copy  # kept while nothing changes
+    with torch.no_grad():
+        encoder.features[1].running_mean.add_(0.5)  # the stem's BatchNorm changes in place: folded afresh
+        changed = encoder(frames)
+    assert encoder.folded_features() is not copy
+    with torch.enable_grad():
+        torch.testing.assert_close(changed, encoder(frames).detach(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(changed, folded)
+
+
 def test_int8_block_keeps_activations_in_8_bits_and_drops_stale_kernels():
     config = tiny_config(bit_width_family=[8, 4, 2], image_size=32, base_width=8)
     torch.manual_seed(0)

@@ -18,7 +18,9 @@ A clean re-implementation from the paper and the facts gathered about the author
 """
 
 import contextlib
+import copy
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -597,9 +599,43 @@ class VideoIQPolicyEncoder(nn.Module):
         layers += [_policy_conv(config.policy_bit_width, in_channels, config.policy_feature_size, 1, bias=False),
                    nn.BatchNorm2d(config.policy_feature_size), nn.ReLU6(inplace=True)]
         self.features = nn.Sequential(*layers)
+        self._folded: tuple | None = None  # inference only: (what it was built from, their versions, the copy)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.features(frames.contiguous(memory_format=CONV_MEMORY_FORMAT)).mean(dim=(2, 3))
+        frames = frames.contiguous(memory_format=CONV_MEMORY_FORMAT)
+        if torch.is_grad_enabled() or self.training:
+            return self.features(frames).mean(dim=(2, 3))
+        return self.folded_features()(frames).mean(dim=(2, 3))
+
+    def folded_features(self) -> nn.Sequential:
+        """`features` for inference: a copy in which every full-precision convolution has the BatchNorm that follows
+        it folded in (`fold_batchnorm`; quantised convolutions keep theirs), rebuilt when any parameter or buffer of
+        `features` changes in place or is replaced. Equal to `features` in eval mode up to float rounding."""
+        if self._folded is not None:  # `.to()` moves every tensor: the first one's place and type tell
+            sources, versions, folded = self._folded
+            if all(getattr(owner, name) is tensor for owner, name, tensor in sources) and \
+                    tuple(tensor._version for _, _, tensor in sources) == versions[1:] and \
+                    _parameter_version(sources[0][2]) == versions[0]:
+                return folded
+        sources = [(owner, name, tensor) for owner in self.features.modules()
+                   for name, tensor in itertools.chain(owner.named_parameters(recurse=False),
+                                                       owner.named_buffers(recurse=False))]
+        folded = copy.deepcopy(self.features)
+        with torch.no_grad():
+            for sequential in folded.modules():
+                if not isinstance(sequential, nn.Sequential):
+                    continue
+                for index in range(len(sequential) - 1):
+                    conv, norm = sequential[index], sequential[index + 1]
+                    if type(conv) is nn.Conv2d and isinstance(norm, nn.BatchNorm2d):
+                        weight, bias = fold_batchnorm(conv.weight, norm)
+                        conv.weight = nn.Parameter(weight, requires_grad=False)
+                        conv.bias = nn.Parameter(bias, requires_grad=False)
+                        sequential[index + 1] = nn.Identity()
+        folded.eval()
+        versions = (_parameter_version(sources[0][2]), *(tensor._version for _, _, tensor in sources))
+        self._folded = (sources, versions, folded)
+        return folded
 
 
 @dataclass
@@ -1225,7 +1261,7 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
             encoder = model.policy.encoder
             with MultiplyAddCounter({"encoder": encoder, "stem": encoder.features[0]}) as encoder_macs, \
                     MultiplyAddCounter({"encoder": encoder}, weight=bitops_weight) as encoder_bitops:
-                encoder(small)
+                encoder.features(small)  # its own layers (at inference its forward runs a folded copy)
     finally:
         for module, training in modes:
             module.training = training
