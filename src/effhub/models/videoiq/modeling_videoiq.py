@@ -1111,6 +1111,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
                         hook.remove()
                 for block in blocks:
                     block.prepare_int8(family.index(bits), ranges)
+                self.backbone(frames[:1], family.index(bits))  # an engine that lacks an op fails here, not later
         except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
             import warnings
 
