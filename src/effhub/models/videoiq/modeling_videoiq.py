@@ -152,17 +152,36 @@ def _parameter_version(weight: torch.Tensor) -> tuple:
     return (weight._version, weight.data_ptr(), weight.device, weight.dtype)
 
 
-def _cached_weight(cache: dict, key, weight: torch.Tensor, quantize) -> torch.Tensor:
-    """`quantize(weight)`; without autograd kept in `cache[key]` until the weight changes (an optimiser step or a load
-    bumps its version), so that inference does not re-quantise a weight on every call."""
+def _cached_weight(cache: dict, key, weight: torch.Tensor, quantize, also: tuple = ()):
+    """`quantize(weight)`; without autograd kept in `cache[key]` until the weight (or a tensor of `also`) changes (an
+    optimiser step or a load bumps its version), so that inference does not re-quantise a weight on every call."""
     if torch.is_grad_enabled():
         return quantize(weight)
-    version = _parameter_version(weight)
+    version = tuple(_parameter_version(tensor) for tensor in (weight, *also))
     cached = cache.get(key)
     if cached is None or cached[0] != version:
         cached = (version, quantize(weight))
         cache[key] = cached
     return cached[1]
+
+
+class _SourceSnapshot:
+    """What an inference-only derivative (int8 kernels, a folded copy of layers) was built from: `(module, name)`
+    pairs of parameters and buffers. `current()` is False once one of them was changed in place (an optimiser step, a
+    load), replaced, or moved (`.to()` moves them all: the first one's place and type tell). It runs on every inference
+    call, so it reads the modules' parameter and buffer tables and the kept tensors' versions directly, not through
+    the modules' attribute lookup and `_parameter_version` on each."""
+
+    def __init__(self, sources: list[tuple[nn.Module, str]]):
+        self.sources = [(owner._parameters if name in owner._parameters else owner._buffers, name, getattr(owner, name))
+                        for owner, name in sources]
+        self.versions = tuple(tensor._version for _, _, tensor in self.sources)
+        self.place = _parameter_version(self.sources[0][2])
+
+    def current(self) -> bool:
+        return all(table.get(name) is tensor for table, name, tensor in self.sources) and \
+            tuple(tensor._version for _, _, tensor in self.sources) == self.versions and \
+            _parameter_version(self.sources[0][2]) == self.place
 
 
 def _quantized_parameter(module: nn.Module, name: str, bits: int) -> torch.Tensor:
@@ -255,12 +274,8 @@ def fold_batchnorm(weight: torch.Tensor, norm: nn.BatchNorm2d) -> tuple[torch.Te
     return weight * scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale
 
 
-def _versions(*tensors: torch.Tensor) -> tuple:
-    return tuple(_parameter_version(tensor) for tensor in tensors)
-
-
-def _norm_tensors(norm: nn.BatchNorm2d) -> tuple:
-    return norm.weight, norm.bias, norm.running_mean, norm.running_var
+BATCHNORM_STATE = ("weight", "bias", "running_mean", "running_var")
+"""What a folded BatchNorm is computed from."""
 
 
 class VideoIQAnyPrecisionConv2d(nn.Conv2d):
@@ -290,12 +305,9 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
 
     def folded_weight(self, bits: int | None, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight at `bits` with `norm` folded in, and its bias (inference; cached until either changes)."""
-        versions = _versions(self.weight, *_norm_tensors(norm))
-        cached = self._folded_cache.get(bits)
-        if cached is None or cached[0] != versions:
-            cached = (versions, fold_batchnorm(self.quantized_weight(bits), norm))
-            self._folded_cache[bits] = cached
-        return cached[1]
+        return _cached_weight(self._folded_cache, bits, self.weight,
+                              lambda weight: fold_batchnorm(self.quantized_weight(bits), norm),
+                              also=tuple(getattr(norm, name) for name in BATCHNORM_STATE))
 
     def forward(self, inputs: torch.Tensor, precision: int | None = None,
                 norm: "VideoIQSwitchableBatchNorm2d | None" = None) -> torch.Tensor:
@@ -306,13 +318,11 @@ class VideoIQAnyPrecisionConv2d(nn.Conv2d):
         self.last_bits = FULL_PRECISION_BITS if bits is None else bits
         alpha = self.pact_alpha[0 if precision is None else precision]
         batch_norm = None if norm is None else norm.norms[0 if precision is None else precision]
-        if batch_norm is not None and not batch_norm.training and not torch.is_grad_enabled():
-            weight, bias = self.folded_weight(bits, batch_norm)
-            return F.conv2d(pact(inputs, alpha, bits), weight, bias, self.stride, self.padding, self.dilation,
-                            self.groups)
-        outputs = F.conv2d(pact(inputs, alpha, bits), self.quantized_weight(bits), None, self.stride, self.padding,
-                           self.dilation, self.groups)
-        return outputs if batch_norm is None else batch_norm(outputs)
+        folded = batch_norm is not None and not batch_norm.training and not torch.is_grad_enabled()
+        weight, bias = self.folded_weight(bits, batch_norm) if folded else (self.quantized_weight(bits), None)
+        outputs = F.conv2d(pact(inputs, alpha, bits), weight, bias, self.stride, self.padding, self.dilation,
+                           self.groups)
+        return outputs if batch_norm is None or folded else batch_norm(outputs)
 
 
 class VideoIQSwitchableBatchNorm2d(nn.Module):
@@ -358,8 +368,8 @@ class VideoIQInt8Block:
     convolution's PACT grid (zero point 0 is the ReLU, the top of the grid PACT's clip, with one more clamp below 8
     bits): between them nothing returns to float. The last convolution's and the shortcut's outputs are rounded to
     8 bits over their calibrated range (lowest to highest value seen), then added and rectified in float, where the
-    next block's PACT reads them. Built by `VideoIQResidualBlock.prepare_int8`; stale (`current()` is False) once a
-    weight, clip value or BatchNorm of the block changes."""
+    next block's PACT reads them. Built by `VideoIQResidualBlock.prepare_int8`; stale (`built_from.current()` False)
+    once a weight, clip value or BatchNorm of the block changes."""
 
     def __init__(self, block: "VideoIQResidualBlock", precision: int, ranges: dict):
         pairs = block.conv_norm_pairs()
@@ -378,18 +388,7 @@ class VideoIQInt8Block:
             self.shortcut_alpha = float(block.downsample.pact_alpha[precision])
             self.shortcut = _int8_convolution(block.downsample, bits, block.downsample_bn.norms[precision],
                                               *_output_grid(*ranges[block.downsample]))
-        # staleness: the sources' in-place versions (an optimiser step, a load) and the weights' identity (a
-        # replaced parameter), read without going through the modules' attribute lookup on every call
-        self._sources = block.int8_sources(precision)
-        self._versions = tuple(tensor._version for tensor in self._sources)
-        self._weights = [(conv, conv.weight) for conv, _ in pairs]
-        if block.downsample is not None:
-            self._weights.append((block.downsample, block.downsample.weight))
-
-    def current(self) -> bool:
-        """Whether the kernels were built from the block's present weights, clip values and BatchNorms."""
-        return all(conv.weight is weight for conv, weight in self._weights) and \
-            tuple(tensor._version for tensor in self._sources) == self._versions
+        self.built_from = _SourceSnapshot(block.int8_sources(precision))
 
     def _quantize_input(self, inputs: torch.Tensor, alpha: float) -> torch.Tensor:
         if self.bits < 8:  # below 8 bits the grid ends at alpha before the 8-bit range does
@@ -422,22 +421,22 @@ class VideoIQResidualBlock(nn.Module):
 
     downsample: VideoIQAnyPrecisionConv2d | None
 
+    def __init__(self):
+        super().__init__()
+        self._int8: dict = {}  # inference only: family index -> VideoIQInt8Block
+
     def conv_norm_pairs(self) -> list[tuple[VideoIQAnyPrecisionConv2d, VideoIQSwitchableBatchNorm2d]]:
         raise NotImplementedError
 
-    def _init_int8(self) -> None:
-        self._int8: dict = {}  # inference only: family index -> VideoIQInt8Block
-
-    def int8_sources(self, precision: int) -> list[torch.Tensor]:
-        """The tensors the block's int8 kernels at family index `precision` are built from: weights, clip values,
-        BatchNorms."""
-        convs = [conv for conv, _ in self.conv_norm_pairs()]
-        norms = [norm.norms[precision] for _, norm in self.conv_norm_pairs()]
+    def int8_sources(self, precision: int) -> list[tuple[nn.Module, str]]:
+        """What the block's int8 kernels at family index `precision` are built from, as `(module, name)`: weights,
+        clip values, BatchNorms."""
+        pairs = self.conv_norm_pairs()
         if self.downsample is not None:
-            convs.append(self.downsample)
-            norms.append(self.downsample_bn.norms[precision])
-        return [tensor for conv in convs for tensor in (conv.weight, conv.pact_alpha[precision])] + \
-            [tensor for norm in norms for tensor in _norm_tensors(norm)]
+            pairs = [*pairs, (self.downsample, self.downsample_bn)]
+        return [source for conv, norm in pairs
+                for source in ((conv, "weight"), (conv.pact_alpha, str(precision)),
+                               *((norm.norms[precision], name) for name in BATCHNORM_STATE))]
 
     def prepare_int8(self, precision: int, ranges: dict) -> None:
         """Build the int8 kernels at family index `precision` (see [`VideoIQInt8Block`]); `ranges` maps the last
@@ -450,7 +449,7 @@ class VideoIQResidualBlock(nn.Module):
     def forward(self, inputs: torch.Tensor, precision: int | None = None) -> torch.Tensor:
         kernels = self._int8.get(precision) if precision is not None else None
         if kernels is not None and not torch.is_grad_enabled() and inputs.device.type == "cpu" \
-                and kernels.current():
+                and kernels.built_from.current():
             return kernels(inputs)
         pairs = self.conv_norm_pairs()
         hidden = inputs
@@ -476,7 +475,6 @@ class VideoIQBasicBlock(VideoIQResidualBlock):
         if stride != 1 or in_channels != channels:
             self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, channels, 1, stride=stride)
             self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, channels)
-        self._init_int8()
 
     def conv_norm_pairs(self):
         return [(self.conv1, self.bn1), (self.conv2, self.bn2)]
@@ -498,7 +496,6 @@ class VideoIQBottleneck(VideoIQResidualBlock):
         if stride != 1 or in_channels != out_channels:
             self.downsample = VideoIQAnyPrecisionConv2d(family, in_channels, out_channels, 1, stride=stride)
             self.downsample_bn = VideoIQSwitchableBatchNorm2d(count, out_channels)
-        self._init_int8()
 
     def conv_norm_pairs(self):
         return [(self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)]
@@ -599,7 +596,7 @@ class VideoIQPolicyEncoder(nn.Module):
         layers += [_policy_conv(config.policy_bit_width, in_channels, config.policy_feature_size, 1, bias=False),
                    nn.BatchNorm2d(config.policy_feature_size), nn.ReLU6(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self._folded: tuple | None = None  # inference only: (what it was built from, their versions, the copy)
+        self._folded: tuple | None = None  # inference only: (_SourceSnapshot, the folded copy of `features`)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         frames = frames.contiguous(memory_format=CONV_MEMORY_FORMAT)
@@ -611,15 +608,11 @@ class VideoIQPolicyEncoder(nn.Module):
         """`features` for inference: a copy in which every full-precision convolution has the BatchNorm that follows
         it folded in (`fold_batchnorm`; quantised convolutions keep theirs), rebuilt when any parameter or buffer of
         `features` changes in place or is replaced. Equal to `features` in eval mode up to float rounding."""
-        if self._folded is not None:  # `.to()` moves every tensor: the first one's place and type tell
-            sources, versions, folded = self._folded
-            if all(getattr(owner, name) is tensor for owner, name, tensor in sources) and \
-                    tuple(tensor._version for _, _, tensor in sources) == versions[1:] and \
-                    _parameter_version(sources[0][2]) == versions[0]:
-                return folded
-        sources = [(owner, name, tensor) for owner in self.features.modules()
-                   for name, tensor in itertools.chain(owner.named_parameters(recurse=False),
-                                                       owner.named_buffers(recurse=False))]
+        if self._folded is not None and self._folded[0].current():
+            return self._folded[1]
+        built_from = _SourceSnapshot([(owner, name) for owner in self.features.modules()
+                                      for name, _ in itertools.chain(owner.named_parameters(recurse=False),
+                                                                     owner.named_buffers(recurse=False))])
         folded = copy.deepcopy(self.features)
         with torch.no_grad():
             for sequential in folded.modules():
@@ -633,8 +626,7 @@ class VideoIQPolicyEncoder(nn.Module):
                         conv.bias = nn.Parameter(bias, requires_grad=False)
                         sequential[index + 1] = nn.Identity()
         folded.eval()
-        versions = (_parameter_version(sources[0][2]), *(tensor._version for _, _, tensor in sources))
-        self._folded = (sources, versions, folded)
+        self._folded = (built_from, folded)
         return folded
 
 
@@ -1091,7 +1083,6 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
                 engine not in torch.backends.quantized.supported_engines:
             return []
         self.release_int8_kernels()
-        blocks = [module for module in self.backbone.modules() if isinstance(module, VideoIQResidualBlock)]
         convs = [module for module in self.backbone.modules() if isinstance(module, VideoIQAnyPrecisionConv2d)]
         frames = pixel_values.flatten(0, 1)
         modes = [(module, module.training) for module in self.modules()]
@@ -1109,7 +1100,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
                 finally:
                     for hook in hooks:
                         hook.remove()
-                for block in blocks:
+                for block in self.backbone.blocks:
                     block.prepare_int8(family.index(bits), ranges)
                 self.backbone(frames[:1], family.index(bits))  # an engine that lacks an op fails here, not later
         except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
@@ -1125,18 +1116,15 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
 
     def release_int8_kernels(self) -> None:
         """Drop the int8 kernels of `prepare_int8_kernels` (every bit-width back to float simulation)."""
-        for module in self.backbone.modules():
-            if isinstance(module, VideoIQResidualBlock):
-                module.release_int8()
+        for block in self.backbone.blocks:
+            block.release_int8()
 
     @contextlib.contextmanager
     def float_simulation(self):
         """Inside, every bit-width runs in float simulation; the int8 kernels prepared before come back after."""
-        blocks = [module for module in self.backbone.modules() if isinstance(module, VideoIQResidualBlock)]
-        saved = [(block, dict(block._int8)) for block in blocks]
+        saved = [(block, dict(block._int8)) for block in self.backbone.blocks]
         try:
-            for block in blocks:
-                block.release_int8()
+            self.release_int8_kernels()
             yield self
         finally:
             for block, kernels in saved:
@@ -1147,10 +1135,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
     def int8_bit_widths(self) -> list[int]:
         """The bit-widths currently running on int8 kernels."""
         family = self.config.bit_width_family
-        for module in self.backbone.modules():
-            if isinstance(module, VideoIQResidualBlock):
-                return sorted((family[index] for index in module._int8), reverse=True)
-        return []
+        return sorted((family[index] for index in self.backbone.blocks[0]._int8), reverse=True)
 
     @torch.no_grad()
     def spread_top_batchnorm(self) -> None:
