@@ -14,9 +14,12 @@ from effhub.models.videoiq import (
     VideoIQImageProcessorPil,
 )
 from effhub.models.videoiq.modeling_videoiq import (
+    VideoIQConvCalibration,
     VideoIQInputQuantizer,
     VideoIQQuantizedConv2d,
     VideoIQQuantizedLSTMCell,
+    _int8_convolution,
+    _output_grid,
     bitops_weight,
     pact,
     quantize_symmetric,
@@ -348,6 +351,36 @@ def test_int8_block_keeps_activations_in_8_bits_and_drops_stale_kernels():
         with model.float_simulation():
             simulated = block(inputs, 1)
         assert torch.equal(block(inputs, 1), simulated)
+
+
+@pytest.mark.parametrize("which", ["conv1", "downsample"])
+def test_int8_convolution_corrects_the_mean_shift_of_its_rounded_weights(which):
+    config = tiny_config(bit_width_family=[8, 4, 2], image_size=32, base_width=8)
+    torch.manual_seed(0)
+    model = VideoIQForVideoClassification(config).eval()
+    _spread_batchnorms(model)
+    block = model.backbone.blocks[2]  # conv1: 3x3 stride 2; downsample: 1x1 stride 2
+    conv, norm = (block.conv1, block.bn1) if which == "conv1" else (block.downsample, block.downsample_bn)
+    inputs = torch.relu(torch.randn(8, conv.in_channels, 8, 8, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        simulated = conv(inputs, 1, norm)  # 4 bits, BatchNorm folded
+        calibration = VideoIQConvCalibration.observe(conv, 1, inputs, simulated)
+        patches = torch.nn.functional.unfold(pact(inputs, conv.pact_alpha[1], 4), conv.kernel_size,
+                                             conv.dilation, conv.padding, conv.stride)
+    torch.testing.assert_close(calibration.input_patch_mean.float(),
+                               patches.mean(dim=(0, 2)).view(conv.in_channels, *conv.kernel_size))
+    assert (calibration.low, calibration.high) == (float(simulated.min()), float(simulated.max()))
+    uncorrected = VideoIQConvCalibration(calibration.low, calibration.high,
+                                         torch.zeros_like(calibration.input_patch_mean))
+    quantised_inputs = torch.quantize_per_tensor(inputs.clamp(0, conv.pact_alpha[1].item()),
+                                                 conv.pact_alpha[1].item() / 15, 0, torch.quint8)
+    shifts = {}
+    for name, statistics in (("corrected", calibration), ("uncorrected", uncorrected)):
+        kernel = _int8_convolution(conv, 4, norm.norms[1], *_output_grid(calibration), statistics)
+        shifts[name] = (kernel(quantised_inputs).dequantize() - simulated).mean(dim=(0, 2, 3)).abs()
+    # what remains of the channels' mean shifts is the output's own rounding (scale ~ range / 255)
+    scale = _output_grid(calibration)[0]
+    assert shifts["corrected"].max() < 0.1 * scale < shifts["uncorrected"].max()
 
 
 def test_costs_are_the_same_with_int8_kernels_prepared():

@@ -336,26 +336,60 @@ class VideoIQSwitchableBatchNorm2d(nn.Module):
         return self.norms[0 if precision is None else precision](inputs)
 
 
+@dataclass
+class VideoIQConvCalibration:
+    """What calibration saw of one any-precision convolution at one bit-width (float simulation, BatchNorm folded):
+    the lowest and highest output, and the mean input patch `(in_channels, kh, kw)` after PACT, over every output
+    position of the calibration frames (zero padding included)."""
+
+    low: float
+    high: float
+    input_patch_mean: torch.Tensor
+
+    @classmethod
+    def observe(cls, conv: "VideoIQAnyPrecisionConv2d", precision: int, inputs: torch.Tensor,
+                outputs: torch.Tensor) -> "VideoIQConvCalibration":
+        """The statistics of one call `outputs = conv(inputs, precision, norm)`."""
+        bits = conv.bit_width_family[precision]
+        quantised = F.pad(pact(inputs, conv.pact_alpha[precision], bits),
+                          [conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0]])
+        (rows, columns), (stride_y, stride_x), (step_y, step_x) = outputs.shape[2:], conv.stride, conv.dilation
+        # each kernel offset sees a strided window of the padded input; its mean over batch and window per channel
+        patch_mean = torch.stack([
+            torch.stack([quantised[:, :, offset_y * step_y:offset_y * step_y + stride_y * (rows - 1) + 1:stride_y,
+                                   offset_x * step_x:offset_x * step_x + stride_x * (columns - 1) + 1:stride_x]
+                         .mean(dim=(0, 2, 3), dtype=torch.float64) for offset_x in range(conv.kernel_size[1])], -1)
+            for offset_y in range(conv.kernel_size[0])], -2)
+        return cls(float(outputs.min()), float(outputs.max()), patch_mean)
+
+
 def _int8_convolution(conv: VideoIQAnyPrecisionConv2d, bits: int, norm: nn.BatchNorm2d, output_scale: float,
-                      output_zero_point: int):
+                      output_zero_point: int, calibration: VideoIQConvCalibration):
     """PyTorch's quantized convolution for `conv` at `bits` with `norm` folded in: the folded weight re-quantised per
     output channel to signed 8 bits (the `bits` grid times the BatchNorm's scale: exact up to one rounding), the
-    folded bias in float, the output an unsigned 8-bit tensor of `output_scale` and `output_zero_point`."""
+    output an unsigned 8-bit tensor of `output_scale` and `output_zero_point`. The folded bias (float) is corrected
+    by the mean output change that the weight's rounding makes on the calibration inputs (empirical bias correction,
+    Nagel et al. 2019, "Data-Free Quantization Through Weight Equalization and Bias Correction"): the inputs are
+    non-negative, so the rounding errors of a channel's weights do not average out, and on the coarse PACT grids below
+    8 bits a shifted mean moves many activations by a whole level."""
     import torch.ao.nn.quantized as nnq
 
     weight, bias = (tensor.detach().float().cpu() for tensor in conv.folded_weight(bits, norm))
     scales = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8).double() / 127
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    quantised = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+    rounding = quantised.dequantize().double() - weight.double()
+    bias = bias - (rounding * calibration.input_patch_mean.cpu()).sum(dim=(1, 2, 3)).float()
     kernel = nnq.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                         padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
-    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
-    kernel.set_weight_bias(torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8), bias)
+    kernel.set_weight_bias(quantised, bias)
     kernel.scale, kernel.zero_point = float(output_scale), int(output_zero_point)
     return kernel
 
 
-def _output_grid(low: float, high: float) -> tuple[float, int]:
-    """Scale and zero point of an unsigned 8-bit tensor covering [low, high] (which holds 0)."""
-    low, high = min(low, 0.0), max(high, 0.0)
+def _output_grid(calibration: VideoIQConvCalibration) -> tuple[float, int]:
+    """Scale and zero point of an unsigned 8-bit tensor covering the calibrated output range (widened to hold 0)."""
+    low, high = min(calibration.low, 0.0), max(calibration.high, 0.0)
     scale = max(high - low, 1e-6) / 255
     return scale, int(min(max(round(-low / scale), 0), 255))
 
@@ -363,7 +397,8 @@ def _output_grid(low: float, high: float) -> tuple[float, int]:
 class VideoIQInt8Block:
     """One residual block at one bit-width (8 or less) on PyTorch's quantized CPU kernels, for inference.
 
-    Each convolution has its BatchNorm folded in. PACT at k <= 8 bits is exactly an unsigned 8-bit tensor (scale
+    Each convolution has its BatchNorm folded in and its bias corrected for the rounding of its weights to 8 bits
+    (see `_int8_convolution`). PACT at k <= 8 bits is exactly an unsigned 8-bit tensor (scale
     alpha / (2^k - 1), zero point 0), so every convolution but the last writes its output straight onto the next
     convolution's PACT grid (zero point 0 is the ReLU, the top of the grid PACT's clip, with one more clamp below 8
     bits): between them nothing returns to float. The last convolution's and the shortcut's outputs are rounded to
@@ -371,7 +406,7 @@ class VideoIQInt8Block:
     next block's PACT reads them. Built by `VideoIQResidualBlock.prepare_int8`; stale (`built_from.current()` False)
     once a weight, clip value or BatchNorm of the block changes."""
 
-    def __init__(self, block: "VideoIQResidualBlock", precision: int, ranges: dict):
+    def __init__(self, block: "VideoIQResidualBlock", precision: int, calibration: dict):
         pairs = block.conv_norm_pairs()
         self.bits = bits = pairs[0][0].bit_width_family[precision]
         levels = 2 ** bits - 1
@@ -381,13 +416,15 @@ class VideoIQInt8Block:
             if index + 1 < len(pairs):
                 scale, zero_point = self.alphas[index + 1] / levels, 0
             else:
-                scale, zero_point = _output_grid(*ranges[conv])
-            self.kernels.append(_int8_convolution(conv, bits, norm.norms[precision], scale, zero_point))
+                scale, zero_point = _output_grid(calibration[conv])
+            self.kernels.append(_int8_convolution(conv, bits, norm.norms[precision], scale, zero_point,
+                                                  calibration[conv]))
         self.shortcut = None
         if block.downsample is not None:
             self.shortcut_alpha = float(block.downsample.pact_alpha[precision])
             self.shortcut = _int8_convolution(block.downsample, bits, block.downsample_bn.norms[precision],
-                                              *_output_grid(*ranges[block.downsample]))
+                                              *_output_grid(calibration[block.downsample]),
+                                              calibration[block.downsample])
         self.built_from = _SourceSnapshot(block.int8_sources(precision))
 
     def _quantize_input(self, inputs: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -438,10 +475,10 @@ class VideoIQResidualBlock(nn.Module):
                 for source in ((conv, "weight"), (conv.pact_alpha, str(precision)),
                                *((norm.norms[precision], name) for name in BATCHNORM_STATE))]
 
-    def prepare_int8(self, precision: int, ranges: dict) -> None:
-        """Build the int8 kernels at family index `precision` (see [`VideoIQInt8Block`]); `ranges` maps the last
-        convolution and the shortcut's to the (lowest, highest) output (BatchNorm folded) seen in calibration."""
-        self._int8[precision] = VideoIQInt8Block(self, precision, ranges)
+    def prepare_int8(self, precision: int, calibration: dict) -> None:
+        """Build the int8 kernels at family index `precision` (see [`VideoIQInt8Block`]); `calibration` maps each of
+        the block's convolutions to its [`VideoIQConvCalibration`] at that precision."""
+        self._int8[precision] = VideoIQInt8Block(self, precision, calibration)
 
     def release_int8(self) -> None:
         self._int8.clear()
@@ -1065,6 +1102,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         Every residual block gets int8 kernels per bit-width (see [`VideoIQInt8Block`]: BatchNorms folded, the
         activations kept in 8 bits from one convolution to the next inside a block), the ranges of the blocks'
         outputs calibrated on `pixel_values` `(B, T, C, H, W)` (a few training clips) run in float simulation.
+        Each convolution's mean input patch there corrects its bias for the rounding of its weights to 8 bits.
         Dynamic and uniform inference then use these kernels for those bit-widths until the block's weights change
         or `release_int8_kernels()` is called; accuracy must be measured on this path (weights re-quantised to 8 bits
         per channel, the blocks' outputs rounded to 8 bits). Returns the bit-widths prepared: none (float simulation
@@ -1089,19 +1127,19 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
         self.eval()
         try:
             for bits in wanted:
-                ranges: dict = {}
+                precision = family.index(bits)
+                calibration: dict = {}
                 hooks = [conv.register_forward_hook(
-                    lambda module, args, output: ranges.__setitem__(module, (
-                        min(ranges.get(module, (0.0, 0.0))[0], float(output.min())),
-                        max(ranges.get(module, (0.0, 0.0))[1], float(output.max())))))
+                    lambda module, args, output: calibration.__setitem__(
+                        module, VideoIQConvCalibration.observe(module, precision, args[0], output)))
                     for conv in convs]
                 try:
-                    self.backbone(frames, family.index(bits))
+                    self.backbone(frames, precision)
                 finally:
                     for hook in hooks:
                         hook.remove()
                 for block in self.backbone.blocks:
-                    block.prepare_int8(family.index(bits), ranges)
+                    block.prepare_int8(precision, calibration)
                 self.backbone(frames[:1], family.index(bits))  # an engine that lacks an op fails here, not later
         except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
             import warnings
