@@ -85,6 +85,8 @@ def test_benchmark_toy_run(tmp_path, monkeypatch, benchmark_module):
     timing = result["timing"]
     assert timing["seconds_per_clip"]["full_precision"] > 0 and 0 < timing["policy_share_of_dynamic"] < 1
     assert timing["int8_kernels"] and "dynamic_int8" in timing["seconds_per_clip"]
+    # timed again after the evaluations, on the same kernels and clips
+    assert set(result["timing_after_evaluations"]["seconds_per_clip"]) == set(timing["seconds_per_clip"])
     at_scale = result["timing_at_scale"]
     assert at_scale["image_size"] == 48 and at_scale["clips_per_call"] == 2
     assert at_scale["seconds_per_clip"]["full_precision"] > 0
