@@ -1306,6 +1306,7 @@ def measure_frame_costs(model: VideoIQForVideoClassification) -> dict:
 __all__ = [
     "FULL_PRECISION",
     "VideoIQAnyPrecisionConv2d",
+    "VideoIQConvCalibration",
     "VideoIQForVideoClassification",
     "VideoIQInputQuantizer",
     "VideoIQInt8Block",
