@@ -199,7 +199,8 @@ def print_timing(timing: dict) -> None:
     """The table of `cpu_times` (ms per clip and the ratio to full precision) and where the saving comes from."""
     per_clip = timing["seconds_per_clip"]
     print(text_table([("path", "ms per clip", "vs full precision")] + [
-        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}") for name, value in per_clip.items()]))
+        (name, f"{1000 * value:.2f}", f"{value / per_clip['full_precision']:.2f}")
+        for name, value in per_clip.items()]))
     print(f"dynamic inference {timing['dynamic_vs_full']:.2f} of full precision; executed frames "
           f"{timing['executed_frame_share']:.0%}; saving against full precision from skips "
           f"{timing['saving_from_skips']:.0%}, from int8 kernels {timing['saving_from_int8_kernels']:.0%}; policy "
@@ -348,9 +349,10 @@ def main(argv=None) -> int:
         "from_run": args.from_run is not None, "recipe_used": recipe_to_dict(recipe),
         "test_clips": len(test_set), "train_seconds": train_seconds,
         "testbed_frame_kind_top1": testbed, "int8_bit_widths": int8_bits,
-        "int8_evaluations": int8_evaluations, "evaluations": evaluations, "uniform_curve": curves, "policy_minus_full_top1": gap,
-        "policy_minus_matched_random_top1": policy["top1"] - matched["top1"], "timing": timing,
-        "timing_after_evaluations": timing_after_evaluations, "policy_network_cost": policy_cost, "timing_at_scale": at_scale,
+        "int8_evaluations": int8_evaluations, "evaluations": evaluations, "uniform_curve": curves,
+        "policy_minus_full_top1": gap, "policy_minus_matched_random_top1": policy["top1"] - matched["top1"],
+        "timing": timing, "timing_after_evaluations": timing_after_evaluations, "policy_network_cost": policy_cost,
+        "timing_at_scale": at_scale,
         "targets": targets, "seconds": time.perf_counter() - started,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
