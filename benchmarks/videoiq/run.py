@@ -1,7 +1,7 @@
 """`python -m benchmarks [--quick] videoiq`: VideoIQ (Sun et al., ICCV 2021, arXiv 2108.10394) on the generated clips.
 
 One run of the three training stages (the full benchmark: the `width16` recipe, the smallest network whose bits and
-skips buy CPU time, tested on 2000 clips, about 15 minutes on 2 CPU cores; `--quick`: the demo recipe on its 512;
+skips buy CPU time, tested on 2000 clips, about 11 minutes on 2 CPU cores; `--quick`: the demo recipe on its 512;
 `--recipe` another), or an existing run (`--from-run`), then:
 
 0. The test-bed check: top-1 from the frames of one kind alone (the others left out), at full precision and at every
