@@ -376,7 +376,7 @@ def test_int8_convolution_corrects_the_mean_shift_of_its_rounded_weights(which):
                                                  conv.pact_alpha[1].item() / 15, 0, torch.quint8)
     shifts = {}
     for name, statistics in (("corrected", calibration), ("uncorrected", uncorrected)):
-        kernel = _int8_convolution(conv, 4, norm.norms[1], *_output_grid(calibration), statistics)
+        kernel = _int8_convolution(conv, 4, norm.norms[1], statistics, _output_grid(calibration))
         shifts[name] = (kernel(quantised_inputs).dequantize() - simulated).mean(dim=(0, 2, 3)).abs()
     # what remains of the channels' mean shifts is the output's own rounding (scale ~ range / 255)
     scale = _output_grid(calibration)[0]

@@ -350,24 +350,20 @@ class VideoIQConvCalibration:
     def observe(cls, conv: "VideoIQAnyPrecisionConv2d", precision: int, inputs: torch.Tensor,
                 outputs: torch.Tensor) -> "VideoIQConvCalibration":
         """The statistics of one call `outputs = conv(inputs, precision, norm)`."""
-        bits = conv.bit_width_family[precision]
-        quantised = F.pad(pact(inputs, conv.pact_alpha[precision], bits),
-                          [conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0]])
-        (rows, columns), (stride_y, stride_x), (step_y, step_x) = outputs.shape[2:], conv.stride, conv.dilation
-        # each kernel offset sees a strided window of the padded input; its mean over batch and window per channel
-        patch_mean = torch.stack([
-            torch.stack([quantised[:, :, offset_y * step_y:offset_y * step_y + stride_y * (rows - 1) + 1:stride_y,
-                                   offset_x * step_x:offset_x * step_x + stride_x * (columns - 1) + 1:stride_x]
-                         .mean(dim=(0, 2, 3), dtype=torch.float64) for offset_x in range(conv.kernel_size[1])], -1)
-            for offset_y in range(conv.kernel_size[0])], -2)
-        return cls(float(outputs.min()), float(outputs.max()), patch_mean)
+        quantised = pact(inputs, conv.pact_alpha[precision], conv.bit_width_family[precision]).double()
+        # the summed input patches are the gradient of the summed outputs with respect to a one-channel weight
+        ones = quantised.new_ones(outputs.shape[0], 1, *outputs.shape[2:])
+        patch_sum = torch.nn.grad.conv2d_weight(quantised, (1, conv.in_channels, *conv.kernel_size), ones,
+                                                conv.stride, conv.padding, conv.dilation)[0]
+        return cls(float(outputs.min()), float(outputs.max()), patch_sum / ones.numel())
 
 
-def _int8_convolution(conv: VideoIQAnyPrecisionConv2d, bits: int, norm: nn.BatchNorm2d, output_scale: float,
-                      output_zero_point: int, calibration: VideoIQConvCalibration):
+def _int8_convolution(conv: VideoIQAnyPrecisionConv2d, bits: int, norm: nn.BatchNorm2d,
+                      calibration: VideoIQConvCalibration, output_grid: tuple[float, int] | None = None):
     """PyTorch's quantized convolution for `conv` at `bits` with `norm` folded in: the folded weight re-quantised per
     output channel to signed 8 bits (the `bits` grid times the BatchNorm's scale: exact up to one rounding), the
-    output an unsigned 8-bit tensor of `output_scale` and `output_zero_point`. The folded bias (float) is corrected
+    output an unsigned 8-bit tensor of `output_grid` (scale, zero point; default the calibrated output range,
+    `_output_grid`). The folded bias (float) is corrected
     by the mean output change that the weight's rounding makes on the calibration inputs (empirical bias correction,
     Nagel et al. 2019, "Data-Free Quantization Through Weight Equalization and Bias Correction"): the inputs are
     non-negative, so the rounding errors of a channel's weights do not average out, and on the coarse PACT grids below
@@ -383,6 +379,7 @@ def _int8_convolution(conv: VideoIQAnyPrecisionConv2d, bits: int, norm: nn.Batch
     kernel = nnq.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                         padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
     kernel.set_weight_bias(quantised, bias)
+    output_scale, output_zero_point = output_grid or _output_grid(calibration)
     kernel.scale, kernel.zero_point = float(output_scale), int(output_zero_point)
     return kernel
 
@@ -413,17 +410,13 @@ class VideoIQInt8Block:
         self.alphas = [float(conv.pact_alpha[precision]) for conv, _ in pairs]
         self.kernels = []
         for index, (conv, norm) in enumerate(pairs):
-            if index + 1 < len(pairs):
-                scale, zero_point = self.alphas[index + 1] / levels, 0
-            else:
-                scale, zero_point = _output_grid(calibration[conv])
-            self.kernels.append(_int8_convolution(conv, bits, norm.norms[precision], scale, zero_point,
-                                                  calibration[conv]))
+            # every convolution but the last writes onto the next one's PACT grid; the last over its calibrated range
+            next_grid = (self.alphas[index + 1] / levels, 0) if index + 1 < len(pairs) else None
+            self.kernels.append(_int8_convolution(conv, bits, norm.norms[precision], calibration[conv], next_grid))
         self.shortcut = None
         if block.downsample is not None:
             self.shortcut_alpha = float(block.downsample.pact_alpha[precision])
             self.shortcut = _int8_convolution(block.downsample, bits, block.downsample_bn.norms[precision],
-                                              *_output_grid(calibration[block.downsample]),
                                               calibration[block.downsample])
         self.built_from = _SourceSnapshot(block.int8_sources(precision))
 
@@ -1140,7 +1133,7 @@ class VideoIQForVideoClassification(VideoIQPreTrainedModel):
                         hook.remove()
                 for block in self.backbone.blocks:
                     block.prepare_int8(precision, calibration)
-                self.backbone(frames[:1], family.index(bits))  # an engine that lacks an op fails here, not later
+                self.backbone(frames[:1], precision)  # an engine that lacks an op fails here, not later
         except (RuntimeError, NotImplementedError) as error:  # a build without the kernels: stay in float
             import warnings
 
