@@ -179,8 +179,9 @@ def add_budget_arguments(commands) -> None:
     pool_arguments(pilot)
     pilot.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. segmentation,depth,normals")
     pilot.add_argument("--costs", required=True, help="comma-separated money per label, in task order, e.g. 10,1,3")
-    pilot.add_argument("--fraction", type=float, default=0.1,
-                       help="share of --budget the pilot spends (without --budget: share of the pool's images)")
+    pilot.add_argument("--fraction", type=float, default=None,
+                       help="share of --budget the pilot spends (without --budget: share of the pool's images, or of "
+                            "its full labelling cost with equal_money; default: the demo recipe's)")
     pilot.add_argument("--budget", type=float, default=None, help="the budget of the allocation to come")
     pilot.add_argument("--labels", choices=("every_task", "equal_money"), default=None,
                        help="every_task: a few images labelled for every task; equal_money: the same money on every "
@@ -188,6 +189,9 @@ def add_budget_arguments(commands) -> None:
     pilot.add_argument("--min-images", type=int, default=None,
                        help="every_task: fewest pilot images; equal_money: fewest labels of the costliest task "
                             "(default: the demo recipe's)")
+    pilot.add_argument("--uncertainty", choices=("heldout", "gap"), default=None,
+                       help="what taba reads as a task's error left to learn: heldout, the pilot model's held-out "
+                            "loss; gap, its held-out loss beyond its training loss (default: the demo recipe's)")
     pilot.add_argument("--output", type=Path, required=True, help="folder for pilot.json and images.txt")
 
     allocate = budget_commands.add_parser("allocate", help="allocate a label budget over the pool")
@@ -282,6 +286,8 @@ def _run_budget(args: argparse.Namespace) -> int:
         settings = pilot_settings(num_classes=args.num_classes)
         if args.labels is not None:
             settings["labels"] = args.labels
+        if args.uncertainty is not None:
+            settings["uncertainty"] = args.uncertainty
         if args.min_images is not None:
             if args.min_images < 1:
                 raise ConfigError(f"--min-images {args.min_images} is below 1", "pass 1 or more")

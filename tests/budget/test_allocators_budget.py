@@ -116,8 +116,12 @@ def test_taba_large_pool_uses_a_sparse_similarity():
 def test_pilot_for_another_pool_or_problem(small_pool, tmp_path):
     from effhub.budget import plan_pilot
 
+    from effhub.budget.pilot import pilot_settings
+
     pool, test = small_pool
-    pilot = plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.2, budget=300, output=tmp_path / "pilot")
+    every_task = {**pilot_settings(), "labels": "every_task", "min_images": 4}
+    pilot = plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.2, budget=300, output=tmp_path / "pilot",
+                       settings=every_task)
     assert (tmp_path / "pilot" / "images.txt").read_text().split() == pilot.image_ids
     assert Pilot.load(tmp_path / "pilot").image_ids == pilot.image_ids
     with pytest.raises(DatasetError, match="pilot was planned for pool"):
@@ -127,7 +131,7 @@ def test_pilot_for_another_pool_or_problem(small_pool, tmp_path):
     with pytest.raises(ConfigError, match="more than the budget"):
         pilot.check_problem(BudgetProblem(TASKS, [10, 1, 3], 20))
     with pytest.raises(ConfigError, match="more than the budget"):
-        plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=30)
+        plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=30, settings=every_task)
     with pytest.raises(ConfigError, match="fraction"):
         plan_pilot(pool, TASKS, [10, 1, 3], fraction=1.5)
 
@@ -186,3 +190,25 @@ def test_equal_money_pilot_needs_only_its_own_labels(small_pool):
         plan_pilot(pool, TASKS, [10, 1, 3], fraction=0.1, budget=20, settings=settings)
     with pytest.raises(ConfigError, match="Unknown pilot layout"):
         plan_pilot(pool, TASKS, [10, 1, 3], budget=300, settings={**settings, "labels": "some"})
+
+
+def test_gap_uncertainty_is_the_held_out_loss_beyond_the_training_loss(small_pool):
+    from effhub.budget import plan_pilot
+    from effhub.budget.pilot import estimate_pilot, pilot_settings
+
+    pool, _ = small_pool
+    base = {**pilot_settings(), "labels": "equal_money", "min_images": 2, "steps": 20, "batch_size": 4}
+    estimates = {}
+    for kind in ("heldout", "gap"):
+        pilot = plan_pilot(pool, TASKS, [3, 1, 2], fraction=0.5, budget=36, seed=1,  # 2 / 6 / 3 labels
+                           settings={**base, "uncertainty": kind})
+        estimates[kind] = estimate_pilot(pilot, pool, seed=1, progress=False)
+    held, gap = estimates["heldout"], estimates["gap"]
+    for task in TASKS:
+        losses = gap.details["losses"][task]
+        assert losses == held.details["losses"][task]  # the same pilot model: only the estimate differs
+        assert losses["train"] < losses["model"] or gap.uncertainty[task] == 0.05
+        expected = (losses["model"] - losses["train"]) / losses["constant"]
+        assert gap.uncertainty[task] == pytest.approx(min(1.0, max(0.05, expected)))
+        assert held.uncertainty[task] == pytest.approx(min(1.0, max(0.05, losses["model"] / losses["constant"])))
+        assert gap.uncertainty[task] <= held.uncertainty[task]

@@ -27,21 +27,24 @@ def _run(argv):
 
 
 def test_pilot_then_allocate_with_taba(pool_dir, tmp_path):
+    # the defaults: half of the budget, the same money on every task (10 each: 1 / 10 / 3 labels)
     code, out, _ = _run(["budget", "pilot", "--pool", str(pool_dir), "--tasks", "segmentation,depth,normals",
-                         "--costs", "10,1,3", "--fraction", "0.2", "--budget", "300", "--output",
+                         "--costs", "10,1,3", "--budget", "60", "--min-images", "1", "--output",
                          str(tmp_path / "pilot"), "--no-progress"])
-    assert code == 0 and "pilot image(s)" in out
+    assert code == 0 and "segmentation 1, depth 10, normals 3" in out
     pilot = json.loads((tmp_path / "pilot" / "pilot.json").read_text())
+    assert pilot["settings"]["labels"] == "equal_money" and pilot["settings"]["uncertainty"] == "gap"
     pilot["settings"]["steps"] = 3  # a quick pilot model for the test
     (tmp_path / "pilot" / "pilot.json").write_text(json.dumps(pilot))
     code, out, err = _run(["budget", "allocate", "--pool", str(pool_dir), "--pilot", str(tmp_path / "pilot"),
-                           "--budget", "300", "--strategy", "taba", "--output", str(tmp_path / "a.json"),
+                           "--budget", "60", "--strategy", "taba", "--output", str(tmp_path / "a.json"),
                            "--no-progress"])
     assert code == 0, err
     assert "reconstruction" in out
     allocation = json.loads((tmp_path / "a.json").read_text())
-    assert allocation["strategy"] == "taba" and sum(allocation["spend"].values()) <= 300
-    assert set(pilot["image_ids"]) <= set(allocation["labels"]["segmentation"])
+    assert allocation["strategy"] == "taba" and sum(allocation["spend"].values()) <= 60
+    for task, images in pilot["task_labels"].items():  # the pilot's labels are the allocation's first installment
+        assert set(images) <= set(allocation["labels"][task])
     assert (tmp_path / "pilot" / "estimate.json").is_file()  # cached for the next budget
 
 

@@ -10,7 +10,8 @@ from effhub.errors import ConfigError, TrainingInterrupted
 
 TINY = ["dataset_options={config: {height: 32, width: 32, num_train: 24, num_test: 8, seed: 3}}",
         "budgets=[60,200]", "strategies=[taba,uniform_budget]", "seeds=[0]", "train_steps=2", "batch_size=4",
-        "pilot.steps=2", "pilot.batch_size=4", "pilot.fraction=0.2", "workers=1", "eval_batch_size=8"]
+        "pilot.steps=2", "pilot.batch_size=4", "pilot.fraction=0.15", "pilot.min_images=1", "workers=1",
+        "eval_batch_size=8"]
 
 
 def _recipe(*extra):

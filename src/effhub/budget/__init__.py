@@ -8,7 +8,7 @@ not public); the heuristic strategies it is compared with are in `effhub.budget.
 
 ```python
 from effhub.budget import BudgetProblem, allocate, plan_pilot
-pilot = plan_pilot(pool, tasks, costs, fraction=0.1, budget=2000, output="pilot/")   # label these images
+pilot = plan_pilot(pool, tasks, costs, budget=2000, output="pilot/")   # label these images (half the budget)
 allocation = allocate(BudgetProblem(tasks=tasks, costs=costs, budget=2000), pool=pool, strategy="taba", pilot=pilot)
 labeled = allocation.apply(pool)          # label-mask columns used by the multi-task losses
 ```

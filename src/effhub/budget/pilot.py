@@ -1,16 +1,17 @@
-"""`taba`'s pilot: a few labels of every task, and what a quick model trained on them tells.
+"""`taba`'s pilot: the first share of the budget, and what a quick model trained on its labels tells.
 
 1. :func:`plan_pilot` picks the pilot's labels (seeded) and writes the list to label (`pilot/images.txt`) with the
    pilot's record (`pilot/pilot.json`: the pool's fingerprint, tasks, costs, the labels, the model settings). Two
-   layouts (`settings["labels"]`): `every_task` labels a few images for every task; `equal_money` spends the same
-   money on each task, each on its own random images (so a cheap task gets more pilot labels, as it would under
-   `uniform_budget`, and the pilot's money is not all spent on the costliest task's labels of a few images).
+   layouts (`settings["labels"]`): `equal_money` (the default) spends the same money on each task, each on its own
+   random images (a cheap task gets more pilot labels, as it would under `uniform_budget`, so the pilot's labels are
+   a sound first installment of the budget, half of it by default); `every_task` labels a few images for every task.
 2. The user labels them, so that the pool carries their labels.
 3. :func:`estimate_pilot` (run by `allocate(..., strategy="taba")`) trains the pilot model on most of them and
-   measures, per task, how much of the error of a constant prediction remains on the held-out pilot images
-   (`uncertainty`), how much a label of one task tells about another (`redundancy`: the clipped cosine of the task
-   gradients in the shared trunk), and the trunk features of every pool image (the image similarity). The estimate is
-   cached in the pilot folder, so allocating at several budgets trains the pilot model once.
+   measures, per task, how much error is left to learn relative to a constant prediction (`uncertainty`: by default
+   the held-out loss beyond the pilot model's loss on its own training labels, the part more labels remove), how much
+   a label of one task tells about another (`redundancy`: the clipped cosine of the task gradients in the shared
+   trunk), and the trunk features of every pool image (the image similarity). The estimate is cached in the pilot
+   folder, so allocating at several budgets trains the pilot model once.
 """
 
 from __future__ import annotations
@@ -141,10 +142,10 @@ def pilot_settings(recipe=None, num_classes: int | None = None) -> dict[str, Any
             "lr": recipe.pilot.lr, "heldout_fraction": recipe.pilot.heldout_fraction,
             "task_loss_weights": dict(recipe.task_loss_weights), "class_weight_power": recipe.class_weight_power,
             "weight_decay": recipe.weight_decay, "num_classes": num_classes, "min_images": recipe.pilot.min_images,
-            "labels": recipe.pilot.labels}
+            "labels": recipe.pilot.labels, "uncertainty": recipe.pilot.uncertainty}
 
 
-def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget: float | None = None,
+def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float | None = None, budget: float | None = None,
                seed: int = 0, output: str | os.PathLike | None = None, settings: Mapping | None = None) -> Pilot:
     """Choose the pilot labels of `pool` (seeded, at random) in the layout `settings["labels"]`.
 
@@ -155,15 +156,19 @@ def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float = 0.1, budget:
     Args:
         pool (`datasets.Dataset`): the unlabeled pool.
         tasks, costs: the tasks and their per-label costs (as in `BudgetProblem`).
-        fraction (`float`, defaults to 0.1): with `budget`, the share of the budget the pilot spends; without it, the
+        fraction (`float`, *optional*): with `budget`, the share of the budget the pilot spends; without it, the
             share of the pool's images (`every_task`) or of the pool's full labelling cost (`equal_money`).
         budget (`float`, *optional*): the budget of the allocation to come.
         seed (`int`, defaults to 0): the seed of the choice.
         output (`str`, *optional*): the folder to save the pilot into (`pilot.json`, `images.txt`).
         settings (`dict`, *optional*): the pilot model and layout (see :func:`pilot_settings`).
     """
+    if fraction is None:
+        from ..recipes import load_recipe
+
+        fraction = load_recipe("budget", "demo").pilot.fraction
     if not 0.0 < float(fraction) < 1.0:
-        raise ConfigError(f"The pilot fraction {fraction} is outside (0, 1)", "pass e.g. --fraction 0.1")
+        raise ConfigError(f"The pilot fraction {fraction} is outside (0, 1)", "pass e.g. --fraction 0.5")
     problem = BudgetProblem(tasks=tasks, costs=costs, budget=budget if budget is not None else 1e300)  # checks tasks, costs
     ids = problem.check_pool(pool)
     settings = dict(settings or pilot_settings())
@@ -379,7 +384,8 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
             model = run.train_stage("pilot", model, [phase], {"train": train_data}, collate_fn=make_collator(tasks),
                                     phase_end_checkpoints=False).model
         uncertainty, losses = _uncertainty(model, train_of, heldout_of, tasks, channels,
-                                           settings.get("min_uncertainty", 0.05))
+                                           settings.get("min_uncertainty", 0.05),
+                                           settings.get("uncertainty", "heldout"))
         redundancy = _redundancy(model, train_data, tasks)
         features = pooled_features(model, pool)
     finally:
@@ -402,10 +408,12 @@ def _batch(dataset, tasks):
     return make_collator(tasks)([dataset[i] for i in range(len(dataset))])
 
 
-def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float):
-    """Per task: held-out loss of the pilot model / held-out loss of a constant prediction fit on the pilot's
-    training images (unweighted losses), clipped to [floor, 1]. `train_of` / `heldout_of` map each task to the
-    pilot images labelled for it (training and held out)."""
+def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float, kind_of_estimate: str = "heldout"):
+    """Per task, clipped to [floor, 1] and relative to the held-out loss of a constant prediction fit on the pilot's
+    training images (unweighted losses): `heldout`, the pilot model's held-out loss; `gap`, its held-out loss minus
+    its loss on its own training labels (the error that the pilot's labels did not generalise, which more labels
+    remove; a task whose held-out loss is down to its training loss has little left to gain from labels).
+    `train_of` / `heldout_of` map each task to the pilot images labelled for it (training and held out)."""
     import torch
 
     from ..multitask import task_loss
@@ -430,9 +438,14 @@ def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float):
         model_loss = float(task_loss(prediction, heldout["labels"][task], kind))
         constant = _constant_prediction(train["labels"][task], task, channels[task], prediction.shape)
         trivial_loss = float(task_loss(constant, heldout["labels"][task], kind))
-        ratio = model_loss / trivial_loss if trivial_loss > 0 else 1.0
+        if id(train_of[task]) not in predictions:
+            with torch.no_grad():
+                predictions[id(train_of[task])] = model(train["pixel_values"], policy_mode="fixed").logits
+        train_loss = float(task_loss(predictions[id(train_of[task])][task], train["labels"][task], kind))
+        remaining = model_loss - train_loss if kind_of_estimate == "gap" else model_loss
+        ratio = remaining / trivial_loss if trivial_loss > 0 else 1.0
         uncertainty[task] = float(min(1.0, max(floor, ratio)))
-        losses[task] = {"model": model_loss, "constant": trivial_loss}
+        losses[task] = {"model": model_loss, "constant": trivial_loss, "train": train_loss}
     return uncertainty, losses
 
 

@@ -19,11 +19,15 @@ def _demo_model() -> AdaShareModelRecipe:
 
 @dataclass
 class PilotRecipe:
-    """`taba`'s pilot: a share of the budget spent on a few labels of every task, and the quick model trained on them.
+    """`taba`'s pilot: the first share of the budget, spent the same on every task, and the quick model trained on it.
 
     Args:
-        labels: `every_task` (a few images labelled for every task) or `equal_money` (the same money on every task,
-            each task's labels on their own random images).
+        labels: `equal_money` (the same money on every task, each task's labels on their own random images: the
+            pilot's labels are themselves a sound allocation, so the pilot can be a large share of the budget) or
+            `every_task` (a few images labelled for every task).
+        uncertainty: what `taba` reads as a task's error left to learn, relative to a constant prediction: `gap`,
+            the pilot model's held-out loss beyond its loss on its own training labels (what more labels remove);
+            `heldout`, its held-out loss.
         fraction: share of the budget the pilot spends.
         min_images: `every_task`: fewest pilot images; `equal_money`: fewest labels of the costliest task (every
             other task gets as much money). The pilot is refused when that costs more than the budget.
@@ -32,9 +36,10 @@ class PilotRecipe:
         steps, batch_size, lr: the pilot model's training.
     """
 
-    labels: Literal["every_task", "equal_money"] = "every_task"
-    fraction: float = 0.1
-    min_images: int = 4
+    labels: Literal["every_task", "equal_money"] = "equal_money"
+    uncertainty: Literal["heldout", "gap"] = "gap"
+    fraction: float = 0.5
+    min_images: int = 2
     heldout_fraction: float = 0.25
     steps: int = 150
     batch_size: int = 16
