@@ -161,6 +161,7 @@ def test_equal_money_pilot_spends_alike_on_every_task_on_separate_images(small_p
     assert all(0.05 <= value <= 1.0 for value in estimate.uncertainty.values())
     # one held-out label of depth's 10 (25%, rounded) is 2 or 3, normals 1, and the lone segmentation label none
     assert estimate.details["heldout_images"] in (3, 4)
+    assert settings["uncertainty"] == "gap" and estimate.uncertainty["segmentation"] == 1.0  # nothing held out
     problem = BudgetProblem(TASKS, [10, 1, 3], 120)
     labels, details = taba_labels(problem, pool_ids(pool), loaded, estimate, progress=False)
     for task in TASKS:  # taba starts from the pilot's own labels, not every task on every pilot image

@@ -360,7 +360,8 @@ def estimate_pilot(pilot: Pilot, pool, seed: int = 0, progress: bool | None = No
         heldout_count = len(set().union(*heldout_by_task.values()))
         train_data = pilot_data.select(train_positions)
         train_of = {task: pilot_data.select(train_by_task[task]) for task in tasks}
-        heldout_of = {task: pilot_data.select(heldout_by_task[task] or train_by_task[task]) for task in tasks}
+        heldout_of = {task: pilot_data.select(heldout_by_task[task]) if heldout_by_task[task] else train_of[task]
+                      for task in tasks}
     channels = task_channels(pool, tasks, settings.get("num_classes"))
     model_recipe = build_dataclass(AdaShareModelRecipe, dict(settings["model"]), "pilot model")
     weights = class_weights_of(train_data, tasks, channels.get("segmentation", 0), settings["class_weight_power"]) \
@@ -412,8 +413,10 @@ def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float, kin
     """Per task, clipped to [floor, 1] and relative to the held-out loss of a constant prediction fit on the pilot's
     training images (unweighted losses): `heldout`, the pilot model's held-out loss; `gap`, its held-out loss minus
     its loss on its own training labels (the error that the pilot's labels did not generalise, which more labels
-    remove; a task whose held-out loss is down to its training loss has little left to gain from labels).
-    `train_of` / `heldout_of` map each task to the pilot images labelled for it (training and held out)."""
+    remove; a task whose held-out loss is down to its training loss has little left to gain from labels; a task
+    with no held-out label, too few pilot labels to spare one, is taken as having everything left, 1).
+    `train_of` / `heldout_of` map each task to the pilot images labelled for it (training and held out; the same
+    data set when none is held out)."""
     import torch
 
     from ..multitask import task_loss
@@ -444,6 +447,8 @@ def _uncertainty(model, train_of, heldout_of, tasks, channels, floor: float, kin
         train_loss = float(task_loss(predictions[id(train_of[task])][task], train["labels"][task], kind))
         remaining = model_loss - train_loss if kind_of_estimate == "gap" else model_loss
         ratio = remaining / trivial_loss if trivial_loss > 0 else 1.0
+        if kind_of_estimate == "gap" and heldout_of[task] is train_of[task]:
+            ratio = 1.0
         uncertainty[task] = float(min(1.0, max(floor, ratio)))
         losses[task] = {"model": model_loss, "constant": trivial_loss, "train": train_loss}
     return uncertainty, losses
