@@ -115,7 +115,6 @@ def test_taba_large_pool_uses_a_sparse_similarity():
 
 def test_pilot_for_another_pool_or_problem(small_pool, tmp_path):
     from effhub.budget import plan_pilot
-
     from effhub.budget.pilot import pilot_settings
 
     pool, test = small_pool
