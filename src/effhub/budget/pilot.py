@@ -149,15 +149,17 @@ def plan_pilot(pool, tasks: Sequence[str], costs, fraction: float | None = None,
                seed: int = 0, output: str | os.PathLike | None = None, settings: Mapping | None = None) -> Pilot:
     """Choose the pilot labels of `pool` (seeded, at random) in the layout `settings["labels"]`.
 
-    `every_task` (the default when unset): a few images, each to be labelled for every task; at least `min_images`.
-    `equal_money`: the same money per task, each task's labels on its own images (no image gets two pilot labels);
-    at least `min_images` labels of the costliest task, and as much money on every other task.
+    `equal_money` (the demo recipe's, so the layout when `settings` is None): the same money per task, each task's
+    labels on its own images (no image gets two pilot labels); at least `min_images` labels of the costliest task,
+    and as much money on every other task. `every_task` (also when `settings` names no layout, as pilots saved before
+    the layouts did): a few images, each to be labelled for every task; at least `min_images`.
 
     Args:
         pool (`datasets.Dataset`): the unlabeled pool.
         tasks, costs: the tasks and their per-label costs (as in `BudgetProblem`).
         fraction (`float`, *optional*): with `budget`, the share of the budget the pilot spends; without it, the
-            share of the pool's images (`every_task`) or of the pool's full labelling cost (`equal_money`).
+            share of the pool's images (`every_task`) or of the pool's full labelling cost (`equal_money`). Default:
+            the demo recipe's `pilot.fraction` (0.5).
         budget (`float`, *optional*): the budget of the allocation to come.
         seed (`int`, defaults to 0): the seed of the choice.
         output (`str`, *optional*): the folder to save the pilot into (`pilot.json`, `images.txt`).
