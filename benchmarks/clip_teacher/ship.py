@@ -5,6 +5,10 @@ run, every stage; `benchmarks.clip_teacher.teacher.train_teacher`), writes the f
 `effhub/models/clip_teacher/shipped/base/` (model.safetensors, processor and tokenizer files, recipe.json,
 training.json) and records the figures that `tests/models/clip_teacher/test_shipped_teacher.py` re-evaluates
 (`figures.json`: the recipe's own zero-shot and retrieval evaluation). The gates are measured by `run.py`.
+
+`--tagging-from FOLDER` runs only the recipe's last stage, `tagging:`, on the teacher in FOLDER (e.g. the one shipped
+before, which the same recipe's earlier stages made): `tagging.start_from` is set for the run, `recipe.json` records
+the recipe without it, and `training.json` records the start weights (their SHA-256 and their own `training.json`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,28 @@ def record_figures(folder: Path) -> dict:
     return figures
 
 
+def tagging_start(folder: Path) -> dict:
+    """A copy of the teacher in `folder` (in a temporary folder that lives as long as the process) and its record:
+    `{"folder", "model_sha256", "training"}` (`training`: the folder's own `training.json`, if any)."""
+    import atexit
+    import hashlib
+
+    from effhub.errors import ConfigError
+
+    if not (folder / "model.safetensors").is_file():
+        raise ConfigError(f"--tagging-from {folder} holds no model.safetensors",
+                          "name a teacher folder, e.g. src/effhub/models/clip_teacher/shipped/base")
+    copy = Path(tempfile.mkdtemp(prefix="clip-teacher-start-"))
+    atexit.register(shutil.rmtree, copy, True)
+    for path in folder.iterdir():
+        if path.is_file():
+            shutil.copy2(path, copy / path.name)
+    training = copy / "training.json"
+    return {"folder": str(copy),
+            "model_sha256": hashlib.sha256((copy / "model.safetensors").read_bytes()).hexdigest(),
+            "training": json.loads(training.read_text()) if training.is_file() else None}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="base")
@@ -41,10 +67,11 @@ def main(argv=None) -> int:
     parser.add_argument("--output", help="folder (default: the package's shipped/base)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--run-dir", help="keep the training run there (an interrupted one is resumed)")
+    parser.add_argument("--tagging-from", help="run only the tagging stage, on the teacher in this folder")
     args = parser.parse_args(argv)
 
     from effhub.models.clip_teacher.weights import BASE_TEACHER, SHIPPED_DIR
-    from effhub.recipes import load_recipe
+    from effhub.recipes import load_recipe, recipe_to_dict
 
     from .teacher import train_teacher
 
@@ -53,7 +80,18 @@ def main(argv=None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        start = None
+        if args.tagging_from:
+            # the start weights are read before the target is replaced, so FOLDER may be the target itself
+            start = tagging_start(Path(args.tagging_from))
+            recipe.tagging.start_from = start.pop("folder")
         train_teacher(recipe, staging, threads=args.threads, run_dir=args.run_dir)
+        if start is not None:
+            recipe.tagging.start_from = None
+            (staging / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2) + "\n")
+            record = json.loads((staging / "training.json").read_text())
+            record["tagging_started_from"] = start
+            (staging / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         figures = record_figures(staging)
         if target.exists():
             shutil.rmtree(target)

@@ -78,6 +78,11 @@ REFERENCES: dict[str, Reference] = {
         ("Zhai, Xiaohua", "Wang, Xiao", "Mustafa, Basil", "Steiner, Andreas", "Keysers, Daniel",
          "Kolesnikov, Alexander", "Beyer, Lucas"), 2022,
         "IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)", "arXiv:2111.07991"),
+    "huang2024tag2text": Reference(
+        "inproceedings", "Tag2Text: Guiding Vision-Language Model via Image Tagging",
+        ("Huang, Xinyu", "Zhang, Youcai", "Ma, Jinyu", "Tian, Weiwei", "Feng, Rui", "Zhang, Yuejie", "Li, Yaqian",
+         "Guo, Yandong", "Zhang, Lei"), 2024,
+        "International Conference on Learning Representations (ICLR)", "arXiv:2303.05657"),
     "maninis2019attentive": Reference(
         "inproceedings", "Attentive Single-Tasking of Multiple Tasks",
         ("Maninis, Kevis-Kokitsi", "Radosavovic, Ilija", "Kokkinos, Iasonas"), 2019,

@@ -427,3 +427,104 @@ def test_whitened_projection_is_not_trained_by_the_contrastive_stage():
     with pytest.raises(ConfigError, match="whitening_images"):
         check_recipe(load_recipe("clip-teacher", "demo", ["train.visual_projection=whitened",
                                                           "train.whitening_images=100000"]))
+
+
+def test_tag_prompts_name_every_class_in_one_template_with_synonyms(world):
+    from effhub.data.captions.world import COLOURS
+    from effhub.models.clip_teacher.tagging import TAG_TEMPLATES, tag_prompts
+
+    seen_templates, seen_words = set(), set()
+    for seed in range(40):
+        prompts = tag_prompts(world.class_names, np.random.default_rng(seed))
+        assert len(prompts) == len(world.class_names)
+        # one template for every class of a batch: the prompts differ only in the class words
+        # (the longest template that matches: "{np}." matches every prompt)
+        templates = {max((t for t in TAG_TEMPLATES if re.fullmatch(
+            re.escape(t).replace(re.escape("{np}"), "an? [a-z]+ [a-z ]+"), prompt)), key=len) for prompt in prompts}
+        assert len(templates) == 1
+        seen_templates |= templates
+        for name, prompt in zip(world.class_names, prompts):
+            colour, shape = name.split(" ")
+            assert any(word in prompt for word in COLOURS[colour][1]) and any(word in prompt for word in SHAPES[shape])
+            seen_words.add(prompt)
+    assert seen_templates == set(TAG_TEMPLATES)
+    assert any("scarlet" in prompt for prompt in seen_words) and any("red " in prompt for prompt in seen_words)
+    assert tag_prompts(world.class_names, np.random.default_rng(1)) == tag_prompts(world.class_names,
+                                                                                   np.random.default_rng(1))
+
+
+def test_tagger_scores_prompts_by_dualcoops_region_aggregation_and_learns_its_three_scalars(small_model):
+    from effhub.adapters.dualcoop.layer import dual_logits, region_features
+    from effhub.models.clip_teacher.tagging import ClipTeacherTagger, tagging_loss
+
+    tagger = ClipTeacherTagger(small_model, region_temperature=4.0, logit_scale=3.0, bias=-2.0)
+    assert tagger.logit_scale is small_model.logit_scale
+    pixel_values = torch.randn(3, 3, 64, 64)
+    prompts = torch.tensor([[38, 5, 6, 39], [38, 7, 39, 39]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    logits = tagger.tag_logits(pixel_values, prompts, mask)
+    assert logits.shape == (3, 2)
+    with torch.no_grad():
+        text = small_model.get_text_features(input_ids=prompts, attention_mask=mask)
+        text = text if isinstance(text, torch.Tensor) else text.pooler_output
+        expected, _ = dual_logits(region_features(small_model, pixel_values, "class_values"), text, 4.0, 3.0,
+                                  image_threshold=True)
+    assert torch.allclose(logits, expected[:, 1] - expected[:, 0] - 2.0, atol=1e-5)
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    loss = tagging_loss(logits, labels)
+    assert torch.isclose(loss, torch.nn.functional.binary_cross_entropy_with_logits(logits, labels))
+    loss.backward()
+    scalars = (tagger.tag_region_temperature_log, tagger.tag_logit_scale_log, tagger.tag_bias)
+    assert all(p.grad is not None and p.grad.abs() > 0 for p in scalars)
+    small_model.zero_grad()
+
+
+def test_tagging_stage_trains_the_text_side_projections_and_scalars_never_the_vision_tower(small_model):
+    from effhub.models.clip_teacher.tagging import ClipTeacherTagger
+    from effhub.models.clip_teacher.training_clip_teacher import parameter_groups, tagging_phase
+    from effhub.recipes import load_recipe
+
+    tagger = ClipTeacherTagger(small_model)
+    names = {id(p): name for name, p in tagger.named_parameters()}
+    for projection in ("learned", "whitened"):
+        recipe = load_recipe("clip-teacher", "demo", ["tagging.steps=5", f"train.visual_projection={projection}"])
+        update = tagging_phase(recipe, tagger).updates[0]
+        trained = {names[id(p)] for p in update.parameters(tagger)}
+        assert not any(name.startswith("clip.vision_model.") for name in trained)
+        assert {"clip.text_projection.weight", "clip.logit_scale", "tag_bias", "tag_logit_scale_log",
+                "tag_region_temperature_log"} <= trained
+        assert ("clip.visual_projection.weight" in trained) == (projection == "learned")
+    groups = parameter_groups(tagger, list(tagger.parameters()))
+    assert [names[id(p)] for p in groups["temperature"]] == ["clip.logit_scale"]
+    assert {"tag_bias", "tag_logit_scale_log"} <= {names[id(p)] for p in groups["no_decay"]}
+
+
+def test_collator_adds_tag_prompts_and_labels_for_the_tagging_stage(world):
+    from effhub.models.clip_teacher.tokenization import train_clip_tokenizer
+
+    tokenizer = train_clip_tokenizer(world.vocabulary_texts(300), vocab_size=600)
+    pairs = world.pairs(4, seed=0)
+    labels = np.zeros((4, len(world.class_names)), dtype=np.float32)
+    for row, classes in enumerate(pairs["labels"]):
+        labels[row, classes] = 1
+    data = ClipPairs(np.stack([np.asarray(image) for image in pairs["image"]]), pairs["caption"], labels)
+    collate = ClipCollator(tokenizer, seed=3, tag_classes=world.class_names)
+    batch = collate([data[i] for i in range(4)])
+    assert batch["tag_input_ids"].shape[0] == len(world.class_names) == batch["tag_labels"].shape[1]
+    assert torch.equal(batch["tag_labels"], torch.from_numpy(labels))
+    assert torch.equal(collate([data[i] for i in range(4)])["tag_input_ids"], batch["tag_input_ids"])
+    assert "tag_input_ids" not in ClipCollator(tokenizer)([data[i] for i in range(4)])
+
+
+def test_tagging_recipe_checks_name_the_fix():
+    from effhub.models.clip_teacher.training_clip_teacher import check_recipe, load_start_teacher
+    from effhub.recipes import load_recipe
+
+    with pytest.raises(ConfigError, match="start_from"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["tagging.start_from=base"]))
+    with pytest.raises(ConfigError, match="tagging.steps"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["tagging.steps=-1"]))
+    with pytest.raises(ConfigError, match="tagging.weight"):
+        check_recipe(load_recipe("clip-teacher", "demo", ["tagging.steps=5", "tagging.weight=-1"]))
+    with pytest.raises(ConfigError, match="neither a shipped teacher nor a model folder"):
+        load_start_teacher("no-such-teacher")

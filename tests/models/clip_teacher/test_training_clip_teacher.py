@@ -106,6 +106,34 @@ def test_whitened_projection_run_keeps_the_whitening_of_its_locked_tower(tmp_pat
     assert "fixed at the whitening" in (run / "README.md").read_text()
 
 
+def test_tagging_stage_from_a_teacher_keeps_its_vision_tower_and_drops_its_scalars(run_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    run = tmp_path / "tagged"
+    result = run_cli("train", "clip-teacher", "--recipe", "demo", "--output-dir", str(run), "--no-progress",
+                     *overrides(QUICK_OVERRIDES + ("tagging.steps=4", "tagging.batch_size=16",
+                                                   "tagging.warmup_steps=1", f"tagging.start_from={run_dir}",
+                                                   "train.center_class_prompts=true")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # only the tagging stage ran, on the start teacher's weights and tokenizer
+    assert list(json.loads((run / "checkpoints" / "stages.json").read_text())["stages"]) == ["tagging"]
+    assert (run / "vocab.json").read_text() == (run_dir / "vocab.json").read_text()
+    start, final = load_file(run_dir / "model.safetensors"), load_file(run / "model.safetensors")
+    assert set(final) == set(start)  # a plain CLIPModel: the tagger's scalars are not part of it
+    vision = [key for key in final if key.startswith("vision_model.")]
+    assert vision and all(torch.equal(final[key], start[key]) for key in vision)
+    assert not torch.equal(final["text_projection.weight"], start["text_projection.weight"])
+    # the prompt centring runs after the tagging stage, the last one that trains the text side: it projects one
+    # direction out of the text projection, whose smallest singular value is then zero
+    singular_values = torch.linalg.svdvals(final["text_projection.weight"].double())
+    assert singular_values[-1] < 1e-6 * singular_values[0]
+    assert torch.linalg.svdvals(start["text_projection.weight"].double())[-1] > 1e-3 * singular_values[0]
+    logged = (run / "logs" / "metrics.jsonl").read_text()
+    assert "tagging/tags/tagging_loss" in logged and "tagging/tags/contrastive_loss" in logged
+    card = (run / "README.md").read_text()
+    assert "learned to tag its scenes" in card and "Tag2Text" in card
+
+
 def test_transformers_alone_loads_and_classifies(run_dir):
     script = textwrap.dedent(
         f"""
