@@ -115,7 +115,7 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
     import torch
 
     from effhub.adapters.dualcoop.config import PAPER_LOGIT_SCALE, PAPER_REGION_TEMPERATURE
-    from effhub.adapters.dualcoop.layer import dual_logit_offset, dual_logits, presence_probabilities
+    from effhub.adapters.dualcoop.layer import dual_logit_offset, dual_logits, presence_logits
     from effhub.adapters.dualcoop.loss import asymmetric_loss
     from effhub.adapters.dualcoop.model import dual_prompt_features
 
@@ -157,7 +157,8 @@ def train_dualcoop(clip, tokenizer, regions, targets, class_names, steps, seed, 
         with torch.no_grad():
             logits, _ = dual_logits(test_regions, text(class_prompts(tokenizer, names)), temperature,
                                     PAPER_LOGIT_SCALE, offset, image_threshold)
-        return presence_probabilities(logits).numpy()
+        # ranked by the log-odds: the float32 probabilities of confident classes tie just below 1
+        return presence_logits(logits).numpy()
 
     return score
 
@@ -205,7 +206,8 @@ def train_coop(clip, tokenizer, embeds, targets, class_names, steps, seed, lr=0.
 
 
 def zero_shot_clip(clip, tokenizer, embeds, class_names):
-    """(per-class cosine, across-class softmax) scores with "a photo of a <class>."."""
+    """(per-class cosine, across-class softmax) scores with "a photo of a <class>."; the softmax as its logarithm,
+    which ranks the same without float32 ties near 1."""
     import torch
 
     from effhub.models.clip_teacher.evaluation import encode_texts
@@ -213,7 +215,7 @@ def zero_shot_clip(clip, tokenizer, embeds, class_names):
     text = encode_texts(clip, tokenizer, [f"a photo of a {name}." for name in class_names])
     image = embeds / embeds.norm(dim=-1, keepdim=True)
     cosine = image @ text.T
-    return cosine.numpy(), torch.softmax(float(clip.logit_scale.exp()) * cosine, dim=-1).numpy()
+    return cosine.numpy(), torch.log_softmax(float(clip.logit_scale.exp()) * cosine, dim=-1).numpy()
 
 
 def linear_probe(pooled_train, targets, pooled_test, seed):

@@ -81,8 +81,40 @@ def test_map_is_exact_when_scores_crowd_near_one():
     from effhub.adapters.dualcoop.training_dualcoop import multilabel_metrics
 
     # class 0: positives ranked first but all within one histogram bin of the negatives; class 1: the reverse
-    probs = torch.tensor([[0.999990, 0.2], [0.999985, 0.3], [0.999980, 0.9], [0.999975, 0.8]])
+    probs = torch.tensor([[0.999990, 0.2], [0.999985, 0.3], [0.999980, 0.9], [0.999975, 0.8]], dtype=torch.float64)
     targets = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]])
-    scores = multilabel_metrics(probs, targets, top_k=1)
+    scores = multilabel_metrics(torch.logit(probs).float(), targets, top_k=1)
     assert scores["map"] == pytest.approx(100.0)
     assert scores["map_histogram"] < 100.0 and scores["map_error_bound"] > 0
+
+
+def test_ranking_uses_presence_logits_where_float32_probabilities_tie():
+    import torch
+
+    from effhub.adapters.dualcoop.layer import presence_logits, presence_probabilities
+    from effhub.adapters.dualcoop.training_dualcoop import multilabel_metrics
+    from effhub.models.clip_teacher.probing import average_precisions
+
+    # confident logits: the positives (the two highest) round to the same float32 probability as a negative
+    negative_logit = torch.zeros(6)
+    positive_logit = torch.tensor([16.9, 17.5, 17.0, 16.0, 2.0, 1.0])
+    logits = torch.stack([negative_logit, positive_logit], dim=1)[..., None]  # [6 images, 2, 1 class]
+    targets = torch.tensor([[0], [1], [1], [0], [0], [1]])
+    probs = presence_probabilities(logits)
+    assert len(torch.unique(probs[:3])) == 1  # the float32 ties the ranking must not go through
+    by_probs = float(average_precisions(probs.numpy(), targets.numpy())[0])
+    metrics = multilabel_metrics(presence_logits(logits), targets, top_k=1)
+    exact = (1 + 1 + 3 / 6) / 3
+    assert metrics["map"] == pytest.approx(100 * exact) and by_probs < exact
+
+
+def test_top_k_ranks_logits_before_the_sigmoid():
+    import torch
+
+    from effhub.metrics import multilabel_statistics
+
+    # both classes' float32 probabilities round to 1: only the logits say that class 1 is the top one
+    logits = torch.tensor([[17.0, 17.5]])
+    assert torch.equal(logits.sigmoid()[0, 0], logits.sigmoid()[0, 1])
+    statistics = multilabel_statistics(logits, torch.tensor([[0, 1]]), top_k=1, from_logits=True)
+    assert statistics["top_k_true_positive"].tolist() == [0, 1]

@@ -43,6 +43,7 @@ from .layer import (
     dual_logits,
     encode_prompts,
     pad_class_tokens,
+    presence_logits,
     presence_probabilities,
     region_features,
 )
@@ -59,6 +60,8 @@ class DualCoOpOutput(ModelOutput):
         loss (`torch.Tensor`, *optional*): the weighted asymmetric loss, when `labels` were given.
         logits (`torch.Tensor`): `[B, 2, C]` dual logits, index 0 negative and 1 positive.
         probs (`torch.Tensor`): `[B, C]` presence probabilities (softmax over each class's logit pair).
+        presence_logits (`torch.Tensor`): `[B, C]` log-odds of presence (`probs` is their sigmoid); rank by these
+            (mAP, top-k): float32 probabilities of confident classes tie just below 1.
         text_embeds (`torch.Tensor`): `[2C, D]` normalised prompt features, the C negative prompts first (`[C, D]`,
             positive prompts only, with `negative_prompt="image_threshold"`).
         region_weights (`torch.Tensor`, *optional*): `[B, C, N]` spatial weights (with `output_region_weights=True`).
@@ -67,6 +70,7 @@ class DualCoOpOutput(ModelOutput):
     loss: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     probs: Optional[torch.Tensor] = None
+    presence_logits: Optional[torch.Tensor] = None
     text_embeds: Optional[torch.Tensor] = None
     region_weights: Optional[torch.Tensor] = None
 
@@ -374,6 +378,7 @@ def dualcoop_forward(model, pixel_values: torch.Tensor | None = None, class_name
         loss = asymmetric_loss(logits, labels, config.asl_gamma_neg, config.asl_gamma_pos, config.asl_clip,
                                config.loss_weight)
     output = DualCoOpOutput(loss=loss, logits=logits, probs=presence_probabilities(logits),
+                            presence_logits=presence_logits(logits),
                             text_embeds=text / text.norm(dim=-1, keepdim=True),
                             region_weights=weights if output_region_weights else None)
     return output if return_dict is not False else output.to_tuple()

@@ -275,7 +275,8 @@ def build_phase(recipe: DualCoOpRecipe, class_names):
 # ------------------------------------------------------------------------------------------------- evaluation
 def scores_and_targets(model, images, targets, class_names, image_size: int, batch_size: int, run=None,
                        accelerator=None):
-    """Presence probabilities `[N, C]` of `class_names` and the targets, gathered from every process."""
+    """Presence log-odds `[N, C]` of `class_names` (`DualCoOpOutput.presence_logits`) and the targets, gathered from
+    every process."""
     import torch
 
     from ...training import evaluate
@@ -284,7 +285,7 @@ def scores_and_targets(model, images, targets, class_names, image_size: int, bat
     names = list(class_names)
 
     def step(model, batch):
-        return {"probs": model(pixel_values=batch["pixel_values"], class_names=names).probs.float(),
+        return {"scores": model(pixel_values=batch["pixel_values"], class_names=names).presence_logits.float(),
                 "labels": batch["labels"]}
 
     if run is not None:
@@ -292,27 +293,30 @@ def scores_and_targets(model, images, targets, class_names, image_size: int, bat
     else:
         result = evaluate(model, dataset, step, batch_size, collate_fn=collate, accelerator=accelerator,
                           reduce=None)
-    return result["probs"].to(torch.float32).cpu(), result["labels"].cpu()
+    return result["scores"].to(torch.float32).cpu(), result["labels"].cpu()
 
 
-def multilabel_metrics(probs, targets, top_k: int = 3, threshold: float = 0.5) -> dict:
-    """mAP (percent), CP/CR/CF1/OP/OR/OF1 at the threshold and at top-k (percent), from `effhub.metrics`.
+def multilabel_metrics(scores, targets, top_k: int = 3, threshold: float = 0.5) -> dict:
+    """mAP (percent), CP/CR/CF1/OP/OR/OF1 at the probability threshold and at top-k (percent), from
+    `effhub.metrics`, for presence log-odds `scores` `[N, C]` (`scores_and_targets`).
 
-    `map` is exact: the evaluation gathers every image's scores, so each is ranked. The histogram estimate of
-    `effhub.metrics` stays as `map_histogram` with its `map_error_bound`: with the image-level threshold the
-    probabilities of an image's top classes crowd into the last bins near 1, and the bound grows past use.
+    `map` is exact: the evaluation gathers every image's scores, so each is ranked, by its log-odds (the float32
+    probabilities of confident classes tie just below 1). The histogram estimate of `effhub.metrics` stays as
+    `map_histogram` with its `map_error_bound`: with the image-level threshold the probabilities of an image's top
+    classes crowd into the last bins near 1, and the bound grows past use.
     """
     import numpy as np
 
     from ...metrics import multilabel_scores, multilabel_statistics
     from ...models.clip_teacher.probing import average_precisions
 
-    top_k = min(top_k, probs.shape[1])
-    scores = multilabel_scores(multilabel_statistics(probs, targets, top_k=top_k, threshold=threshold), top_k)
-    result = {key: 100 * value for key, value in scores.items() if isinstance(value, float)}
+    top_k = min(top_k, scores.shape[1])
+    statistics = multilabel_statistics(scores, targets, top_k=top_k, threshold=threshold, from_logits=True)
+    result = {key: 100 * value for key, value in multilabel_scores(statistics, top_k).items()
+              if isinstance(value, float)}
     result["map_histogram"] = result["map"]
-    result["map"] = float(np.nanmean(average_precisions(np.asarray(probs), np.asarray(targets))) * 100)
-    result["num_images"], result["num_classes"], result["top_k"] = int(len(probs)), int(probs.shape[1]), top_k
+    result["map"] = float(np.nanmean(average_precisions(np.asarray(scores), np.asarray(targets))) * 100)
+    result["num_images"], result["num_classes"], result["top_k"] = int(len(scores)), int(scores.shape[1]), top_k
     return result
 
 
@@ -320,22 +324,22 @@ def evaluate_adapter(model, data: MultiLabelData, recipe: DualCoOpRecipe, run=No
     """The test metrics: `{"test": ...}` in the partial setting; `{"zsl": ..., "gzsl": ...}` in the zero-shot one
     (ZSL: the unseen classes on the test images holding at least one; GZSL: every class on every test image)."""
     t = recipe.train
-    probs, targets = scores_and_targets(model, data.test_images, data.test_targets, data.class_names,
-                                        recipe.data.eval_image_size, t.eval_batch_size, run, accelerator)
+    scores, targets = scores_and_targets(model, data.test_images, data.test_targets, data.class_names,
+                                         recipe.data.eval_image_size, t.eval_batch_size, run, accelerator)
     if not data.unseen_classes:
-        return {"test": multilabel_metrics(probs, targets, t.top_k, t.threshold)}
+        return {"test": multilabel_metrics(scores, targets, t.top_k, t.threshold)}
     columns = [data.class_names.index(name) for name in data.unseen_classes]
     rows = (targets[:, columns] == 1).any(dim=1)
     # ZSL scores the unseen classes alone: with a negative prompt each class's (negative, positive) pair does not
     # depend on the other classes, and the unseen columns of the GZSL scores are those scores; with the image-level
     # threshold the other classes set the threshold, so the unseen classes are scored again among themselves
     if recipe.model.negative_prompt == "image_threshold":
-        zsl_probs, _ = scores_and_targets(model, data.test_images, data.test_targets, data.unseen_classes,
-                                          recipe.data.eval_image_size, t.eval_batch_size, run, accelerator)
+        zsl_scores, _ = scores_and_targets(model, data.test_images, data.test_targets, data.unseen_classes,
+                                           recipe.data.eval_image_size, t.eval_batch_size, run, accelerator)
     else:
-        zsl_probs = probs[:, columns]
-    return {"gzsl": multilabel_metrics(probs, targets, t.top_k, t.threshold),
-            "zsl": multilabel_metrics(zsl_probs[rows], targets[rows][:, columns], t.top_k, t.threshold)}
+        zsl_scores = scores[:, columns]
+    return {"gzsl": multilabel_metrics(scores, targets, t.top_k, t.threshold),
+            "zsl": multilabel_metrics(zsl_scores[rows], targets[rows][:, columns], t.top_k, t.threshold)}
 
 
 # ------------------------------------------------------------------------------------------------- entry points

@@ -63,6 +63,8 @@ def multilabel_statistics(
             "pass (N, C) scores and (N, C) references with 1, 0 or the ignore value",
         )
     scores = scores.float()
+    # top-k ranks the scores as given: the float32 sigmoid of large logits ties just below 1
+    ranking = scores
     if from_logits:
         scores = scores.sigmoid()
     elif scores.numel() and (scores.min() < 0 or scores.max() > 1):
@@ -88,7 +90,7 @@ def multilabel_statistics(
         return torch.bincount(class_offset[selected], minlength=num_classes * num_bins).view(num_classes, num_bins)
 
     predicted = scores >= threshold
-    top = scores.topk(top_k, dim=1).indices
+    top = ranking.topk(top_k, dim=1).indices
     in_top = torch.zeros_like(known).scatter_(1, top, True)
     return {
         "positive_histogram": class_histogram(positive),
