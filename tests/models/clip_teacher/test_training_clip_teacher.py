@@ -117,7 +117,8 @@ def test_tagging_stage_from_a_teacher_keeps_its_vision_tower_and_drops_its_scala
     assert result.returncode == 0, result.stderr[-3000:]
     # only the tagging stage ran, on the start teacher's weights and tokenizer
     assert list(json.loads((run / "checkpoints" / "stages.json").read_text())["stages"]) == ["tagging"]
-    assert (run / "vocab.json").read_text() == (run_dir / "vocab.json").read_text()
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):  # the start's tokenizer, saved as it was
+        assert (run / name).read_text() == (run_dir / name).read_text(), name
     start, final = load_file(run_dir / "model.safetensors"), load_file(run / "model.safetensors")
     assert set(final) == set(start)  # a plain CLIPModel: the tagger's scalars are not part of it
     vision = [key for key in final if key.startswith("vision_model.")]

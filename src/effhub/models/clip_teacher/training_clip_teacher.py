@@ -610,16 +610,32 @@ def load_start_teacher(name_or_path: str):
     """`(CLIPModel, processor)` that `tagging.start_from` names: a shipped teacher's name, or a model folder."""
     from pathlib import Path
 
-    from transformers import AutoProcessor, CLIPModel
+    from transformers import AutoProcessor, CLIPModel, CLIPTokenizer
 
     from ..loading import load_pretrained
+    from .processing import build_clip_processor
     from .weights import SHIPPED_DIR, base_teacher_path
 
     folder = base_teacher_path(name_or_path) if (SHIPPED_DIR / name_or_path).is_dir() else Path(name_or_path)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"tagging.start_from is {name_or_path!r}, neither a shipped teacher nor a model folder",
                           "name a shipped teacher (base) or a folder holding a CLIPModel and its processor")
-    return load_pretrained(CLIPModel, folder), AutoProcessor.from_pretrained(folder)
+    model = load_pretrained(CLIPModel, folder)
+    loaded = AutoProcessor.from_pretrained(folder).tokenizer
+    # the same BPE model as a new tokenizer, built as the first stages build theirs: a loaded tokenizer would save
+    # its loading arguments (is_local, max_length, ...) into the run's tokenizer_config.json
+    vocab, merges = _bpe_model(loaded)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=loaded.model_max_length)
+    return model, build_clip_processor(tokenizer, model.config.vision_config.image_size)
+
+
+def _bpe_model(tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The vocabulary and the ordered merges of a fast CLIP tokenizer's BPE model."""
+    import json
+
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in bpe["merges"]]
+    return bpe["vocab"], merges
 
 
 def pretraining_images(world, recipe: CLIPTeacherRecipe, model, singles, multis=None) -> tuple[dict, dict]:
