@@ -159,8 +159,9 @@ def measure(model, tokenizer, world, sizes: dict, seed: int = 0) -> dict:
     cosines = ml_embeds @ prompts.T
     results["zero_shot_multilabel"] = probing.mean_average_precision(cosines.numpy(), y_test, sizes["bootstrap"], seed)
     # reported beside the gate: CLIP's zero-shot classifier (softmax of the scaled cosines over the classes) ranks
-    # an image's classes against each other first, which the per-class cosine does not
-    softmax = torch.softmax(float(model.logit_scale.exp()) * cosines, dim=-1)
+    # an image's classes against each other first, which the per-class cosine does not; ranked as its logarithm,
+    # which orders the same without the float32 ties of probabilities near 1
+    softmax = torch.log_softmax(float(model.logit_scale.exp()) * cosines, dim=-1)
     results["zero_shot_multilabel_softmax"] = probing.mean_average_precision(softmax.numpy(), y_test,
                                                                              sizes["bootstrap"], seed)
 
