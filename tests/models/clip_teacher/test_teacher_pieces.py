@@ -470,6 +470,10 @@ def test_tagger_scores_prompts_by_dualcoops_region_aggregation_and_learns_its_th
         expected, _ = dual_logits(region_features(small_model, pixel_values, "class_values"), text, 4.0, 3.0,
                                   image_threshold=True)
     assert torch.allclose(logits, expected[:, 1] - expected[:, 0] - 2.0, atol=1e-5)
+    # the tagging stage passes the last vision block's input of its CLIP forward instead of running the tower again
+    with torch.no_grad():
+        hidden = small_model.vision_model(pixel_values=pixel_values, output_hidden_states=True).hidden_states[-2]
+        assert torch.equal(tagger.tag_logits(None, prompts, mask, last_block_input=hidden), logits.detach())
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     loss = tagging_loss(logits, labels)
     assert torch.isclose(loss, torch.nn.functional.binary_cross_entropy_with_logits(logits, labels))
@@ -504,9 +508,9 @@ def test_collator_adds_tag_prompts_and_labels_for_the_tagging_stage(world):
 
     tokenizer = train_clip_tokenizer(world.vocabulary_texts(300), vocab_size=600)
     pairs = world.pairs(4, seed=0)
-    labels = np.zeros((4, len(world.class_names)), dtype=np.float32)
-    for row, classes in enumerate(pairs["labels"]):
-        labels[row, classes] = 1
+    from effhub.data.multilabel import multi_hot
+
+    labels = multi_hot(pairs["labels"], len(world.class_names)).astype(np.float32)
     data = ClipPairs(np.stack([np.asarray(image) for image in pairs["image"]]), pairs["caption"], labels)
     collate = ClipCollator(tokenizer, seed=3, tag_classes=world.class_names)
     batch = collate([data[i] for i in range(4)])

@@ -197,10 +197,16 @@ def region_features(clip, pixel_values: torch.Tensor, mode: str = "values",
     vision = clip.vision_model
     hidden = vision.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
     hidden = vision.pre_layrnorm(hidden)
-    layers = vision.encoder.layers
-    for layer in layers[:-1]:
+    for layer in vision.encoder.layers[:-1]:
         hidden = layer(hidden, None)
-    last = layers[-1]
+    return regions_from_last_block_input(clip, hidden, mode)
+
+
+def regions_from_last_block_input(clip, hidden: torch.Tensor, mode: str = "values") -> torch.Tensor:
+    """`region_features` from the last vision block's input `hidden` `[B, 1 + num_patches, width]` (e.g. a CLIP
+    forward's `vision_model_output.hidden_states[-2]`, so that a caller who ran the tower does not run it again)."""
+    vision = clip.vision_model
+    last = vision.encoder.layers[-1]
     if mode == "values":
         tokens = last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(hidden)))[:, 1:]
     elif mode == "class_values":
@@ -273,4 +279,4 @@ def presence_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["DualCoOpLayer", "pad_class_tokens", "prompt_length", "check_prompt_fits", "encode_prompts",
-           "region_features", "dual_logits", "dual_logit_offset", "presence_logits", "presence_probabilities"]
+           "region_features", "regions_from_last_block_input", "dual_logits", "dual_logit_offset", "presence_logits", "presence_probabilities"]

@@ -76,14 +76,21 @@ class ClipTeacherTagger(nn.Module):
         """CLIP's learned temperature (clamped after every step as in the contrastive stage)."""
         return self.clip.logit_scale
 
-    def tag_logits(self, pixel_values: torch.Tensor, tag_input_ids: torch.Tensor,
-                   tag_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Presence logits `[B, C]` of the C tag prompts for B images (before the sigmoid)."""
-        from ...adapters.dualcoop.layer import dual_logits, region_features
+    def tag_logits(self, pixel_values: torch.Tensor | None, tag_input_ids: torch.Tensor,
+                   tag_attention_mask: torch.Tensor | None = None,
+                   last_block_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Presence logits `[B, C]` of the C tag prompts for B images (before the sigmoid).
 
-        text = self.clip.get_text_features(input_ids=tag_input_ids, attention_mask=tag_attention_mask)
-        text = text if isinstance(text, torch.Tensor) else text.pooler_output
-        regions = region_features(self.clip, pixel_values, "class_values")
+        Args:
+            last_block_input (`torch.Tensor`, *optional*): the images' input to the last vision block (a CLIP
+                forward's `vision_model_output.hidden_states[-2]`); given, `pixel_values` are not run again.
+        """
+        from ...adapters.dualcoop.layer import dual_logits, region_features, regions_from_last_block_input
+        from .evaluation import _features
+
+        text = _features(self.clip.get_text_features(input_ids=tag_input_ids, attention_mask=tag_attention_mask))
+        regions = (region_features(self.clip, pixel_values, "class_values") if last_block_input is None
+                   else regions_from_last_block_input(self.clip, last_block_input, "class_values"))
         logits, _ = dual_logits(regions, text, self.tag_region_temperature_log.exp(), self.tag_logit_scale_log.exp(),
                                 image_threshold=True)
         return logits[:, 1] - logits[:, 0] + self.tag_bias

@@ -610,7 +610,7 @@ def load_start_teacher(name_or_path: str):
     """`(CLIPModel, processor)` that `tagging.start_from` names: a shipped teacher's name, or a model folder."""
     from pathlib import Path
 
-    from transformers import AutoProcessor, CLIPModel, CLIPTokenizer
+    from transformers import AutoTokenizer, CLIPModel, CLIPTokenizer
 
     from ..loading import load_pretrained
     from .processing import build_clip_processor
@@ -621,7 +621,7 @@ def load_start_teacher(name_or_path: str):
         raise ConfigError(f"tagging.start_from is {name_or_path!r}, neither a shipped teacher nor a model folder",
                           "name a shipped teacher (base) or a folder holding a CLIPModel and its processor")
     model = load_pretrained(CLIPModel, folder)
-    loaded = AutoProcessor.from_pretrained(folder).tokenizer
+    loaded = AutoTokenizer.from_pretrained(folder)
     # the same BPE model as a new tokenizer, built as the first stages build theirs: a loaded tokenizer would save
     # its loading arguments (is_local, max_length, ...) into the run's tokenizer_config.json
     vocab, merges = _bpe_model(loaded)
@@ -734,10 +734,12 @@ def tagging_phase(recipe: CLIPTeacherRecipe, tagger):
         from .tagging import tagging_loss
 
         output = model.clip(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            pixel_values=batch["pixel_values"])
+                            pixel_values=batch["pixel_values"], output_hidden_states=True)
         contrastive = contrastive_loss(output.logits_per_image)
-        tags = tagging_loss(model.tag_logits(batch["pixel_values"], batch["tag_input_ids"],
-                                             batch["tag_attention_mask"]), batch["tag_labels"])
+        # the tag regions start from the last vision block's input of this forward: the tower runs once per step
+        tag_logits = model.tag_logits(None, batch["tag_input_ids"], batch["tag_attention_mask"],
+                                      last_block_input=output.vision_model_output.hidden_states[-2])
+        tags = tagging_loss(tag_logits, batch["tag_labels"])
         return {"loss": contrastive + t.weight * tags, "contrastive_loss": contrastive.detach(),
                 "tagging_loss": tags.detach(), "logit_scale": model.clip.logit_scale.detach().exp()}
 
